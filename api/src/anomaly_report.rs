@@ -1,0 +1,186 @@
+//! `AnomalyReport`: one anomaly on one service and signal, from the moment the
+//! detector opens it until it resolves, with what was done about it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::{Severity, Signal};
+
+/// Identifies the anomalous series. Written once by the detector; immutable.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "homeostat.dev",
+    version = "v1alpha1",
+    kind = "AnomalyReport",
+    namespaced,
+    doc = "An anomaly the homeostat detector found on one service and signal, with its culprit, evidence and remediation history.",
+    status = "AnomalyReportStatus",
+    shortname = "ar",
+    category = "homeostat",
+    printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.service"}"#,
+    printcolumn = r#"{"name":"Signal","type":"string","jsonPath":".spec.signal"}"#,
+    printcolumn = r#"{"name":"Culprit","type":"string","jsonPath":".status.culprit.service"}"#,
+    printcolumn = r#"{"name":"Score","type":"number","jsonPath":".status.score"}"#,
+    printcolumn = r#"{"name":"Severity","type":"string","jsonPath":".status.severity"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: open a new report instead"))]
+pub struct AnomalyReportSpec {
+    /// The service whose signal is anomalous.
+    #[schemars(length(min = 1, max = 63))]
+    pub service: String,
+
+    /// The anomalous signal.
+    pub signal: Signal,
+}
+
+/// Where a report is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ReportState {
+    /// The anomaly is ongoing and nothing has been done yet.
+    Open,
+    /// A remediation is in force for it.
+    Remediating,
+    /// The signal is back inside its baseline band.
+    Resolved,
+}
+
+/// The detector's findings and the report's history.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnomalyReportStatus {
+    /// Open, Remediating or Resolved.
+    pub state: ReportState,
+
+    /// Latest anomaly score, between 0 and 1.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub score: f64,
+
+    /// Highest score seen while open.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub peak_score: f64,
+
+    /// Latest severity.
+    pub severity: Severity,
+
+    /// Latest observed value of the signal (seconds for latency, a ratio for
+    /// errors, requests per second for rate).
+    pub observed: f64,
+
+    /// The baseline band the observed value is judged against.
+    pub baseline: BaselineBand,
+
+    /// The service the detector holds responsible, with its evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub culprit: Option<Culprit>,
+
+    /// When the anomaly began (the first tick of the held score).
+    pub opened_at: Time,
+
+    /// When the detector last evaluated the series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluated_at: Option<Time>,
+
+    /// When the signal returned to its band for the quiet time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
+
+    /// What happened, in order. Entries are keyed by `id` so the detector and
+    /// the operator can each add theirs with server-side apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
+    #[schemars(length(max = 256))]
+    pub timeline: Vec<TimelineEntry>,
+
+    /// Remediation actions taken (or blocked) for this report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
+    #[schemars(length(max = 256))]
+    pub actions: Vec<ActionRecord>,
+
+    /// Degraded (the detector lacks data for this series) and other conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The expected range of a signal.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineBand {
+    /// Lower edge of the normal band.
+    pub lower: f64,
+    /// Expected value.
+    pub centre: f64,
+    /// Upper edge of the normal band.
+    pub upper: f64,
+}
+
+/// The service held responsible.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Culprit {
+    /// The service at fault (may differ from spec.service when a callee is to blame).
+    #[schemars(length(min = 1, max = 63))]
+    pub service: String,
+
+    /// Human-readable reasons, strongest first, e.g. "orders p99 up 6x; its
+    /// calls to payment-primary account for the increase".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub evidence: Vec<String>,
+
+    /// How sure the localisation is, between 0 and 1.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub confidence: f64,
+}
+
+/// One event in the life of a report.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    /// Unique within the report, e.g. "opened" or "action-1-done".
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+    /// When it happened.
+    pub time: Time,
+    /// Who recorded it: detector or operator.
+    #[schemars(length(max = 63))]
+    pub source: String,
+    /// What happened, for a person.
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// A remediation action as the operator carried it out or was stopped from doing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionRecord {
+    /// Unique within the report.
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+    /// The RemediationPolicy that planned it.
+    pub policy: String,
+    /// scale or reroute.
+    pub kind: String,
+    /// What it changed: a workload or a router, with the change, e.g.
+    /// "deployment/tax 2→3" or "payment-primary→payment-secondary 50%".
+    pub target: String,
+    /// When it was planned.
+    pub planned_at: Time,
+    /// When it took effect; unset for dry runs and blocked actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_at: Option<Time>,
+    /// When it was undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_at: Option<Time>,
+    /// Planned only: the policy is in dry-run.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The guard that stopped it, if one did (cooldown, rate-limit, suspended, kill-switch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<String>,
+}

@@ -1,0 +1,22 @@
+//! The `homeostat.dev/v1alpha1` API: the custom resources that the operator,
+//! the detector and SREs share, and the CRDs generated from them.
+
+mod anomaly_report;
+mod crds;
+mod duration;
+pub mod oms;
+mod order_system;
+mod remediation_policy;
+mod signal;
+
+pub use anomaly_report::*;
+pub use crds::{all_crds, crd_file_name, render_crd_yaml};
+pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
+pub use order_system::*;
+pub use remediation_policy::*;
+pub use signal::{Severity, Signal};
+
+/// The API group of every homeostat resource.
+pub const GROUP: &str = "homeostat.dev";
+/// The API version of every homeostat resource.
+pub const VERSION: &str = "v1alpha1";

@@ -1,0 +1,222 @@
+//! `OrderSystem`: one instance of the bundled reference OMS.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::Duration;
+
+/// The image that serves every OMS service (one binary, a subcommand per service).
+pub const DEFAULT_OMS_IMAGE: &str = "ghcr.io/homeostat-dev/oms-sample:0.1.0";
+
+/// Desired state of one reference OMS: the image, per-service sizing, the
+/// load generator and optional fault drills. The operator turns it into
+/// Deployments, Services, RBAC, the payment routing ConfigMap and ServiceMonitors.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "homeostat.dev",
+    version = "v1alpha1",
+    kind = "OrderSystem",
+    namespaced,
+    doc = "One instance of the bundled reference order management system, deployed and kept in shape by the homeostat operator.",
+    status = "OrderSystemStatus",
+    shortname = "oms",
+    category = "homeostat",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Services","type":"string","jsonPath":".status.summary"}"#,
+    printcolumn = r#"{"name":"Load","type":"integer","jsonPath":".spec.loadGenerator.ordersPerSecond","description":"Orders per second from the load generator"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(format!("!has(self.services) || self.services.all(name, name in {})", crate::oms::OMS_SERVICES_CEL)).message("services keys must be OMS service names: orders, inventory, tax, payment-primary, payment-secondary, fulfillment, notifications, returns"))]
+#[x_kube(validation = Rule::new(format!("!has(self.faults) || self.faults.all(f, f.service in {})", crate::oms::OMS_SERVICES_CEL)).message("faults[].service must be an OMS service name"))]
+pub struct OrderSystemSpec {
+    /// Container image serving every OMS service.
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+
+    /// Pull policy for the image: Always, IfNotPresent or Never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Per-service overrides keyed by service name (orders, inventory, tax,
+    /// payment-primary, payment-secondary, fulfillment, notifications, returns).
+    /// Services not listed run one replica with default resources.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceOverrides>,
+
+    /// Initial payment routing: percentage of payment calls sent to
+    /// payment-primary; the rest go to payment-secondary. Remediations may change
+    /// the live routing ConfigMap; this is what the operator writes at creation.
+    #[serde(default = "default_primary_weight")]
+    #[schemars(range(min = 0, max = 100))]
+    pub payment_primary_weight: i32,
+
+    /// Synthetic customer traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_generator: Option<LoadGeneratorSpec>,
+
+    /// Declarative fault injection for drills. Each fault starts when it is
+    /// added and ends after its duration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub faults: Vec<FaultSpec>,
+
+    /// Create Prometheus Operator ServiceMonitors when that CRD is installed.
+    #[serde(default = "default_true")]
+    pub service_monitors: bool,
+}
+
+/// Image pull policy of the OMS containers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// Sizing of one OMS service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceOverrides {
+    /// Replicas of the service's Deployment at creation. A remediation that
+    /// scaled the Deployment owns its replica count until it restores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: Option<i32>,
+
+    /// Compute resources of the service's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The open-loop load generator (`oms loadgen`) run beside the OMS.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.newOrderPercent + self.lookupPercent + self.returnPercent == 100").message("newOrderPercent + lookupPercent + returnPercent must equal 100"))]
+pub struct LoadGeneratorSpec {
+    /// Run the load generator.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Arrival rate of requests, per second, held regardless of latency.
+    #[serde(default = "default_orders_per_second")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub orders_per_second: i32,
+
+    /// Share of requests that create an order, in percent.
+    #[serde(default = "default_new_order_percent")]
+    #[schemars(range(min = 0, max = 100))]
+    pub new_order_percent: i32,
+
+    /// Share of requests that look an order up, in percent.
+    #[serde(default = "default_lookup_percent")]
+    #[schemars(range(min = 0, max = 100))]
+    pub lookup_percent: i32,
+
+    /// Share of requests that open a return, in percent.
+    #[serde(default = "default_return_percent")]
+    #[schemars(range(min = 0, max = 100))]
+    pub return_percent: i32,
+}
+
+/// What a fault does to the service it is injected into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum FaultKind {
+    /// Adds latency drawn from a log-normal distribution around latencyMs.
+    Latency,
+    /// Fails a fraction (errorRate) of requests with 503.
+    Errors,
+}
+
+/// One fault drill.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.kind != 'Latency' || self.latencyMs > 0").message("a Latency fault needs latencyMs > 0"))]
+#[x_kube(validation = Rule::new("self.kind != 'Errors' || self.errorRate > 0.0").message("an Errors fault needs errorRate > 0"))]
+pub struct FaultSpec {
+    /// OMS service to degrade.
+    #[schemars(length(min = 1, max = 63))]
+    pub service: String,
+
+    /// Latency or Errors.
+    pub kind: FaultKind,
+
+    /// Latency: median added delay in milliseconds.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 60000))]
+    pub latency_ms: i32,
+
+    /// Errors: fraction of requests answered with 503, between 0 and 1.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub error_rate: f64,
+
+    /// When set, the fault grows linearly to full strength over this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Duration>,
+
+    /// How long the fault lasts.
+    pub duration: Duration,
+}
+
+/// Observed state of an OrderSystem.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSystemStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Progressing and Degraded, in metav1.Condition form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// Desired and ready replicas per service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub services: Vec<ServiceStatus>,
+
+    /// Ready services over all services, e.g. "8/8", for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+/// Replica counts of one OMS service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Service name.
+    pub name: String,
+    /// Replicas the Deployment asks for (may differ from the spec while a remediation holds it).
+    pub desired_replicas: i32,
+    /// Replicas that are ready.
+    pub ready_replicas: i32,
+}
+
+fn default_image() -> String {
+    DEFAULT_OMS_IMAGE.to_owned()
+}
+fn default_primary_weight() -> i32 {
+    100
+}
+fn default_true() -> bool {
+    true
+}
+fn default_orders_per_second() -> i32 {
+    40
+}
+fn default_new_order_percent() -> i32 {
+    70
+}
+fn default_lookup_percent() -> i32 {
+    25
+}
+fn default_return_percent() -> i32 {
+    5
+}

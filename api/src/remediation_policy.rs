@@ -1,0 +1,342 @@
+//! `RemediationPolicy`: when to scale a service or steer traffic away from it,
+//! and the guard rails around doing so.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::{Duration, Severity, Signal};
+
+/// Declares which anomalies a policy answers and what it does about them.
+/// The operator acts only while an open AnomalyReport matches `services`,
+/// `trigger` has held for `trigger.for`, and every guard allows it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "homeostat.dev",
+    version = "v1alpha1",
+    kind = "RemediationPolicy",
+    namespaced,
+    doc = "When and how homeostat remediates an anomaly: scale a service or steer traffic away from it, within guard rails.",
+    status = "RemediationPolicyStatus",
+    shortname = "rp",
+    category = "homeostat",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Dry-Run","type":"boolean","jsonPath":".spec.guards.dryRun"}"#,
+    printcolumn = r#"{"name":"Suspended","type":"boolean","jsonPath":".spec.guards.suspend"}"#,
+    printcolumn = r#"{"name":"Actions","type":"integer","jsonPath":".status.actionsTaken","description":"Actions carried out since creation"}"#,
+    printcolumn = r#"{"name":"Last-Action","type":"date","jsonPath":".status.lastActionTime"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationPolicySpec {
+    /// The services this policy covers.
+    pub services: ServiceSelector,
+
+    /// The anomaly that makes the policy act.
+    pub trigger: Trigger,
+
+    /// What to do, in order. Each entry sets exactly one of `scale` or `reroute`.
+    #[schemars(length(min = 1, max = 8))]
+    pub actions: Vec<RemediationAction>,
+
+    /// Limits on how often and whether the policy acts.
+    #[serde(default)]
+    pub guards: Guards,
+
+    /// How long a resolved report must stay resolved before actions are undone.
+    #[serde(default = "default_stable_for")]
+    pub stable_for: Duration,
+}
+
+/// Selects services by name, by the labels of their Deployments, or both
+/// (a service matches when either selects it).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.names) && size(self.names) > 0) || has(self.selector)").message("services must set names or selector"))]
+pub struct ServiceSelector {
+    /// Service names, e.g. payment-primary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub names: Vec<String>,
+
+    /// Label selector over the services' Deployments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// When a report is bad enough, and has been for long enough, to act on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// Signals that trigger the policy (latency_p50, latency_p95, latency_p99,
+    /// error_ratio, request_rate).
+    #[schemars(length(min = 1, max = 5))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub signals: Vec<Signal>,
+
+    /// Minimum anomaly score, between 0 and 1.
+    #[serde(default = "default_min_score")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_score: f64,
+
+    /// Minimum severity: Warning or Critical.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+
+    /// How long the report must have been open before the policy acts.
+    #[serde(rename = "for", default = "default_hold_for")]
+    pub hold_for: Duration,
+}
+
+/// One remediation step. Exactly one of `scale` or `reroute` is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.scale) != has(self.reroute)").message("each action must set exactly one of scale or reroute"))]
+pub struct RemediationAction {
+    /// Add replicas to the service's workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleAction>,
+
+    /// Move traffic from a failing backend to a healthy one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reroute: Option<RerouteAction>,
+}
+
+/// Scale a workload through its `scale` subresource.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must be less than or equal to maxReplicas"))]
+pub struct ScaleAction {
+    /// The workload to scale. Defaults to the Deployment named after the
+    /// anomalous service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<WorkloadRef>,
+
+    /// Replicas added per action.
+    #[serde(default = "default_step")]
+    #[schemars(range(min = 1, max = 100))]
+    pub step: i32,
+
+    /// Never scale below this many replicas.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_replicas: i32,
+
+    /// Never scale above this many replicas.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+
+    /// Return to the original replica count once the report has been resolved
+    /// for `stableFor`.
+    #[serde(default = "default_true")]
+    pub scale_back: bool,
+}
+
+/// A workload with a `scale` subresource.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// API version of the workload, e.g. apps/v1.
+    #[serde(default = "default_workload_api_version")]
+    pub api_version: String,
+    /// Kind of the workload, e.g. Deployment or StatefulSet.
+    #[serde(default = "default_workload_kind")]
+    pub kind: String,
+    /// Name of the workload in the policy's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Shift traffic weight between two backends of a router.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.from != self.to").message("from and to must name different backends"))]
+#[x_kube(validation = Rule::new("self.weightStep <= self.maxWeight").message("weightStep must not exceed maxWeight"))]
+pub struct RerouteAction {
+    /// The router that splits the traffic.
+    pub router: RouterRef,
+
+    /// Backend to move traffic away from (the failing one).
+    #[schemars(length(min = 1, max = 253))]
+    pub from: String,
+
+    /// Backend to move traffic to (must not itself be anomalous).
+    #[schemars(length(min = 1, max = 253))]
+    pub to: String,
+
+    /// Percentage points of traffic moved per action.
+    #[serde(default = "default_weight_step")]
+    #[schemars(range(min = 1, max = 100))]
+    pub weight_step: i32,
+
+    /// Most weight, in percent, the `to` backend may receive.
+    #[serde(default = "default_max_weight")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_weight: i32,
+
+    /// Put the original weights back once the report has been resolved for `stableFor`.
+    #[serde(default = "default_true")]
+    pub restore: bool,
+}
+
+/// Which traffic router carries out a reroute.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterRef {
+    /// OmsConfigMap (the reference OMS's routing ConfigMap) or HTTPRoute
+    /// (Gateway API gateway.networking.k8s.io/v1 backend weights).
+    pub kind: RouterKind,
+    /// Name of the ConfigMap or HTTPRoute in the policy's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The kinds of traffic router homeostat can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum RouterKind {
+    /// The reference OMS's routing ConfigMap, watched live by `orders`.
+    OmsConfigMap,
+    /// Gateway API HTTPRoute backendRefs weights.
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
+}
+
+/// Guard rails around acting.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Guards {
+    /// Least time between two actions of this policy.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Duration,
+
+    /// Most actions this policy may take in any hour.
+    #[serde(default = "default_max_actions_per_hour")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_actions_per_hour: i32,
+
+    /// Plan and record actions, but do not carry them out.
+    #[serde(default)]
+    pub dry_run: bool,
+
+    /// Take no action at all (restores still run).
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Self {
+            cooldown: default_cooldown(),
+            max_actions_per_hour: default_max_actions_per_hour(),
+            dry_run: false,
+            suspend: false,
+        }
+    }
+}
+
+/// Observed state of a policy: its validity, counters and what it must undo.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationPolicyStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready and Invalid, in metav1.Condition form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// When the policy last acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action_time: Option<Time>,
+
+    /// Actions carried out since creation.
+    #[serde(default)]
+    pub actions_taken: i64,
+
+    /// Actions a guard prevented since creation.
+    #[serde(default)]
+    pub actions_blocked: i64,
+
+    /// Actions in the last hour, kept to enforce maxActionsPerHour across restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_actions: Vec<Time>,
+
+    /// Changes this policy made that are still in force, with what to restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<ActiveRemediation>,
+}
+
+/// A change in force, with the state from before it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveRemediation {
+    /// The AnomalyReport that caused it.
+    pub report: String,
+    /// scale or reroute.
+    pub kind: String,
+    /// The workload or router changed.
+    pub target: String,
+    /// Replicas before the first scale action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_replicas: Option<i32>,
+    /// Backend weights before the first reroute action, as backend=weight pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub original_weights: Vec<BackendWeight>,
+    /// When the first action was taken.
+    pub started_at: Time,
+    /// Actions taken for this report.
+    pub steps: i32,
+}
+
+/// The weight of one backend of a router.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendWeight {
+    /// Backend name.
+    pub backend: String,
+    /// Weight in percent.
+    #[schemars(range(min = 0, max = 100))]
+    pub weight: i32,
+}
+
+fn default_stable_for() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_min_score() -> f64 {
+    0.9
+}
+fn default_min_severity() -> Severity {
+    Severity::Warning
+}
+fn default_hold_for() -> Duration {
+    Duration::from_secs(0)
+}
+fn default_step() -> i32 {
+    1
+}
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_workload_api_version() -> String {
+    "apps/v1".to_owned()
+}
+fn default_workload_kind() -> String {
+    "Deployment".to_owned()
+}
+fn default_weight_step() -> i32 {
+    50
+}
+fn default_max_weight() -> i32 {
+    100
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_actions_per_hour() -> i32 {
+    6
+}

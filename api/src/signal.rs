@@ -1,0 +1,89 @@
+//! What the detector measures and how bad a deviation is.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A per-service signal the detector scores.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// Median server-side request latency.
+    LatencyP50,
+    /// 95th percentile server-side request latency.
+    LatencyP95,
+    /// 99th percentile server-side request latency.
+    LatencyP99,
+    /// Fraction of requests answered with a 5xx status.
+    ErrorRatio,
+    /// Requests per second.
+    RequestRate,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 5] = [
+        Signal::LatencyP50,
+        Signal::LatencyP95,
+        Signal::LatencyP99,
+        Signal::ErrorRatio,
+        Signal::RequestRate,
+    ];
+
+    /// The name used in the API, metrics labels and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Signal::LatencyP50 => "latency_p50",
+            Signal::LatencyP95 => "latency_p95",
+            Signal::LatencyP99 => "latency_p99",
+            Signal::ErrorRatio => "error_ratio",
+            Signal::RequestRate => "request_rate",
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How far outside its baseline a signal is. Ordered: `Warning < Critical`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Severity {
+    /// Outside the baseline band, worth a look.
+    Warning,
+    /// Far outside the baseline band; customers are likely affected.
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "Warning",
+            Severity::Critical => "Critical",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_serialises_as_its_api_name() {
+        for s in Signal::ALL {
+            let json = serde_json::to_string(&s).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+    }
+
+    #[test]
+    fn critical_outranks_warning() {
+        assert!(Severity::Critical > Severity::Warning);
+    }
+}

@@ -1,0 +1,288 @@
+//! etcd + kube-apiserver on free loopback ports: a real Kubernetes API with no
+//! nodes. Objects are stored and validated exactly as on a cluster; nothing
+//! runs pods, so Deployments never get ready replicas.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tempfile::TempDir;
+
+use crate::assets::TestAssets;
+use crate::certs::ControlPlanePki;
+use crate::ports::free_port;
+use crate::process::ManagedProcess;
+use crate::{SupportError, install_crypto_provider};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(200);
+
+/// A running control plane. Dropping it stops both processes and deletes its
+/// directory (certificates, etcd data, logs).
+pub struct ControlPlane {
+    // Field order is drop order: the API server stops before its etcd.
+    apiserver: ManagedProcess,
+    etcd: ManagedProcess,
+    server_url: String,
+    kubeconfig_path: PathBuf,
+    assets: TestAssets,
+    dir: TempDir,
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver from the test assets and waits until
+    /// `/readyz` is ok and the `default` namespace exists.
+    pub async fn start() -> Result<Self, SupportError> {
+        install_crypto_provider();
+        let assets = TestAssets::locate()?;
+        let dir = tempfile::Builder::new()
+            .prefix("homeostat-control-plane-")
+            .tempdir()
+            .map_err(SupportError::io("create the control plane directory"))?;
+        let root = dir.path();
+
+        let pki = ControlPlanePki::generate()?;
+        let files = [
+            ("ca.crt", &pki.ca_cert),
+            ("apiserver.crt", &pki.serving_cert),
+            ("apiserver.key", &pki.serving_key),
+            ("admin.crt", &pki.admin_cert),
+            ("admin.key", &pki.admin_key),
+            ("service-account.key", &pki.service_account_key),
+            ("service-account.pub", &pki.service_account_public_key),
+        ];
+        for (name, pem) in files {
+            write(&root.join(name), pem)?;
+        }
+
+        let etcd = start_etcd(&assets, root).await?;
+        let etcd_url = etcd.1;
+        let mut etcd = etcd.0;
+
+        let port = free_port()?;
+        let server_url = format!("https://127.0.0.1:{port}");
+        let mut apiserver = ManagedProcess::spawn(
+            "kube-apiserver",
+            apiserver_command(&assets.kube_apiserver()?, root, port, &etcd_url),
+            &root.join("kube-apiserver.log"),
+        )?;
+
+        let kubeconfig_path = root.join("kubeconfig");
+        write(&kubeconfig_path, &kubeconfig_yaml(&server_url, root))?;
+
+        let plane_client = client_for(&kubeconfig_path).await?;
+        wait_ready(&plane_client, &mut apiserver, &mut etcd).await?;
+
+        Ok(Self {
+            apiserver,
+            etcd,
+            server_url,
+            kubeconfig_path,
+            assets,
+            dir,
+        })
+    }
+
+    /// A cluster-admin client.
+    pub async fn client(&self) -> Result<kube::Client, SupportError> {
+        client_for(&self.kubeconfig_path).await
+    }
+
+    /// A kubeconfig file with cluster-admin credentials, for processes and kubectl.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// The directory holding certificates, data and the servers' logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The log files of kube-apiserver and etcd.
+    pub fn log_paths(&self) -> [&Path; 2] {
+        [self.apiserver.log_path(), self.etcd.log_path()]
+    }
+
+    /// Process ids of kube-apiserver and etcd.
+    pub fn pids(&self) -> [u32; 2] {
+        [self.apiserver.pid(), self.etcd.pid()]
+    }
+
+    /// A `kubectl` command bound to this control plane.
+    pub fn kubectl(&self) -> Result<Command, SupportError> {
+        let mut command = Command::new(self.assets.kubectl()?);
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig_path)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"));
+        Ok(command)
+    }
+
+    /// Fails with the server's log when either process has died.
+    pub fn check_alive(&mut self) -> Result<(), SupportError> {
+        self.etcd.check_alive()?;
+        self.apiserver.check_alive()
+    }
+}
+
+async fn start_etcd(
+    assets: &TestAssets,
+    root: &Path,
+) -> Result<(ManagedProcess, String), SupportError> {
+    let client_port = free_port()?;
+    let peer_port = free_port()?;
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let mut command = Command::new(assets.etcd()?);
+    command
+        .arg("--name=homeostat")
+        .arg(format!("--data-dir={}", root.join("etcd").display()))
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=homeostat={peer_url}"))
+        // Test data is thrown away: trade durability for speed.
+        .arg("--unsafe-no-fsync")
+        .arg("--log-level=warn");
+    let mut etcd = ManagedProcess::spawn("etcd", command, &root.join("etcd.log"))?;
+
+    let http = reqwest::Client::new();
+    let health = format!("{client_url}/health");
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        etcd.check_alive()?;
+        if let Ok(response) = http.get(&health).send().await
+            && let Ok(body) = response.text().await
+            && body.contains("\"health\":\"true\"")
+        {
+            return Ok((etcd, client_url));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(SupportError::NotReady {
+                what: "etcd",
+                timeout: READY_TIMEOUT,
+                log_tail: etcd.log_tail(40),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn apiserver_command(binary: &Path, root: &Path, port: u16, etcd_url: &str) -> Command {
+    let file = |name: &str| root.join(name).display().to_string();
+    let mut command = Command::new(binary);
+    command
+        .arg(format!("--etcd-servers={etcd_url}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--advertise-address=127.0.0.1")
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--cert-dir={}", file("apiserver-certs")))
+        .arg(format!("--tls-cert-file={}", file("apiserver.crt")))
+        .arg(format!("--tls-private-key-file={}", file("apiserver.key")))
+        .arg(format!("--client-ca-file={}", file("ca.crt")))
+        .arg(format!(
+            "--service-account-key-file={}",
+            file("service-account.pub")
+        ))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            file("service-account.key")
+        ))
+        .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+        .arg("--service-cluster-ip-range=10.96.0.0/16")
+        .arg("--authorization-mode=RBAC")
+        // No nodes and no controller-manager: nothing would create the
+        // ServiceAccount tokens this admission plugin waits for.
+        .arg("--disable-admission-plugins=ServiceAccount")
+        .arg("--profiling=false")
+        .arg("--v=1");
+    command
+}
+
+fn kubeconfig_yaml(server_url: &str, root: &Path) -> String {
+    let file = |name: &str| root.join(name).display().to_string();
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: homeostat
+  cluster:
+    server: {server_url}
+    certificate-authority: {ca}
+users:
+- name: homeostat-admin
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: homeostat
+  context:
+    cluster: homeostat
+    user: homeostat-admin
+    namespace: default
+current-context: homeostat
+",
+        ca = file("ca.crt"),
+        cert = file("admin.crt"),
+        key = file("admin.key"),
+    )
+}
+
+async fn client_for(kubeconfig_path: &Path) -> Result<kube::Client, SupportError> {
+    install_crypto_provider();
+    let kubeconfig = Kubeconfig::read_from(kubeconfig_path)
+        .map_err(|e| SupportError::Kubeconfig(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| SupportError::Kubeconfig(e.to_string()))?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn wait_ready(
+    client: &kube::Client,
+    apiserver: &mut ManagedProcess,
+    etcd: &mut ManagedProcess,
+) -> Result<(), SupportError> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    loop {
+        etcd.check_alive()?;
+        apiserver.check_alive()?;
+        let ready = match client.request_text(readyz_request()).await {
+            Ok(body) => {
+                body.trim() == "ok" && namespaces.get_opt("default").await.ok().flatten().is_some()
+            }
+            Err(_) => false,
+        };
+        if ready {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(SupportError::NotReady {
+                what: "kube-apiserver",
+                timeout: READY_TIMEOUT,
+                log_tail: apiserver.log_tail(40),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn readyz_request() -> http::Request<Vec<u8>> {
+    let mut request = http::Request::new(Vec::new());
+    *request.uri_mut() = http::Uri::from_static("/readyz");
+    request
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), SupportError> {
+    std::fs::write(path, contents).map_err(SupportError::io(format!("write {}", path.display())))
+}

@@ -1,0 +1,30 @@
+//! Real infrastructure for homeostat's tests: an etcd + kube-apiserver control
+//! plane and a Prometheus server, each started on free loopback ports in a
+//! temporary directory and stopped on drop.
+//!
+//! The binaries come from `cargo xtask test-assets` (kube-apiserver, etcd and
+//! kubectl built from their Go modules) and Debian's `prometheus` package. A
+//! fixture that cannot find them fails with the command that provides them;
+//! nothing is skipped silently.
+
+pub mod assets;
+mod certs;
+pub mod control_plane;
+mod error;
+mod ports;
+mod process;
+pub mod prometheus;
+pub mod wait;
+
+pub use assets::TestAssets;
+pub use control_plane::ControlPlane;
+pub use error::SupportError;
+pub use prometheus::{Prometheus, PrometheusConfig, ScrapeTarget};
+pub use wait::wait_until;
+
+/// kube uses rustls with ring; make ring the process-wide provider so that
+/// every TLS client in the process agrees. Safe to call more than once.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,80 @@
+//! A child process whose output goes to a log file and that dies with its owner.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::SupportError;
+
+pub(crate) struct ManagedProcess {
+    what: &'static str,
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl ManagedProcess {
+    pub(crate) fn spawn(
+        what: &'static str,
+        mut command: Command,
+        log_path: &Path,
+    ) -> Result<Self, SupportError> {
+        let log = File::create(log_path)
+            .map_err(SupportError::io(format!("create {}", log_path.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(SupportError::io(format!("open {}", log_path.display())))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .map_err(|source| SupportError::Spawn { what, source })?;
+        Ok(Self {
+            what,
+            child,
+            log_path: log_path.to_owned(),
+        })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An error describing the exit, when the process has already exited.
+    pub(crate) fn check_alive(&mut self) -> Result<(), SupportError> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(SupportError::Exited {
+                what: self.what,
+                status: status.to_string(),
+                log_tail: self.log_tail(40),
+            }),
+            Err(err) => Err(SupportError::io(format!("wait for {}", self.what))(err)),
+        }
+    }
+
+    /// The last `lines` lines of the process's output.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Kills the process and reaps it.
+    pub(crate) fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

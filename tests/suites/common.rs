@@ -1,0 +1,85 @@
+//! Helpers shared by the suites.
+
+use std::time::Duration;
+
+use homeostat_test_support::{ControlPlane, wait_until};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+pub const FIELD_MANAGER: &str = "homeostat-tests";
+
+/// A fresh control plane and an admin client for it.
+pub async fn control_plane() -> (ControlPlane, kube::Client) {
+    let plane = ControlPlane::start()
+        .await
+        .unwrap_or_else(|e| panic!("start etcd + kube-apiserver: {e}"));
+    let client = plane
+        .client()
+        .await
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    (plane, client)
+}
+
+/// A fresh control plane with the homeostat CRDs installed and established.
+pub async fn control_plane_with_crds() -> (ControlPlane, kube::Client) {
+    let (plane, client) = control_plane().await;
+    install_crds(&client).await;
+    (plane, client)
+}
+
+/// Applies every homeostat CRD and waits until each is Established.
+pub async fn install_crds(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for crd in homeostat_api::all_crds() {
+        let name = crd.metadata.name.clone().expect("CRD name");
+        crds.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+    }
+    for crd in homeostat_api::all_crds() {
+        let name = crd.metadata.name.clone().expect("CRD name");
+        wait_until(
+            &format!("CRD {name} Established"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
+                if is_established(&crd) {
+                    Ok(())
+                } else {
+                    Err(format!("{:?}", crd.status))
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+pub fn is_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+}
+
+/// The message of an API error, or a panic naming what was expected.
+pub fn api_error_message(
+    result: Result<impl std::fmt::Debug, kube::Error>,
+    expected: &str,
+) -> String {
+    match result {
+        Ok(value) => panic!("{expected}: the API server accepted it: {value:?}"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{expected}: unexpected status {status:?}");
+            status.message
+        }
+        Err(other) => panic!("{expected}: unexpected error {other}"),
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration suites against real servers: kube-apiserver + etcd from
+//! `cargo xtask test-assets` and Debian's Prometheus. Each test starts the
+//! servers it needs and stops them when it ends.
+
+mod common;
+mod control_plane;
+mod crds;
+mod deployments;
+mod prometheus;
+mod remediation_policy_validation;
+mod server_side_apply;

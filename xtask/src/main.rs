@@ -1,0 +1,67 @@
+//! Developer tasks for homeostat, run as `cargo xtask <task>`.
+
+mod crds;
+mod test;
+mod test_assets;
+mod workspace;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  demo           run the local self-healing demo
+  test           build test assets if missing, then fmt, clippy and every test
+  test-assets    build kube-apiserver, etcd and kubectl once; print their directory
+  control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
+  crds [--check] write crds/ from the Rust types (--check: fail on drift)";
+
+fn control_plane(args: &[String]) -> anyhow::Result<()> {
+    let assets = test_assets::ensure()?;
+    let mut cargo = workspace::cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        "homeostat-test-support",
+        "--bin",
+        "homeostat-control-plane",
+        "--",
+    ]);
+    workspace::run(cargo.env("HOMEOSTAT_TEST_ASSETS", assets).args(args))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match task.as_str() {
+        "crds" => crds::run(rest),
+        "test-assets" => test_assets::ensure().map(|dir| println!("{}", dir.display())),
+        "control-plane" => control_plane(rest),
+        "test" => test::run(rest),
+        "demo" => {
+            eprintln!(
+                "cargo xtask demo: the local self-healing demo is coming (issue 6). \
+                 Until then: `cargo xtask control-plane` runs the local API server."
+            );
+            Ok(())
+        }
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("unknown task {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask {task}: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `cargo xtask test-assets`: kube-apiserver, kubectl and etcd built from their
+//! Go modules (tests/control-plane) once, into a cache under target/.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::workspace;
+
+const BINARIES: [&str; 3] = ["kube-apiserver", "etcd", "kubectl"];
+const STAMP: &str = ".inputs-hash";
+
+/// Returns the asset directory, building it first when it is missing or was
+/// built from other inputs.
+pub fn ensure() -> anyhow::Result<PathBuf> {
+    let module = workspace::root().join("tests/control-plane");
+    let go_mod = read(&module.join("go.mod"))?;
+    let version = required_version(&go_mod, "k8s.io/kubernetes")?;
+    let inputs = inputs_hash(&module)?;
+    let dir = workspace::target_dir()
+        .join("test-assets")
+        .join(format!("kubernetes-{version}"));
+
+    if is_complete(&dir, &inputs) {
+        return Ok(dir);
+    }
+    build(&module, &dir, &version, &inputs)?;
+    Ok(dir)
+}
+
+fn is_complete(dir: &Path, inputs: &str) -> bool {
+    BINARIES.iter().all(|b| dir.join(b).is_file())
+        && std::fs::read_to_string(dir.join(STAMP)).is_ok_and(|stamp| stamp == inputs)
+}
+
+fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Result<()> {
+    let go = which("go").context(
+        "the Go toolchain is needed to build kube-apiserver and etcd: install Go 1.24 or newer and put `go` on the PATH",
+    )?;
+    let minor = version
+        .trim_start_matches('v')
+        .split('.')
+        .nth(1)
+        .context("cannot read the minor version")?;
+    // Stamp the release into the binaries, as Kubernetes' own build does.
+    let ldflags = [
+        ("k8s.io/component-base/version", "gitVersion", version),
+        ("k8s.io/component-base/version", "gitMajor", "1"),
+        ("k8s.io/component-base/version", "gitMinor", minor),
+        ("k8s.io/component-base/version", "gitTreeState", "clean"),
+        ("k8s.io/client-go/pkg/version", "gitVersion", version),
+        ("k8s.io/client-go/pkg/version", "gitMajor", "1"),
+        ("k8s.io/client-go/pkg/version", "gitMinor", minor),
+    ]
+    .iter()
+    .map(|(pkg, var, value)| format!("-X {pkg}.{var}={value}"))
+    .collect::<Vec<_>>()
+    .join(" ");
+
+    let mut staging = dir.to_path_buf().into_os_string();
+    staging.push(".building");
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
+    eprintln!(
+        "building kube-apiserver, kubectl ({version}) and etcd with {} into {} (a cold build takes about 7 minutes on 2 cores)",
+        go.display(),
+        dir.display()
+    );
+    let started = Instant::now();
+    let mut out_dir = staging.clone().into_os_string();
+    out_dir.push("/");
+    workspace::run(
+        Command::new(&go)
+            .current_dir(module)
+            .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
+            .arg(out_dir)
+            .args([
+                "k8s.io/kubernetes/cmd/kube-apiserver",
+                "k8s.io/kubernetes/cmd/kubectl",
+                "./cmd/etcd",
+            ]),
+    )?;
+    eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
+
+    verify_version(&staging.join("kube-apiserver"), &["--version"], version)?;
+    verify_version(&staging.join("kubectl"), &["version", "--client"], version)?;
+    let etcd_version =
+        required_version(&read(&module.join("go.mod"))?, "go.etcd.io/etcd/server/v3")?;
+    verify_version(
+        &staging.join("etcd"),
+        &["--version"],
+        etcd_version.trim_start_matches('v'),
+    )?;
+
+    std::fs::write(staging.join(STAMP), inputs).context("write the inputs stamp")?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&staging, dir)
+        .with_context(|| format!("move the build to {}", dir.display()))?;
+    Ok(())
+}
+
+fn verify_version(binary: &Path, args: &[&str], expected: &str) -> anyhow::Result<()> {
+    let output = Command::new(binary)
+        .args(args)
+        .output()
+        .with_context(|| format!("run {}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || !text.contains(expected) {
+        bail!(
+            "{} {:?} printed {text:?}, expected {expected}",
+            binary.display(),
+            args
+        );
+    }
+    eprintln!("{}", text.lines().next().unwrap_or_default());
+    Ok(())
+}
+
+/// The version a `go.mod` requires of `module`.
+fn required_version(go_mod: &str, module: &str) -> anyhow::Result<String> {
+    go_mod
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(module))
+                .then(|| words.next())
+                .flatten()
+        })
+        .map(str::to_owned)
+        .with_context(|| format!("tests/control-plane/go.mod does not require {module}"))
+}
+
+/// FNV-1a over the files that decide what gets built.
+fn inputs_hash(module: &Path) -> anyhow::Result<String> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for file in ["go.mod", "go.sum", "cmd/etcd/main.go"] {
+        for byte in read(&module.join(file))?.bytes().chain(file.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    Ok(format!("{hash:016x}"))
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_required_versions_from_go_mod() {
+        let go_mod = "module x\n\nrequire (\n\tgo.etcd.io/etcd/server/v3 v3.5.21\n\tk8s.io/kubernetes v1.33.13\n)\n";
+        assert_eq!(
+            required_version(go_mod, "k8s.io/kubernetes").ok(),
+            Some("v1.33.13".into())
+        );
+        assert_eq!(
+            required_version(go_mod, "go.etcd.io/etcd/server/v3").ok(),
+            Some("v3.5.21".into())
+        );
+        assert!(required_version(go_mod, "k8s.io/api").is_err());
+    }
+}
