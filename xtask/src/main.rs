@@ -20,7 +20,6 @@ fn control_plane(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
     let mut cargo = workspace::cargo(&[
         "run",
-        "--quiet",
         "-p",
         "homeostat-test-support",
         "--bin",
