@@ -7,6 +7,7 @@ mod duration;
 pub mod oms;
 mod order_system;
 mod remediation_policy;
+pub mod routing;
 mod signal;
 
 pub use anomaly_report::*;

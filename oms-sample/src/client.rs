@@ -1,0 +1,246 @@
+//! Calls from one OMS service to another: every call is a [`ClientCall`] from
+//! the contract, measured in `http_client_request_duration_seconds` with the
+//! callee as `peer_service`, bounded by a timeout, and carrying the trace context.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::contract::ClientCall;
+use crate::error::ErrorBody;
+use crate::metrics::{ClientLabels, ServiceMetrics};
+use crate::telemetry;
+
+/// Where each service listens.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    urls: BTreeMap<String, String>,
+}
+
+impl Peers {
+    /// Every OMS service at `template` with `{service}` replaced, e.g. `http://{service}:8080`.
+    pub fn from_template(template: &str) -> Self {
+        let urls = homeostat_api::oms::OMS_SERVICES
+            .iter()
+            .map(|s| ((*s).to_owned(), template.replace("{service}", s)))
+            .collect();
+        Self { urls }
+    }
+
+    /// Every OMS service on loopback, `orders` at `base_port` and the rest after it.
+    pub fn local(base_port: u16) -> Self {
+        let urls = homeostat_api::oms::OMS_SERVICES
+            .iter()
+            .zip(base_port..)
+            .map(|(s, port)| ((*s).to_owned(), format!("http://127.0.0.1:{port}")))
+            .collect();
+        Self { urls }
+    }
+
+    /// Overrides one service's URL.
+    pub fn set(&mut self, service: &str, url: &str) {
+        self.urls
+            .insert(service.to_owned(), url.trim_end_matches('/').to_owned());
+    }
+
+    pub fn url(&self, service: &str) -> Option<&str> {
+        self.urls.get(service).map(String::as_str)
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    #[error("{peer} answered {status}: {}", body.message)]
+    Status {
+        peer: String,
+        status: u16,
+        body: ErrorBody,
+    },
+    #[error("{peer} did not answer within {timeout:?}")]
+    Timeout { peer: String, timeout: Duration },
+    #[error("cannot reach {peer}: {message}")]
+    Connect { peer: String, message: String },
+    #[error("unexpected answer from {peer}: {message}")]
+    Decode { peer: String, message: String },
+    #[error("no address configured for {peer}")]
+    UnknownPeer { peer: String },
+}
+
+impl CallError {
+    /// Worth trying again: the callee may recover (overload, restart, network).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CallError::Status { status, .. } => matches!(status, 502..=504),
+            CallError::Timeout { .. } | CallError::Connect { .. } => true,
+            CallError::Decode { .. } | CallError::UnknownPeer { .. } => false,
+        }
+    }
+
+    /// The callee's error code, when it answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            CallError::Status { body, .. } => Some(&body.error),
+            _ => None,
+        }
+    }
+}
+
+/// A service's client to its peers.
+#[derive(Clone)]
+pub struct ServiceClient {
+    http: reqwest::Client,
+    caller: &'static str,
+    metrics: ServiceMetrics,
+    peers: Arc<Peers>,
+    timeout: Duration,
+}
+
+impl ServiceClient {
+    pub fn new(
+        caller: &'static str,
+        metrics: ServiceMetrics,
+        peers: Arc<Peers>,
+        timeout: Duration,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            http,
+            caller,
+            metrics,
+            peers,
+            timeout,
+        }
+    }
+
+    /// Calls `call` on `peer` with `params` filling the path's `{…}` segments.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        call: &ClientCall,
+        peer: &str,
+        params: &[&str],
+        body: Option<&Req>,
+    ) -> Result<Resp, CallError> {
+        let span = tracing::info_span!("http.client", peer.service = peer, http.route = call.path);
+        self.call_in_span(call, peer, params, body)
+            .instrument(span)
+            .await
+    }
+
+    async fn call_in_span<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        call: &ClientCall,
+        peer: &str,
+        params: &[&str],
+        body: Option<&Req>,
+    ) -> Result<Resp, CallError> {
+        let base = self.peers.url(peer).ok_or_else(|| CallError::UnknownPeer {
+            peer: peer.to_owned(),
+        })?;
+        let url = format!("{base}{}", call.render_path(params));
+        let method =
+            reqwest::Method::from_bytes(call.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut headers = HeaderMap::new();
+        telemetry::inject_current_context(&mut headers);
+        let mut request = self
+            .http
+            .request(method, &url)
+            .headers(headers)
+            .timeout(self.timeout);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+
+        let started = Instant::now();
+        let result = request.send().await;
+        let (status, error_type, outcome) = match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let bytes = response.bytes().await;
+                let outcome = match bytes {
+                    Ok(bytes) if (200..300).contains(&status) => {
+                        serde_json::from_slice::<Resp>(&bytes).map_err(|e| CallError::Decode {
+                            peer: peer.to_owned(),
+                            message: e.to_string(),
+                        })
+                    }
+                    Ok(bytes) => Err(CallError::Status {
+                        peer: peer.to_owned(),
+                        status,
+                        body: serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+                            error: "unknown".to_owned(),
+                            message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                        }),
+                    }),
+                    Err(e) => Err(CallError::Decode {
+                        peer: peer.to_owned(),
+                        message: e.to_string(),
+                    }),
+                };
+                (status, "", outcome)
+            }
+            Err(e) if e.is_timeout() => (
+                0,
+                "timeout",
+                Err(CallError::Timeout {
+                    peer: peer.to_owned(),
+                    timeout: self.timeout,
+                }),
+            ),
+            Err(e) => (
+                0,
+                "connect",
+                Err(CallError::Connect {
+                    peer: peer.to_owned(),
+                    message: e.to_string(),
+                }),
+            ),
+        };
+        self.metrics
+            .client_duration
+            .get_or_create(&ClientLabels {
+                service: self.caller.to_owned(),
+                peer_service: peer.to_owned(),
+                http_route: call.path.to_owned(),
+                http_request_method: call.method.to_owned(),
+                http_response_status_code: status,
+                error_type: error_type.to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    /// [`call`](Self::call) with up to `attempts` tries on transient failures.
+    /// Only for calls the callee handles idempotently.
+    pub async fn call_idempotent<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        call: &ClientCall,
+        peer: &str,
+        params: &[&str],
+        body: Option<&Req>,
+        attempts: u32,
+    ) -> Result<Resp, CallError> {
+        let mut backoff = Duration::from_millis(20);
+        let mut attempt = 1;
+        loop {
+            match self.call(call, peer, params, body).await {
+                Err(err) if err.is_transient() && attempt < attempts => {
+                    tracing::debug!(peer, call = call.name, attempt, error = %err, "retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 4;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}

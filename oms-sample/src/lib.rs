@@ -1,0 +1,22 @@
+//! The reference order management system bundled with homeostat.
+//!
+//! Eight services (see [`homeostat_api::oms::OMS_SERVICES`]) that behave like a
+//! real OMS under load: `orders` orchestrates a saga with compensations over
+//! `inventory`, `tax`, the two payment providers and `fulfillment`, and
+//! publishes events to `notifications`; `returns` handles reverse logistics.
+//! Every service exposes OpenTelemetry-named Prometheus metrics, health
+//! endpoints, its OpenAPI document and a token-protected fault injector.
+//! State is in memory: this is a workload to observe, not a system of record.
+
+pub mod catalog;
+pub mod client;
+pub mod contract;
+pub mod error;
+pub mod faults;
+pub mod loadgen;
+pub mod metrics;
+pub mod routing;
+pub mod server;
+pub mod services;
+pub mod telemetry;
+pub mod up;

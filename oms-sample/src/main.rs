@@ -1,0 +1,280 @@
+//! `oms`: the reference OMS. A subcommand per service (one image serves all),
+//! `oms up` for every service in one process, and `oms loadgen`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use homeostat_api::oms::OMS_SERVICES;
+use homeostat_api::routing::payment_routing;
+use homeostat_oms::client::Peers;
+use homeostat_oms::loadgen::{self, LoadOptions};
+use homeostat_oms::routing::RoutingSource;
+use homeostat_oms::{telemetry, up};
+
+#[derive(Parser)]
+#[command(
+    name = "oms",
+    version,
+    about = "The homeostat reference order management system"
+)]
+struct Cli {
+    /// Logs as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process on consecutive loopback ports.
+    Up {
+        /// Port of `orders`; the others follow in the order orders, inventory,
+        /// tax, payment-primary, payment-secondary, fulfillment, notifications, returns.
+        #[arg(long, default_value_t = 8080)]
+        base_port: u16,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run the orders service: public API and saga orchestration.
+    Orders(ServiceArgs),
+    /// Run the inventory service: stock and reservations.
+    Inventory(ServiceArgs),
+    /// Run the tax service: basket pricing.
+    Tax(ServiceArgs),
+    /// Run the primary payment provider.
+    PaymentPrimary(ServiceArgs),
+    /// Run the secondary payment provider.
+    PaymentSecondary(ServiceArgs),
+    /// Run the fulfillment routing engine.
+    Fulfillment(ServiceArgs),
+    /// Run the notifications consumer.
+    Notifications(ServiceArgs),
+    /// Run the returns service.
+    Returns(ServiceArgs),
+    /// Send an open-loop order mix at a fixed arrival rate and report latency and outcomes.
+    Loadgen {
+        /// The orders service.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        target: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Run length in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Percent of requests that create orders.
+        #[arg(long, default_value_t = 70)]
+        new_orders: u32,
+        /// Percent of requests that look orders up (the rest return orders).
+        #[arg(long, default_value_t = 25)]
+        lookups: u32,
+        /// Seed of the request mix.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One service, as run in a container.
+#[derive(Args, Clone)]
+struct ServiceArgs {
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Where the other services are; `{service}` is replaced by each name.
+    #[arg(long, default_value = "http://{service}:8080")]
+    peers: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Token for /admin endpoints (fault injection); falls back to $OMS_ADMIN_TOKEN.
+    #[arg(long, env = "OMS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Follow the payment routing table in this ConfigMap (NAMESPACE/NAME), through
+    /// the Kubernetes API (in-cluster or $KUBECONFIG).
+    #[arg(long, conflicts_with = "routing_file")]
+    routing_configmap: Option<String>,
+    /// Follow the payment routing table in this file (`payment.payment-primary=90` lines).
+    #[arg(long)]
+    routing_file: Option<PathBuf>,
+    /// Percent of payment calls to payment-primary until a routing source says otherwise.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100))]
+    primary_weight: u32,
+    /// Timeout of each call between services, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    call_timeout_ms: u64,
+    /// Delay between confirmation and shipping, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    ship_delay_ms: u64,
+}
+
+impl Common {
+    fn admin_token(&self) -> String {
+        self.admin_token.clone().unwrap_or_else(|| {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            eprintln!(
+                "oms: no --admin-token or OMS_ADMIN_TOKEN; the admin token for this run is {token}"
+            );
+            token
+        })
+    }
+
+    fn routing_source(&self) -> anyhow::Result<RoutingSource> {
+        Ok(match (&self.routing_configmap, &self.routing_file) {
+            (Some(reference), _) => {
+                let (namespace, name) = reference
+                    .split_once('/')
+                    .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--routing-configmap takes NAMESPACE/NAME, got {reference:?}"
+                        )
+                    })?;
+                RoutingSource::ConfigMap {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                }
+            }
+            (None, Some(path)) => RoutingSource::File(path.clone()),
+            (None, None) => RoutingSource::Static,
+        })
+    }
+
+    fn options(
+        &self,
+        services: Vec<(String, SocketAddr)>,
+        peers: Peers,
+    ) -> anyhow::Result<up::RunOptions> {
+        Ok(up::RunOptions {
+            services,
+            peers,
+            admin_token: self.admin_token(),
+            routing_source: self.routing_source()?,
+            initial_routing: payment_routing(self.primary_weight),
+            call_timeout: Duration::from_millis(self.call_timeout_ms),
+            ship_delay: Duration::from_millis(self.ship_delay_ms),
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("oms: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("oms: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // kube and reqwest share rustls; ring is the one provider in this build.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Up { base_port, common } => {
+            let _telemetry = telemetry::init("oms-sample", cli.log_json)?;
+            let last = u32::from(base_port) + OMS_SERVICES.len() as u32 - 1;
+            anyhow::ensure!(
+                last <= u32::from(u16::MAX),
+                "--base-port {base_port} leaves no room for 8 services"
+            );
+            let services = OMS_SERVICES
+                .iter()
+                .zip(base_port..)
+                .map(|(s, port)| {
+                    (
+                        (*s).to_owned(),
+                        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                    )
+                })
+                .collect();
+            up::run(
+                common.options(services, Peers::local(base_port))?,
+                shutdown_signal(),
+            )
+            .await
+        }
+        Command::Orders(args) => serve("orders", args, cli.log_json).await,
+        Command::Inventory(args) => serve("inventory", args, cli.log_json).await,
+        Command::Tax(args) => serve("tax", args, cli.log_json).await,
+        Command::PaymentPrimary(args) => serve("payment-primary", args, cli.log_json).await,
+        Command::PaymentSecondary(args) => serve("payment-secondary", args, cli.log_json).await,
+        Command::Fulfillment(args) => serve("fulfillment", args, cli.log_json).await,
+        Command::Notifications(args) => serve("notifications", args, cli.log_json).await,
+        Command::Returns(args) => serve("returns", args, cli.log_json).await,
+        Command::Loadgen {
+            target,
+            rate,
+            duration,
+            new_orders,
+            lookups,
+            seed,
+            json,
+        } => {
+            anyhow::ensure!(
+                duration.is_finite() && duration > 0.0,
+                "--duration must be above 0"
+            );
+            let options = LoadOptions {
+                target,
+                rate,
+                duration: Duration::from_secs_f64(duration),
+                new_order_percent: new_orders,
+                lookup_percent: lookups,
+                seed,
+                ..LoadOptions::default()
+            };
+            let report = loadgen::run(&options).await?;
+            println!("{}", report.summary());
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(service: &str, args: ServiceArgs, log_json: bool) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init(service, log_json)?;
+    let options = args.common.options(
+        vec![(service.to_owned(), args.listen)],
+        Peers::from_template(&args.peers),
+    )?;
+    up::run(options, shutdown_signal()).await
+}
+
+/// Fires on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(term) => { term.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}

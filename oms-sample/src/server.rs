@@ -1,0 +1,220 @@
+//! What every OMS service shares: the API routes wrapped in telemetry and
+//! fault injection, plus `/openapi.json`, `/metrics`, `/healthz`, `/readyz`
+//! and the token-protected `/admin/faults`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::{ApiError, JsonBody};
+use crate::faults::{FaultRequest, FaultSet};
+use crate::metrics::{ServerLabels, ServiceMetrics};
+use crate::telemetry;
+
+/// Largest request body any OMS endpoint accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The parts of a service that the shared routes and middleware use.
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub name: &'static str,
+    pub metrics: ServiceMetrics,
+    pub faults: Arc<FaultSet>,
+    pub admin_token: Arc<str>,
+}
+
+impl ServiceContext {
+    pub fn new(name: &'static str, admin_token: &str) -> Self {
+        Self {
+            name,
+            metrics: ServiceMetrics::new(name),
+            faults: Arc::new(FaultSet::default()),
+            admin_token: Arc::from(admin_token),
+        }
+    }
+}
+
+/// The service's whole router: its documented API plus the shared endpoints.
+pub fn service_router(ctx: ServiceContext, api: OpenApiRouter) -> Router {
+    let (api, openapi) = api.split_for_parts();
+    let mut openapi = openapi;
+    openapi.info.title = format!("OMS {} service", ctx.name);
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let openapi_json = Arc::new(serde_json::to_value(&openapi).unwrap_or_default());
+
+    let api = api
+        .layer(middleware::from_fn_with_state(ctx.clone(), inject_faults))
+        .layer(middleware::from_fn_with_state(ctx.clone(), observe))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+
+    let admin = Router::new()
+        .route(
+            "/admin/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .route("/admin/faults/{id}", delete(remove_fault))
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            require_admin_token,
+        ))
+        .with_state(ctx.clone());
+
+    let scraped = ctx.clone();
+    Router::new()
+        .merge(api)
+        .merge(admin)
+        .route(
+            "/openapi.json",
+            get(move || async move { Json((*openapi_json).clone()) }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                // Faults also end by themselves; count them at scrape time.
+                refresh_fault_gauge(&scraped);
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    scraped.metrics.encode(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Records the server histogram (fault delays included) inside a span that
+/// continues the caller's trace.
+async fn observe(State(ctx): State<ServiceContext>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!("http.server", service = ctx.name, http.route = %route, http.method = %method);
+    telemetry::adopt_remote_parent(&span, request.headers());
+
+    let gauge = ctx
+        .metrics
+        .in_flight
+        .get_or_create(&ctx.metrics.service_label())
+        .clone();
+    gauge.inc();
+    let started = Instant::now();
+    let response = next.run(request).instrument(span).await;
+    gauge.dec();
+    ctx.metrics
+        .server_duration
+        .get_or_create(&ServerLabels {
+            service: ctx.name.to_owned(),
+            http_route: route,
+            http_request_method: method,
+            http_response_status_code: response.status().as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn inject_faults(
+    State(ctx): State<ServiceContext>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let effect = ctx.faults.effect(Instant::now(), &mut rand::thread_rng());
+    if !effect.delay.is_zero() {
+        tokio::time::sleep(effect.delay).await;
+    }
+    if effect.fail {
+        return ApiError::unavailable(format!("{} is failing (injected fault)", ctx.name))
+            .into_response();
+    }
+    next.run(request).await
+}
+
+async fn require_admin_token(
+    State(ctx): State<ServiceContext>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|token| constant_time_eq(token.as_bytes(), ctx.admin_token.as_bytes()))
+    {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin endpoints need `Authorization: Bearer <admin token>`",
+        )
+        .into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn list_faults(State(ctx): State<ServiceContext>) -> impl IntoResponse {
+    Json(ctx.faults.active(Instant::now()))
+}
+
+async fn add_fault(
+    State(ctx): State<ServiceContext>,
+    JsonBody(spec): JsonBody<FaultRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = ctx.faults.add(spec, Instant::now())?;
+    tracing::warn!(service = ctx.name, fault = ?view.spec, "fault injected");
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn clear_faults(State(ctx): State<ServiceContext>) -> impl IntoResponse {
+    let ended = ctx.faults.clear();
+    tracing::warn!(service = ctx.name, ended, "faults cleared");
+    Json(serde_json::json!({ "ended": ended }))
+}
+
+async fn remove_fault(
+    State(ctx): State<ServiceContext>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    if ctx.faults.remove(id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no active fault {id}")))
+    }
+}
+
+fn refresh_fault_gauge(ctx: &ServiceContext) {
+    let active = ctx.faults.active(Instant::now()).len();
+    ctx.metrics
+        .active_faults
+        .get_or_create(&ctx.metrics.service_label())
+        .set(i64::try_from(active).unwrap_or(i64::MAX));
+}

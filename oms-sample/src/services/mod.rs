@@ -1,0 +1,114 @@
+//! The OMS services. Each module holds one service: its request and response
+//! types, its pure logic and its handlers.
+
+pub mod fulfillment;
+pub mod inventory;
+pub mod notifications;
+pub mod orders;
+pub mod payment;
+pub mod returns;
+pub mod tax;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::catalog;
+use crate::client::{Peers, ServiceClient};
+use crate::error::ApiError;
+use crate::routing::LiveRouting;
+use crate::server::{ServiceContext, service_router};
+
+/// Most lines one basket may have.
+pub const MAX_LINES: usize = 50;
+/// Most units of one SKU per line.
+pub const MAX_QUANTITY: u32 = 1_000;
+
+/// A SKU and a quantity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub sku: String,
+    pub quantity: u32,
+}
+
+/// Checks a basket: 1 to 50 lines, known SKUs, quantities from 1 to 1000.
+pub fn validate_lines(lines: &[Line]) -> Result<(), ApiError> {
+    if lines.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_basket",
+            "an order needs at least one line",
+        ));
+    }
+    if lines.len() > MAX_LINES {
+        return Err(ApiError::unprocessable(
+            "too_many_lines",
+            format!("at most {MAX_LINES} lines per order, got {}", lines.len()),
+        ));
+    }
+    for line in lines {
+        if catalog::product(&line.sku).is_none() {
+            return Err(ApiError::unprocessable(
+                "unknown_sku",
+                format!("unknown SKU {:?}", line.sku),
+            ));
+        }
+        if line.quantity == 0 || line.quantity > MAX_QUANTITY {
+            return Err(ApiError::unprocessable(
+                "invalid_quantity",
+                format!(
+                    "quantity of {} must be from 1 to {MAX_QUANTITY}, got {}",
+                    line.sku, line.quantity
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the services need from their surroundings.
+#[derive(Clone)]
+pub struct Environment {
+    pub peers: Arc<Peers>,
+    pub admin_token: String,
+    /// `orders` only: the payment routing table in force.
+    pub routing: LiveRouting,
+    pub call_timeout: Duration,
+    /// `orders` only: how long after confirmation an order ships.
+    pub ship_delay: Duration,
+}
+
+/// Builds the router of the service called `name`.
+pub fn build(name: &str, env: &Environment) -> Result<Router, ApiError> {
+    let service: &'static str = homeostat_api::oms::OMS_SERVICES
+        .iter()
+        .find(|s| **s == name)
+        .ok_or_else(|| ApiError::not_found(format!("no OMS service called {name:?}")))?;
+    let ctx = ServiceContext::new(service, &env.admin_token);
+    let client = || {
+        ServiceClient::new(
+            service,
+            ctx.metrics.clone(),
+            env.peers.clone(),
+            env.call_timeout,
+        )
+    };
+    let api = match service {
+        "orders" => orders::api(&ctx, client(), env.routing.clone(), env.ship_delay),
+        "inventory" => inventory::api(),
+        "tax" => tax::api(),
+        "payment-primary" | "payment-secondary" => payment::api(service),
+        "fulfillment" => fulfillment::api(client()),
+        "notifications" => notifications::api(&ctx),
+        "returns" => returns::api(&ctx, client()),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no OMS service called {other:?}"
+            )));
+        }
+    };
+    Ok(service_router(ctx, api))
+}

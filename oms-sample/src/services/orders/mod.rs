@@ -1,0 +1,371 @@
+//! `orders`: the public API. Creates orders through the saga, answers
+//! lookups, and opens returns.
+
+mod events;
+mod saga;
+pub mod store;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::events::EventPublisher;
+pub use self::events::now_rfc3339;
+use self::saga::Saga;
+use self::store::{Admission, Order, OrderState, OrderStore};
+use super::returns::{ReturnAuthorization, ReturnRequest};
+use super::{Line, validate_lines};
+use crate::catalog;
+use crate::client::ServiceClient;
+use crate::contract;
+use crate::error::{ApiError, ErrorBody, JsonBody};
+use crate::routing::LiveRouting;
+use crate::server::ServiceContext;
+use crate::services::notifications::OrderEventKind;
+
+/// The header that makes order creation safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    pub customer_id: String,
+    pub lines: Vec<Line>,
+    /// Shipping region: NORTH, CENTRAL, SOUTH or EAST.
+    pub region: String,
+    /// A tokenised card; `tok_declined` is always declined.
+    pub card_token: String,
+    #[serde(default)]
+    pub promo_code: Option<String>,
+}
+
+impl CreateOrderRequest {
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.customer_id.is_empty() || self.customer_id.len() > 128 {
+            return Err(ApiError::unprocessable(
+                "invalid_customer",
+                "customer_id must have 1 to 128 characters",
+            ));
+        }
+        if self.card_token.is_empty() || self.card_token.len() > 128 {
+            return Err(ApiError::unprocessable(
+                "invalid_card",
+                "card_token must have 1 to 128 characters",
+            ));
+        }
+        validate_lines(&self.lines)?;
+        if catalog::region(&self.region).is_none() {
+            return Err(ApiError::unprocessable(
+                "unknown_region",
+                format!("unknown region {:?}", self.region),
+            ));
+        }
+        if let Some(code) = &self.promo_code
+            && !catalog::PROMOTIONS.iter().any(|(c, _)| c == code)
+        {
+            return Err(ApiError::unprocessable(
+                "unknown_promo",
+                format!("unknown promotion code {code:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn fingerprint(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReturnRequest {
+    /// Lines to return; all of the order's lines when empty.
+    #[serde(default)]
+    pub lines: Vec<Line>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RoutingWeights {
+    pub route: String,
+    pub weights: std::collections::BTreeMap<String, u32>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<Mutex<OrderStore>>,
+    saga: Saga,
+    client: ServiceClient,
+    events: EventPublisher,
+    ship_delay: Duration,
+}
+
+impl AppState {
+    fn store(&self) -> std::sync::MutexGuard<'_, OrderStore> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Place an order. Runs the saga to a terminal state before answering.
+#[utoipa::path(post, path = "/v1/orders", request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same order")),
+    responses(
+        (status = 201, description = "The order, confirmed or rejected with the reason", body = Order),
+        (status = 200, description = "A retry: the order this key created", body = Order),
+        (status = 422, description = "Invalid order, or the key was used for another request", body = ErrorBody),
+    )
+)]
+async fn create_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<CreateOrderRequest>,
+) -> Result<(StatusCode, Json<Order>), ApiError> {
+    request.validate()?;
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 128)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be 1 to 128 visible ASCII characters",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    let order = Order {
+        id: uuid::Uuid::new_v4().to_string(),
+        customer_id: request.customer_id.clone(),
+        state: OrderState::Pending,
+        reason: None,
+        lines: request.lines.clone(),
+        region: request.region.clone(),
+        quote: None,
+        payment_provider: None,
+        authorization_id: None,
+        reservation_id: None,
+        shipment_id: None,
+        saga_log: Vec::new(),
+        created_at: now_rfc3339(),
+    };
+    let admission = state
+        .store()
+        .admit(order, key.as_deref(), request.fingerprint());
+    let order = match admission {
+        Admission::Replay(existing) => return Ok((StatusCode::OK, Json(existing))),
+        Admission::KeyReused => {
+            return Err(ApiError::unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different order",
+            ));
+        }
+        Admission::New(order) => order,
+    };
+    // The saga runs in its own task: a client that disconnects does not
+    // leave the order half done.
+    let saga = state.saga.clone();
+    let id = order.id.clone();
+    let finished = tokio::spawn(async move { saga.run(&id, &request).await })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| ApiError::unavailable("the order saga stopped unexpectedly"))?;
+    if finished.state == OrderState::Confirmed {
+        schedule_shipping(&state, &finished.id);
+    }
+    Ok((StatusCode::CREATED, Json(finished)))
+}
+
+/// Marks a confirmed order shipped after the warehouse's dispatch delay.
+fn schedule_shipping(state: &AppState, order_id: &str) {
+    let state = state.clone();
+    let id = order_id.to_owned();
+    tokio::spawn(async move {
+        tokio::time::sleep(state.ship_delay).await;
+        let shipped = state.store().update(&id, |o| {
+            if o.state == OrderState::Confirmed {
+                o.state = OrderState::Shipped;
+            }
+        });
+        if shipped.is_some_and(|o| o.state == OrderState::Shipped) {
+            state.events.publish(&id, OrderEventKind::Shipped, None);
+        }
+    });
+}
+
+/// Look an order up.
+#[utoipa::path(get, path = "/v1/orders/{id}", params(("id" = String, Path, description = "Order id")), responses(
+    (status = 200, description = "The order", body = Order),
+    (status = 404, description = "No such order", body = ErrorBody),
+))]
+async fn get_order(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    state
+        .store()
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no order {id}")))
+}
+
+/// Return some or all of an order: refund and restock.
+#[utoipa::path(post, path = "/v1/orders/{id}/returns", request_body = CreateReturnRequest, params(("id" = String, Path, description = "Order id")), responses(
+    (status = 201, description = "Refunded and restocked", body = ReturnAuthorization),
+    (status = 404, description = "No such order", body = ErrorBody),
+    (status = 409, description = "The order was not confirmed or shipped", body = ErrorBody),
+    (status = 422, description = "Lines not in the order", body = ErrorBody),
+    (status = 502, description = "Returns failed", body = ErrorBody),
+))]
+async fn create_return(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<CreateReturnRequest>,
+) -> Result<(StatusCode, Json<ReturnAuthorization>), ApiError> {
+    let order = state
+        .store()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
+    if !matches!(order.state, OrderState::Confirmed | OrderState::Shipped) {
+        return Err(ApiError::conflict(
+            "not_returnable",
+            format!(
+                "order {id} is {:?}; only confirmed or shipped orders can be returned",
+                order.state
+            ),
+        ));
+    }
+    let lines = if request.lines.is_empty() {
+        order.lines.clone()
+    } else {
+        request.lines
+    };
+    validate_lines(&lines)?;
+    for line in &lines {
+        let ordered: u32 = order
+            .lines
+            .iter()
+            .filter(|l| l.sku == line.sku)
+            .map(|l| l.quantity)
+            .sum();
+        if line.quantity > ordered {
+            return Err(ApiError::unprocessable(
+                "not_in_order",
+                format!(
+                    "{} × {} was not ordered (ordered {ordered})",
+                    line.quantity, line.sku
+                ),
+            ));
+        }
+    }
+    let (Some(provider), Some(authorization_id), Some(quote)) = (
+        order.payment_provider.clone(),
+        order.authorization_id.clone(),
+        order.quote.clone(),
+    ) else {
+        return Err(ApiError::conflict(
+            "not_returnable",
+            format!("order {id} has no captured payment"),
+        ));
+    };
+    let value = |lines: &[Line]| -> u64 {
+        lines
+            .iter()
+            .filter_map(|l| catalog::product(&l.sku).map(|p| p.price_cents * u64::from(l.quantity)))
+            .sum()
+    };
+    // Refund the returned share of what was paid, tax and discount included.
+    let refund_cents = quote.total_cents * value(&lines) / value(&order.lines).max(1);
+    let rma: ReturnAuthorization = state
+        .client
+        .call(
+            &contract::RETURNS_CREATE,
+            "returns",
+            &[],
+            Some(&ReturnRequest {
+                order_id: id.clone(),
+                provider,
+                authorization_id,
+                lines,
+                refund_cents,
+                reason: request.reason,
+            }),
+        )
+        .await
+        .map_err(|e| match e.code() {
+            Some("refund_refused") => ApiError::conflict("refund_refused", e.to_string()),
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "returns_failed", e.to_string()),
+        })?;
+    state
+        .store()
+        .update(&id, |o| o.state = OrderState::Returned);
+    state.events.publish(&id, OrderEventKind::Returned, None);
+    Ok((StatusCode::CREATED, Json(rma)))
+}
+
+/// The payment routing weights in force.
+#[utoipa::path(get, path = "/v1/routing/payment", responses(
+    (status = 200, description = "Weights per payment provider", body = RoutingWeights),
+))]
+async fn payment_routing(State(state): State<AppState>) -> Json<RoutingWeights> {
+    Json(RoutingWeights {
+        route: homeostat_api::routing::PAYMENT_ROUTE.to_owned(),
+        weights: state
+            .saga
+            .routing
+            .weights(homeostat_api::routing::PAYMENT_ROUTE),
+    })
+}
+
+pub fn api(
+    ctx: &ServiceContext,
+    client: ServiceClient,
+    routing: LiveRouting,
+    ship_delay: Duration,
+) -> OpenApiRouter {
+    ctx.metrics.register(
+        "oms_routing_weight",
+        "Payment routing weights in force",
+        routing.weights_metric(),
+    );
+    let store = Arc::new(Mutex::new(OrderStore::default()));
+    let events = EventPublisher::start(client.clone(), &ctx.metrics);
+    let saga = Saga {
+        client: client.clone(),
+        routing,
+        store: store.clone(),
+        events: events.clone(),
+        metrics: ctx.metrics.clone(),
+    };
+    OpenApiRouter::new()
+        .routes(routes!(create_order))
+        .routes(routes!(get_order))
+        .routes(routes!(create_return))
+        .routes(routes!(payment_routing))
+        .with_state(AppState {
+            store,
+            saga,
+            client,
+            events,
+            ship_delay,
+        })
+}

@@ -1,0 +1,341 @@
+//! The order saga: reserve stock → price → authorise payment → route
+//! fulfillment → commit stock → capture payment → confirmed. When a step
+//! fails, the steps already done are undone in reverse (cancel the shipment,
+//! void the payment, release the stock) and the order ends `rejected` with the
+//! reason. Every call carries the order id, so retries are idempotent.
+
+use std::sync::{Arc, Mutex};
+
+use homeostat_api::routing::{PAYMENT_BACKENDS, PAYMENT_ROUTE};
+
+use super::CreateOrderRequest;
+use super::events::EventPublisher;
+use super::store::{Order, OrderState, OrderStore};
+use crate::client::{CallError, ServiceClient};
+use crate::contract;
+use crate::metrics::ServiceMetrics;
+use crate::routing::LiveRouting;
+use crate::services::fulfillment::{Shipment, ShipmentRequest};
+use crate::services::inventory::{
+    Allocation, CommitRequest, Reservation, ReserveRequest, RestockRequest, RestockResult,
+};
+use crate::services::notifications::OrderEventKind;
+use crate::services::payment::{Authorization, AuthorizeRequest};
+use crate::services::tax::{Quote, QuoteRequest};
+
+/// Tries for a forward step (the callee dedupes by order id).
+const STEP_ATTEMPTS: u32 = 3;
+/// Tries for a compensation: undoing matters more than latency.
+const COMPENSATION_ATTEMPTS: u32 = 6;
+
+/// A step that has been done and must be undone if a later step fails.
+#[derive(Debug, Clone)]
+enum Done {
+    Reserved {
+        reservation_id: String,
+    },
+    Authorized {
+        provider: String,
+        authorization_id: String,
+    },
+    Routed {
+        shipment_id: String,
+    },
+    Committed {
+        lines: Vec<crate::services::Line>,
+    },
+}
+
+#[derive(Clone)]
+pub struct Saga {
+    pub client: ServiceClient,
+    pub routing: LiveRouting,
+    pub store: Arc<Mutex<OrderStore>>,
+    pub events: EventPublisher,
+    pub metrics: ServiceMetrics,
+}
+
+/// Why the saga stopped: a code for metrics and a message for the order.
+struct Failure {
+    code: &'static str,
+    detail: String,
+}
+
+fn failure(code: &'static str, err: &CallError) -> Failure {
+    Failure {
+        code,
+        detail: err.to_string(),
+    }
+}
+
+impl Saga {
+    fn record(&self, order_id: &str, change: impl FnOnce(&mut Order)) -> Option<Order> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .update(order_id, change)
+    }
+
+    fn log(&self, order_id: &str, entry: String) {
+        self.record(order_id, |o| o.saga_log.push(entry));
+    }
+
+    /// Runs the saga for a stored pending order; returns it in its final state.
+    pub async fn run(&self, order_id: &str, request: &CreateOrderRequest) -> Option<Order> {
+        self.events.publish(order_id, OrderEventKind::Created, None);
+        let mut done = Vec::new();
+        match self.forward(order_id, request, &mut done).await {
+            Ok(()) => {
+                self.metrics.outcome("confirmed", "");
+                self.events
+                    .publish(order_id, OrderEventKind::Confirmed, None);
+                self.record(order_id, |o| o.state = OrderState::Confirmed)
+            }
+            Err(failure) => {
+                self.compensate(order_id, done).await;
+                self.metrics.outcome("rejected", failure.code);
+                let reason = format!("{}: {}", failure.code, failure.detail);
+                self.events
+                    .publish(order_id, OrderEventKind::Rejected, Some(reason.clone()));
+                self.record(order_id, |o| {
+                    o.state = OrderState::Rejected;
+                    o.reason = Some(reason);
+                })
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        order_id: &str,
+        request: &CreateOrderRequest,
+        done: &mut Vec<Done>,
+    ) -> Result<(), Failure> {
+        let reserve = ReserveRequest {
+            order_id: order_id.to_owned(),
+            lines: request.lines.clone(),
+        };
+        let reservation: Reservation = self
+            .client
+            .call_idempotent(
+                &contract::INVENTORY_RESERVE,
+                "inventory",
+                &[],
+                Some(&reserve),
+                STEP_ATTEMPTS,
+            )
+            .await
+            .map_err(|e| match e.code() {
+                Some("out_of_stock") => failure("out_of_stock", &e),
+                _ => failure("inventory_unavailable", &e),
+            })?;
+        done.push(Done::Reserved {
+            reservation_id: reservation.id.clone(),
+        });
+        self.record(order_id, |o| {
+            o.reservation_id = Some(reservation.id.clone());
+            o.saga_log.push(format!("reserved {}", reservation.id));
+        });
+
+        let quote_request = QuoteRequest {
+            lines: request.lines.clone(),
+            region: request.region.clone(),
+            promo_code: request.promo_code.clone(),
+        };
+        let quote: Quote = self
+            .client
+            .call_idempotent(
+                &contract::TAX_QUOTE,
+                "tax",
+                &[],
+                Some(&quote_request),
+                STEP_ATTEMPTS,
+            )
+            .await
+            .map_err(|e| failure("pricing_failed", &e))?;
+        let total = quote.total_cents;
+        self.record(order_id, |o| {
+            o.quote = Some(quote);
+            o.saga_log.push(format!("priced {total}"));
+        });
+
+        let provider = self.routing.pick(PAYMENT_ROUTE, PAYMENT_BACKENDS[0]);
+        let authorize = AuthorizeRequest {
+            order_id: order_id.to_owned(),
+            amount_cents: total,
+            currency: "EUR".to_owned(),
+            card_token: request.card_token.clone(),
+        };
+        self.record(order_id, |o| o.payment_provider = Some(provider.clone()));
+        let authorization: Authorization = self
+            .client
+            .call_idempotent(
+                &contract::PAYMENT_AUTHORIZE,
+                &provider,
+                &[],
+                Some(&authorize),
+                STEP_ATTEMPTS,
+            )
+            .await
+            .map_err(|e| match e.code() {
+                Some("declined") => failure("payment_declined", &e),
+                _ => failure("payment_unavailable", &e),
+            })?;
+        done.push(Done::Authorized {
+            provider: provider.clone(),
+            authorization_id: authorization.id.clone(),
+        });
+        self.record(order_id, |o| {
+            o.authorization_id = Some(authorization.id.clone());
+            o.saga_log
+                .push(format!("authorized {} at {provider}", authorization.id));
+        });
+
+        let shipment_request = ShipmentRequest {
+            order_id: order_id.to_owned(),
+            lines: request.lines.clone(),
+            region: request.region.clone(),
+        };
+        let shipment: Shipment = self
+            .client
+            .call_idempotent(
+                &contract::FULFILLMENT_CREATE,
+                "fulfillment",
+                &[],
+                Some(&shipment_request),
+                STEP_ATTEMPTS,
+            )
+            .await
+            .map_err(|e| match e.code() {
+                Some("unroutable") => failure("unroutable", &e),
+                _ => failure("fulfillment_unavailable", &e),
+            })?;
+        done.push(Done::Routed {
+            shipment_id: shipment.id.clone(),
+        });
+        self.record(order_id, |o| {
+            o.shipment_id = Some(shipment.id.clone());
+            let from: Vec<&str> = shipment.legs.iter().map(|l| l.warehouse.as_str()).collect();
+            o.saga_log
+                .push(format!("routed {} from {}", shipment.id, from.join("+")));
+        });
+
+        let commit = CommitRequest {
+            allocations: shipment
+                .legs
+                .iter()
+                .flat_map(|leg| {
+                    leg.lines.iter().map(|line| Allocation {
+                        warehouse: leg.warehouse.clone(),
+                        sku: line.sku.clone(),
+                        quantity: line.quantity,
+                    })
+                })
+                .collect(),
+        };
+        let _: Reservation = self
+            .client
+            .call_idempotent(
+                &contract::INVENTORY_COMMIT,
+                "inventory",
+                &[&reservation.id],
+                Some(&commit),
+                STEP_ATTEMPTS,
+            )
+            .await
+            .map_err(|e| failure("stock_commit_failed", &e))?;
+        // Committed stock is no longer held: undoing it means restocking.
+        done.retain(|d| !matches!(d, Done::Reserved { .. }));
+        done.push(Done::Committed {
+            lines: request.lines.clone(),
+        });
+        self.log(order_id, "committed stock".to_owned());
+
+        let _: Authorization = self
+            .client
+            .call_idempotent::<(), _>(
+                &contract::PAYMENT_CAPTURE,
+                &provider,
+                &[&authorization.id],
+                None,
+                COMPENSATION_ATTEMPTS,
+            )
+            .await
+            .map_err(|e| failure("capture_failed", &e))?;
+        self.log(order_id, "captured payment".to_owned());
+        Ok(())
+    }
+
+    async fn compensate(&self, order_id: &str, done: Vec<Done>) {
+        for step in done.into_iter().rev() {
+            let (what, result) = match &step {
+                Done::Routed { shipment_id } => (
+                    format!("cancelled shipment {shipment_id}"),
+                    self.client
+                        .call_idempotent::<(), Shipment>(
+                            &contract::FULFILLMENT_CANCEL,
+                            "fulfillment",
+                            &[shipment_id],
+                            None,
+                            COMPENSATION_ATTEMPTS,
+                        )
+                        .await
+                        .map(drop),
+                ),
+                Done::Authorized {
+                    provider,
+                    authorization_id,
+                } => (
+                    format!("voided {authorization_id} at {provider}"),
+                    self.client
+                        .call_idempotent::<(), Authorization>(
+                            &contract::PAYMENT_VOID,
+                            provider,
+                            &[authorization_id],
+                            None,
+                            COMPENSATION_ATTEMPTS,
+                        )
+                        .await
+                        .map(drop),
+                ),
+                Done::Reserved { reservation_id } => (
+                    format!("released {reservation_id}"),
+                    self.client
+                        .call_idempotent::<(), Reservation>(
+                            &contract::INVENTORY_RELEASE,
+                            "inventory",
+                            &[reservation_id],
+                            None,
+                            COMPENSATION_ATTEMPTS,
+                        )
+                        .await
+                        .map(drop),
+                ),
+                Done::Committed { lines } => (
+                    "restocked committed units".to_owned(),
+                    self.client
+                        .call_idempotent::<_, RestockResult>(
+                            &contract::INVENTORY_RESTOCK,
+                            "inventory",
+                            &[],
+                            Some(&RestockRequest {
+                                lines: lines.clone(),
+                                warehouse: None,
+                            }),
+                            COMPENSATION_ATTEMPTS,
+                        )
+                        .await
+                        .map(drop),
+                ),
+            };
+            match result {
+                Ok(()) => self.log(order_id, what),
+                Err(err) => {
+                    self.metrics.outcome("compensation_failed", "saga");
+                    tracing::error!(order_id, step = ?step, error = %err, "compensation failed");
+                    self.log(order_id, format!("FAILED to undo ({what}): {err}"));
+                }
+            }
+        }
+    }
+}
