@@ -159,5 +159,8 @@ pub const PROMOTIONS: &[(&str, u64)] = &[("WELCOME10", 1_000), ("SPRING5", 500)]
 /// Card tokens that the payment providers always decline (for drills and tests).
 pub const DECLINED_CARD: &str = "tok_declined";
 
+/// A card token that is authorised but declined at capture (a risk check).
+pub const CAPTURE_DECLINED_CARD: &str = "tok_capture_declined";
+
 /// Most a single order may cost, in cents; above it payment is declined.
 pub const PAYMENT_LIMIT_CENTS: u64 = 1_000_000;

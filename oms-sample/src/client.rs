@@ -16,6 +16,13 @@ use crate::error::ErrorBody;
 use crate::metrics::{ClientLabels, ServiceMetrics};
 use crate::telemetry;
 
+/// Makes ring the process-wide rustls provider (kube uses ring; reqwest is
+/// built without one). Safe to call more than once.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Where each service listens.
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
@@ -108,6 +115,7 @@ impl ServiceClient {
         peers: Arc<Peers>,
         timeout: Duration,
     ) -> Self {
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)

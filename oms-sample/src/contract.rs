@@ -214,3 +214,97 @@ mod tests {
         assert_eq!(TAX_QUOTE.render_path(&[]), "/v1/quotes");
     }
 }
+
+/// Checks every call in [`ALL_CALLS`] against the OpenAPI document its callee
+/// publishes: the path and method exist, the request body and the success
+/// response use the schemas the client sends and expects.
+#[cfg(test)]
+mod contract_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::client::Peers;
+    use crate::routing::LiveRouting;
+    use crate::services::{Environment, openapi};
+
+    fn environment() -> Environment {
+        Environment {
+            peers: Arc::new(Peers::local(1)),
+            admin_token: "t".to_owned(),
+            routing: LiveRouting::new(&Default::default()),
+            call_timeout: Duration::from_secs(1),
+            ship_delay: Duration::from_secs(1),
+        }
+    }
+
+    fn schema_ref(content: &Value) -> Option<String> {
+        content["application/json"]["schema"]["$ref"]
+            .as_str()
+            .and_then(|r| r.rsplit('/').next())
+            .map(str::to_owned)
+    }
+
+    #[tokio::test]
+    async fn every_client_call_matches_the_callees_published_document() {
+        let env = environment();
+        let mut problems = Vec::new();
+        for call in ALL_CALLS {
+            let callees: Vec<&str> = if call.callee == "payment" {
+                vec!["payment-primary", "payment-secondary"]
+            } else {
+                vec![call.callee]
+            };
+            for callee in callees {
+                let document = serde_json::to_value(openapi(callee, &env).expect("known service"))
+                    .expect("json");
+                let operation = &document["paths"][call.path][call.method.to_lowercase()];
+                if operation.is_null() {
+                    problems.push(format!(
+                        "{}: {callee} has no {} {}",
+                        call.name, call.method, call.path
+                    ));
+                    continue;
+                }
+                let request = schema_ref(&operation["requestBody"]["content"]);
+                if request.as_deref() != call.request {
+                    problems.push(format!(
+                        "{}: sends {:?}, {callee} documents {request:?}",
+                        call.name, call.request
+                    ));
+                }
+                let success = operation["responses"]
+                    .as_object()
+                    .map(|r| {
+                        r.iter()
+                            .filter(|(status, _)| status.starts_with('2'))
+                            .filter_map(|(_, response)| schema_ref(&response["content"]))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                if !success.iter().any(|s| s == call.response) {
+                    problems.push(format!(
+                        "{}: expects {}, {callee} answers {success:?}",
+                        call.name, call.response
+                    ));
+                }
+                let documents_client_errors = operation["responses"]
+                    .as_object()
+                    .is_some_and(|r| r.keys().any(|s| s.starts_with('4')));
+                if call.request.is_some() && !documents_client_errors {
+                    problems.push(format!(
+                        "{}: {callee} documents no 4xx answer for a request body",
+                        call.name
+                    ));
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "contract violations:\n{}",
+            problems.join("\n")
+        );
+    }
+}

@@ -122,6 +122,7 @@ pub async fn run_with_rate(options: &LoadOptions, rate: Rate) -> anyhow::Result<
         options.new_order_percent + options.lookup_percent <= 100,
         "new-order and lookup percentages must add up to at most 100"
     );
+    crate::client::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(options.timeout)
         .tcp_nodelay(true)

@@ -185,7 +185,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // kube and reqwest share rustls; ring is the one provider in this build.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    homeostat_oms::client::install_crypto_provider();
     match cli.command {
         Command::Up { base_port, common } => {
             let _telemetry = telemetry::init("oms-sample", cli.log_json)?;

@@ -12,11 +12,8 @@ use prometheus_client::registry::Registry;
 /// Latency buckets from 0.5 ms to 10 s, each 25% wider than the last, so a
 /// p99 anywhere from 1 ms to 10 s is resolved to within about 12%.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
-    let mut edge = 0.0005_f64;
-    std::iter::from_fn(move || {
-        let current = edge;
-        edge *= 1.25;
-        (current <= 10.5).then_some(current)
+    std::iter::successors(Some(0.0005_f64), |edge| {
+        (*edge < 10.0).then_some(edge * 1.25)
     })
 }
 

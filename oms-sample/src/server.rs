@@ -45,9 +45,7 @@ impl ServiceContext {
 /// The service's whole router: its documented API plus the shared endpoints.
 pub fn service_router(ctx: ServiceContext, api: OpenApiRouter) -> Router {
     let (api, openapi) = api.split_for_parts();
-    let mut openapi = openapi;
-    openapi.info.title = format!("OMS {} service", ctx.name);
-    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let openapi = titled(&ctx, openapi);
     let openapi_json = Arc::new(serde_json::to_value(&openapi).unwrap_or_default());
 
     let api = api
@@ -92,6 +90,17 @@ pub fn service_router(ctx: ServiceContext, api: OpenApiRouter) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+}
+
+/// The service's OpenAPI document, as served at `/openapi.json`.
+pub fn document(ctx: &ServiceContext, api: OpenApiRouter) -> utoipa::openapi::OpenApi {
+    titled(ctx, api.into_openapi())
+}
+
+fn titled(ctx: &ServiceContext, mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    openapi.info.title = format!("OMS {} service", ctx.name);
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    openapi
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.

@@ -338,6 +338,23 @@ async fn reserve(
     Ok((status, Json(reservation)))
 }
 
+/// Look a reservation up.
+#[utoipa::path(get, path = "/v1/reservations/{id}", params(("id" = String, Path, description = "Reservation id")), responses(
+    (status = 200, description = "The reservation", body = Reservation),
+    (status = 404, description = "No such reservation", body = ErrorBody),
+))]
+async fn get_reservation(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Reservation>, ApiError> {
+    ledger(&state)
+        .reservations
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no reservation {id}")))
+}
+
 /// Release held stock.
 #[utoipa::path(post, path = "/v1/reservations/{id}/release", params(("id" = String, Path, description = "Reservation id")), responses(
     (status = 200, description = "Released", body = Reservation),
@@ -393,6 +410,7 @@ async fn restock(
 pub fn api() -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(reserve))
+        .routes(routes!(get_reservation))
         .routes(routes!(release))
         .routes(routes!(commit))
         .routes(routes!(query_stock))

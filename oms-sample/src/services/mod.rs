@@ -21,6 +21,7 @@ use crate::client::{Peers, ServiceClient};
 use crate::error::ApiError;
 use crate::routing::LiveRouting;
 use crate::server::{ServiceContext, service_router};
+use utoipa_axum::router::OpenApiRouter;
 
 /// Most lines one basket may have.
 pub const MAX_LINES: usize = 50;
@@ -81,13 +82,15 @@ pub struct Environment {
     pub ship_delay: Duration,
 }
 
-/// Builds the router of the service called `name`.
-pub fn build(name: &str, env: &Environment) -> Result<Router, ApiError> {
-    let service: &'static str = homeostat_api::oms::OMS_SERVICES
+fn service_name(name: &str) -> Result<&'static str, ApiError> {
+    homeostat_api::oms::OMS_SERVICES
         .iter()
         .find(|s| **s == name)
-        .ok_or_else(|| ApiError::not_found(format!("no OMS service called {name:?}")))?;
-    let ctx = ServiceContext::new(service, &env.admin_token);
+        .copied()
+        .ok_or_else(|| ApiError::not_found(format!("no OMS service called {name:?}")))
+}
+
+fn service_api(service: &'static str, ctx: &ServiceContext, env: &Environment) -> OpenApiRouter {
     let client = || {
         ServiceClient::new(
             service,
@@ -96,19 +99,33 @@ pub fn build(name: &str, env: &Environment) -> Result<Router, ApiError> {
             env.call_timeout,
         )
     };
-    let api = match service {
-        "orders" => orders::api(&ctx, client(), env.routing.clone(), env.ship_delay),
+    match service {
+        "orders" => orders::api(ctx, client(), env.routing.clone(), env.ship_delay),
         "inventory" => inventory::api(),
         "tax" => tax::api(),
-        "payment-primary" | "payment-secondary" => payment::api(service),
         "fulfillment" => fulfillment::api(client()),
-        "notifications" => notifications::api(&ctx),
-        "returns" => returns::api(&ctx, client()),
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no OMS service called {other:?}"
-            )));
-        }
-    };
+        "notifications" => notifications::api(ctx),
+        "returns" => returns::api(ctx, client()),
+        // payment-primary and payment-secondary: one API, two providers.
+        provider => payment::api(provider),
+    }
+}
+
+/// Builds the router of the service called `name`. Must run inside a Tokio
+/// runtime (`orders` starts its event publisher).
+pub fn build(name: &str, env: &Environment) -> Result<Router, ApiError> {
+    let service = service_name(name)?;
+    let ctx = ServiceContext::new(service, &env.admin_token);
+    let api = service_api(service, &ctx, env);
     Ok(service_router(ctx, api))
+}
+
+/// The OpenAPI document the service called `name` publishes at `/openapi.json`.
+pub fn openapi(name: &str, env: &Environment) -> Result<utoipa::openapi::OpenApi, ApiError> {
+    let service = service_name(name)?;
+    let ctx = ServiceContext::new(service, &env.admin_token);
+    Ok(crate::server::document(
+        &ctx,
+        service_api(service, &ctx, env),
+    ))
 }

@@ -22,7 +22,8 @@ pub struct AuthorizeRequest {
     pub order_id: String,
     pub amount_cents: u64,
     pub currency: String,
-    /// A tokenised card; `tok_declined` is always declined.
+    /// A tokenised card; `tok_declined` is always declined, `tok_capture_declined`
+    /// is authorised but declined at capture.
     pub card_token: String,
 }
 
@@ -38,6 +39,9 @@ pub enum AuthorizationState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Authorization {
     pub id: String,
+    /// The card token, for the provider's own checks at capture.
+    #[serde(skip)]
+    card_token: String,
     pub order_id: String,
     /// The provider that holds it: payment-primary or payment-secondary.
     pub provider: String,
@@ -114,6 +118,7 @@ impl Book {
             id: format!("{}-auth-{}", self.provider, self.next_id),
             order_id: request.order_id.clone(),
             provider: self.provider.to_owned(),
+            card_token: request.card_token.clone(),
             amount_cents: request.amount_cents,
             refunded_cents: 0,
             state: AuthorizationState::Authorized,
@@ -133,7 +138,17 @@ impl Book {
 
     /// Idempotent.
     pub fn capture(&mut self, id: &str) -> Result<Authorization, ApiError> {
+        let provider = self.provider;
         let auth = self.get_mut(id)?;
+        if auth.card_token == catalog::CAPTURE_DECLINED_CARD
+            && auth.state == AuthorizationState::Authorized
+        {
+            return Err(ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "declined",
+                format!("{provider} declined the capture (risk check)"),
+            ));
+        }
         match auth.state {
             AuthorizationState::Authorized => auth.state = AuthorizationState::Captured,
             AuthorizationState::Captured => {}
@@ -219,9 +234,22 @@ async fn authorize(
     ))
 }
 
+/// Look an authorisation up.
+#[utoipa::path(get, path = "/v1/authorizations/{id}", params(("id" = String, Path, description = "Authorisation id")), responses(
+    (status = 200, description = "The authorisation", body = Authorization),
+    (status = 404, description = "No such authorisation", body = ErrorBody),
+))]
+async fn get_authorization(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Authorization>, ApiError> {
+    book(&state).get_mut(&id).map(|a| Json(a.clone()))
+}
+
 /// Capture an authorisation.
 #[utoipa::path(post, path = "/v1/authorizations/{id}/capture", params(("id" = String, Path, description = "Authorisation id")), responses(
     (status = 200, description = "Captured", body = Authorization),
+    (status = 402, description = "Capture declined", body = ErrorBody),
     (status = 404, description = "No such authorisation", body = ErrorBody),
     (status = 409, description = "Voided or refunded", body = ErrorBody),
 ))]
@@ -263,6 +291,7 @@ async fn refund(
 pub fn api(provider: &'static str) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(authorize))
+        .routes(routes!(get_authorization))
         .routes(routes!(capture))
         .routes(routes!(void))
         .routes(routes!(refund))

@@ -1,5 +1,5 @@
 //! The order saga: reserve stock → price → authorise payment → route
-//! fulfillment → commit stock → capture payment → confirmed. When a step
+//! fulfillment → capture payment → commit stock → confirmed. When a step
 //! fails, the steps already done are undone in reverse (cancel the shipment,
 //! void the payment, release the stock) and the order ends `rejected` with the
 //! reason. Every call carries the order id, so retries are idempotent.
@@ -16,11 +16,9 @@ use crate::contract;
 use crate::metrics::ServiceMetrics;
 use crate::routing::LiveRouting;
 use crate::services::fulfillment::{Shipment, ShipmentRequest};
-use crate::services::inventory::{
-    Allocation, CommitRequest, Reservation, ReserveRequest, RestockRequest, RestockResult,
-};
+use crate::services::inventory::{Allocation, CommitRequest, Reservation, ReserveRequest};
 use crate::services::notifications::OrderEventKind;
-use crate::services::payment::{Authorization, AuthorizeRequest};
+use crate::services::payment::{Authorization, AuthorizeRequest, RefundRequest};
 use crate::services::tax::{Quote, QuoteRequest};
 
 /// Tries for a forward step (the callee dedupes by order id).
@@ -41,8 +39,10 @@ enum Done {
     Routed {
         shipment_id: String,
     },
-    Committed {
-        lines: Vec<crate::services::Line>,
+    Captured {
+        provider: String,
+        authorization_id: String,
+        amount_cents: u64,
     },
 }
 
@@ -220,6 +220,29 @@ impl Saga {
                 .push(format!("routed {} from {}", shipment.id, from.join("+")));
         });
 
+        let _: Authorization = self
+            .client
+            .call_idempotent::<(), _>(
+                &contract::PAYMENT_CAPTURE,
+                &provider,
+                &[&authorization.id],
+                None,
+                STEP_ATTEMPTS,
+            )
+            .await
+            .map_err(|e| match e.code() {
+                Some("declined") => failure("payment_declined", &e),
+                _ => failure("payment_unavailable", &e),
+            })?;
+        // A captured payment can no longer be voided: undoing it means a refund.
+        done.retain(|d| !matches!(d, Done::Authorized { .. }));
+        done.push(Done::Captured {
+            provider: provider.clone(),
+            authorization_id: authorization.id.clone(),
+            amount_cents: total,
+        });
+        self.log(order_id, "captured payment".to_owned());
+
         let commit = CommitRequest {
             allocations: shipment
                 .legs
@@ -244,25 +267,7 @@ impl Saga {
             )
             .await
             .map_err(|e| failure("stock_commit_failed", &e))?;
-        // Committed stock is no longer held: undoing it means restocking.
-        done.retain(|d| !matches!(d, Done::Reserved { .. }));
-        done.push(Done::Committed {
-            lines: request.lines.clone(),
-        });
         self.log(order_id, "committed stock".to_owned());
-
-        let _: Authorization = self
-            .client
-            .call_idempotent::<(), _>(
-                &contract::PAYMENT_CAPTURE,
-                &provider,
-                &[&authorization.id],
-                None,
-                COMPENSATION_ATTEMPTS,
-            )
-            .await
-            .map_err(|e| failure("capture_failed", &e))?;
-        self.log(order_id, "captured payment".to_owned());
         Ok(())
     }
 
@@ -311,16 +316,19 @@ impl Saga {
                         .await
                         .map(drop),
                 ),
-                Done::Committed { lines } => (
-                    "restocked committed units".to_owned(),
+                Done::Captured {
+                    provider,
+                    authorization_id,
+                    amount_cents,
+                } => (
+                    format!("refunded {authorization_id} at {provider}"),
                     self.client
-                        .call_idempotent::<_, RestockResult>(
-                            &contract::INVENTORY_RESTOCK,
-                            "inventory",
-                            &[],
-                            Some(&RestockRequest {
-                                lines: lines.clone(),
-                                warehouse: None,
+                        .call_idempotent::<_, Authorization>(
+                            &contract::PAYMENT_REFUND,
+                            provider,
+                            &[authorization_id],
+                            Some(&RefundRequest {
+                                amount_cents: *amount_cents,
                             }),
                             COMPENSATION_ATTEMPTS,
                         )
