@@ -131,7 +131,9 @@ impl LiveRouting {
 pub enum RoutingSource {
     /// Fixed at start.
     Static,
-    /// A file of ConfigMap-style lines `payment.payment-primary=90`, re-read when it changes.
+    /// A file of ConfigMap-style lines `payment.payment-primary=90`, re-read
+    /// when it changes. Replace it atomically (write a new file, then rename),
+    /// or a half-written file may be read.
     File(PathBuf),
     /// A ConfigMap watched through the Kubernetes API.
     ConfigMap { namespace: String, name: String },
@@ -155,7 +157,16 @@ pub async fn follow(source: RoutingSource, routing: LiveRouting) -> anyhow::Resu
 }
 
 fn apply(data: &BTreeMap<String, String>, routing: &LiveRouting, origin: &str) {
-    match parse_routing_data(data) {
+    let checked = parse_routing_data(data)
+        .map_err(|e| e.to_string())
+        .and_then(
+            |table| match table.iter().find(|(_, w)| w.values().all(|w| *w == 0)) {
+                // Sending a route nowhere is never what an operator meant.
+                Some((route, _)) => Err(format!("every weight of route {route:?} is 0")),
+                None => Ok(table),
+            },
+        );
+    match checked {
         Ok(table) => routing.replace(&table),
         Err(err) => tracing::error!(%origin, error = %err, "ignoring invalid routing table"),
     }

@@ -1,0 +1,200 @@
+//! `oms up` as a real process on free loopback ports, for the integration tests.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use homeostat_api::oms::OMS_SERVICES;
+use homeostat_test_support::wait_until;
+use serde_json::{Value, json};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct Oms {
+    child: Child,
+    pub base_port: u16,
+    pub http: reqwest::Client,
+    log: tempfile::NamedTempFile,
+}
+
+/// Eight consecutive free loopback ports.
+fn free_base_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16 % 200) * 100;
+    for _ in 0..200 {
+        let base = 20_000 + (seed + NEXT.fetch_add(10, Ordering::SeqCst)) % 40_000;
+        let free = (0..OMS_SERVICES.len() as u16)
+            .all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no 8 consecutive free loopback ports found");
+}
+
+impl Oms {
+    /// Starts `oms up` with `extra` arguments and waits until every service is ready.
+    pub async fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        homeostat_oms::client::install_crypto_provider();
+        let base_port = free_base_port();
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_oms"))
+            .args([
+                "up",
+                "--base-port",
+                &base_port.to_string(),
+                "--admin-token",
+                ADMIN_TOKEN,
+            ])
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(log.reopen().expect("log")))
+            .stderr(Stdio::from(log.reopen().expect("log")))
+            .spawn()
+            .expect("spawn oms up");
+        let oms = Self {
+            child,
+            base_port,
+            http: reqwest::Client::new(),
+            log,
+        };
+        for (i, service) in OMS_SERVICES.iter().enumerate() {
+            let url = format!("http://127.0.0.1:{}/readyz", base_port + i as u16);
+            let http = oms.http.clone();
+            wait_until(
+                &format!("{service} ready"),
+                Duration::from_secs(30),
+                Duration::from_millis(50),
+                || {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move {
+                        match http.get(&url).send().await {
+                            Ok(r) if r.status().is_success() => Ok(()),
+                            Ok(r) => Err(r.status().to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n--- oms log ---\n{}", oms.log()));
+        }
+        oms
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// The base URL of `service`.
+    pub fn url(&self, service: &str) -> String {
+        let index = OMS_SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .expect("OMS service");
+        format!("http://127.0.0.1:{}", self.base_port + index as u16)
+    }
+
+    pub async fn post(&self, service: &str, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url(service)))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, service: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url(service)))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn metrics(&self, service: &str) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url(service)))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    pub async fn order(&self, sku: &str, card: &str) -> Value {
+        let (status, order) = self
+            .post("orders", "/v1/orders", &order_request(sku, 1, card))
+            .await;
+        assert_eq!(status, 201, "{order}");
+        order
+    }
+}
+
+impl Drop for Oms {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn order_request(sku: &str, quantity: u32, card: &str) -> Value {
+    json!({
+        "customer_id": "cust-1",
+        "lines": [{ "sku": sku, "quantity": quantity }],
+        "region": "CENTRAL",
+        "card_token": card,
+    })
+}
+
+/// Sum of a histogram's `_count` over series whose labels contain all of `labels`.
+pub fn histogram_count(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    sum_series(metrics, &format!("{name}_count{{"), labels)
+}
+
+/// Observations slower than about `seconds`: `_count` minus the largest
+/// bucket whose bound is at most `seconds`.
+pub fn observations_above(metrics: &str, name: &str, seconds: f64, labels: &[&str]) -> f64 {
+    let bucket_prefix = format!("{name}_bucket{{");
+    let bound = metrics
+        .lines()
+        .filter(|l| l.starts_with(&bucket_prefix))
+        .filter_map(|l| {
+            let start = l.find("le=\"")? + 4;
+            let end = start + l[start..].find('"')?;
+            let le = &l[start..end];
+            le.parse::<f64>()
+                .ok()
+                .filter(|v| *v <= seconds)
+                .map(|v| (v, le.to_owned()))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, le)| le)
+        .expect("a bucket below the threshold");
+    let le_label = format!("le=\"{bound}\"");
+    let mut with_le = labels.to_vec();
+    with_le.push(&le_label);
+    histogram_count(metrics, name, labels) - sum_series(metrics, &bucket_prefix, &with_le)
+}
+
+fn sum_series(metrics: &str, prefix: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
