@@ -8,6 +8,7 @@
 //! endpoints, its OpenAPI document and a token-protected fault injector.
 //! State is in memory: this is a workload to observe, not a system of record.
 
+pub mod bounded;
 pub mod catalog;
 pub mod client;
 pub mod contract;

@@ -165,8 +165,42 @@ impl Common {
     }
 }
 
+impl Command {
+    /// The OpenTelemetry service name, for commands that serve.
+    fn service_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Command::Up { .. } => "oms-sample",
+            Command::Orders(_) => "orders",
+            Command::Inventory(_) => "inventory",
+            Command::Tax(_) => "tax",
+            Command::PaymentPrimary(_) => "payment-primary",
+            Command::PaymentSecondary(_) => "payment-secondary",
+            Command::Fulfillment(_) => "fulfillment",
+            Command::Notifications(_) => "notifications",
+            Command::Returns(_) => "returns",
+            Command::Loadgen { .. } => return None,
+        })
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // kube and reqwest share rustls; ring is the one provider in this build.
+    homeostat_oms::client::install_crypto_provider();
+    // The OTLP exporter sends from its own thread with a blocking client, so
+    // it is set up outside the async runtime.
+    let telemetry = match cli
+        .command
+        .service_name()
+        .map(|name| telemetry::init(name, cli.log_json))
+    {
+        Some(Err(err)) => {
+            eprintln!("oms: {err:#}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(guard)) => Some(guard),
+        None => None,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -174,7 +208,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    drop(runtime);
+    drop(telemetry);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("oms: {err:#}");
@@ -184,11 +221,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    // kube and reqwest share rustls; ring is the one provider in this build.
-    homeostat_oms::client::install_crypto_provider();
     match cli.command {
         Command::Up { base_port, common } => {
-            let _telemetry = telemetry::init("oms-sample", cli.log_json)?;
             let last = u32::from(base_port) + OMS_SERVICES.len() as u32 - 1;
             anyhow::ensure!(
                 last <= u32::from(u16::MAX),
@@ -210,14 +244,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Orders(args) => serve("orders", args, cli.log_json).await,
-        Command::Inventory(args) => serve("inventory", args, cli.log_json).await,
-        Command::Tax(args) => serve("tax", args, cli.log_json).await,
-        Command::PaymentPrimary(args) => serve("payment-primary", args, cli.log_json).await,
-        Command::PaymentSecondary(args) => serve("payment-secondary", args, cli.log_json).await,
-        Command::Fulfillment(args) => serve("fulfillment", args, cli.log_json).await,
-        Command::Notifications(args) => serve("notifications", args, cli.log_json).await,
-        Command::Returns(args) => serve("returns", args, cli.log_json).await,
+        Command::Orders(args) => serve("orders", args).await,
+        Command::Inventory(args) => serve("inventory", args).await,
+        Command::Tax(args) => serve("tax", args).await,
+        Command::PaymentPrimary(args) => serve("payment-primary", args).await,
+        Command::PaymentSecondary(args) => serve("payment-secondary", args).await,
+        Command::Fulfillment(args) => serve("fulfillment", args).await,
+        Command::Notifications(args) => serve("notifications", args).await,
+        Command::Returns(args) => serve("returns", args).await,
         Command::Loadgen {
             target,
             rate,
@@ -250,8 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(service: &str, args: ServiceArgs, log_json: bool) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init(service, log_json)?;
+async fn serve(service: &str, args: ServiceArgs) -> anyhow::Result<()> {
     let options = args.common.options(
         vec![(service.to_owned(), args.listen)],
         Peers::from_template(&args.peers),

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use super::inventory::{StockLevels, StockQuery};
 use super::{Line, validate_lines};
+use crate::bounded::BoundedMap;
 use crate::catalog::{self, Warehouse};
 use crate::client::{CallError, ServiceClient};
 use crate::contract;
@@ -149,8 +150,8 @@ pub fn plan(
 
 #[derive(Default)]
 struct Shipments {
-    by_id: BTreeMap<String, Shipment>,
-    by_order: BTreeMap<String, String>,
+    by_id: BoundedMap<String, Shipment>,
+    by_order: BoundedMap<String, String>,
     next_id: u64,
 }
 

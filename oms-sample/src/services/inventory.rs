@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Line, validate_lines};
+use crate::bounded::BoundedMap;
 use crate::catalog;
 use crate::error::{ApiError, ErrorBody, JsonBody};
 
@@ -95,8 +96,8 @@ pub struct RestockResult {
 pub struct Ledger {
     on_hand: BTreeMap<(String, String), u64>,
     held: BTreeMap<String, u64>,
-    reservations: BTreeMap<String, Reservation>,
-    by_order: BTreeMap<String, String>,
+    reservations: BoundedMap<String, Reservation>,
+    by_order: BoundedMap<String, String>,
     next_id: u64,
 }
 
@@ -116,8 +117,8 @@ impl Default for Ledger {
         Self {
             on_hand,
             held: BTreeMap::new(),
-            reservations: BTreeMap::new(),
-            by_order: BTreeMap::new(),
+            reservations: BoundedMap::default(),
+            by_order: BoundedMap::default(),
             next_id: 0,
         }
     }

@@ -1,7 +1,6 @@
 //! `payment-primary` and `payment-secondary`: two payment providers with the
 //! same API. Authorise, then capture or void; refund captured money.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
@@ -12,6 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::bounded::BoundedMap;
 use crate::catalog;
 use crate::error::{ApiError, ErrorBody, JsonBody};
 
@@ -60,8 +60,8 @@ pub struct RefundRequest {
 #[derive(Debug)]
 pub struct Book {
     provider: &'static str,
-    authorizations: BTreeMap<String, Authorization>,
-    by_order: BTreeMap<String, String>,
+    authorizations: BoundedMap<String, Authorization>,
+    by_order: BoundedMap<String, String>,
     next_id: u64,
 }
 
@@ -69,8 +69,8 @@ impl Book {
     pub fn new(provider: &'static str) -> Self {
         Self {
             provider,
-            authorizations: BTreeMap::new(),
-            by_order: BTreeMap::new(),
+            authorizations: BoundedMap::default(),
+            by_order: BoundedMap::default(),
             next_id: 0,
         }
     }

@@ -13,6 +13,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -48,7 +49,8 @@ pub struct CreateOrderRequest {
 }
 
 impl CreateOrderRequest {
-    fn validate(&self) -> Result<(), ApiError> {
+    /// Checks everything the saga relies on before any service is called.
+    pub fn validate(&self) -> Result<(), ApiError> {
         if self.customer_id.is_empty() || self.customer_id.len() > 128 {
             return Err(ApiError::unprocessable(
                 "invalid_customer",
@@ -182,7 +184,10 @@ async fn create_order(
     // leave the order half done.
     let saga = state.saga.clone();
     let id = order.id.clone();
-    let finished = tokio::spawn(async move { saga.run(&id, &request).await })
+    // It stays in the request's trace.
+    let saga_run =
+        async move { saga.run(&id, &request).await }.instrument(tracing::Span::current());
+    let finished = tokio::spawn(saga_run)
         .await
         .ok()
         .flatten()

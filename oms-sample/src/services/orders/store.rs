@@ -10,7 +10,7 @@ use crate::services::Line;
 use crate::services::tax::Quote;
 
 /// Orders kept for lookups and returns.
-pub const MAX_ORDERS: usize = 200_000;
+pub const MAX_ORDERS: usize = crate::bounded::DEFAULT_CAPACITY;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
