@@ -125,6 +125,33 @@ impl Oms {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The inventory reservation an order made.
+    pub async fn reservation_of(&self, order: &Value) -> Value {
+        let id = order["reservation_id"]
+            .as_str()
+            .expect("the order has a reservation");
+        let (status, reservation) = self
+            .get("inventory", &format!("/v1/reservations/{id}"))
+            .await;
+        assert_eq!(status, 200, "{reservation}");
+        reservation
+    }
+
+    /// The payment authorisation an order made, at the provider that holds it.
+    pub async fn authorization_of(&self, order: &Value) -> Value {
+        let provider = order["payment_provider"]
+            .as_str()
+            .expect("the order chose a provider");
+        let id = order["authorization_id"]
+            .as_str()
+            .expect("the order was authorised");
+        let (status, auth) = self
+            .get(provider, &format!("/v1/authorizations/{id}"))
+            .await;
+        assert_eq!(status, 200, "{auth}");
+        auth
+    }
+
     pub async fn metrics(&self, service: &str) -> String {
         self.http
             .get(format!("{}/metrics", self.url(service)))

@@ -113,15 +113,7 @@ async fn error_fault_fails_calls_and_the_saga_compensates() {
             .is_some_and(|r| r.starts_with("fulfillment_unavailable")),
         "{order}"
     );
-    let (_, auth) = oms
-        .get(
-            order["payment_provider"].as_str().expect("provider"),
-            &format!(
-                "/v1/authorizations/{}",
-                order["authorization_id"].as_str().expect("auth")
-            ),
-        )
-        .await;
+    let auth = oms.authorization_of(&order).await;
     assert_eq!(
         auth["state"], "voided",
         "payment voided when fulfillment failed"

@@ -14,25 +14,9 @@ async fn orders_reach_every_terminal_state_with_compensations() {
     // Confirmed: stock committed, payment captured.
     let order = oms.order("SKU-MUG", "tok_visa").await;
     assert_eq!(order["state"], "confirmed", "{order}");
-    let (_, reservation) = oms
-        .get(
-            "inventory",
-            &format!(
-                "/v1/reservations/{}",
-                order["reservation_id"].as_str().expect("reservation")
-            ),
-        )
-        .await;
+    let reservation = oms.reservation_of(&order).await;
     assert_eq!(reservation["state"], "committed");
-    let (_, auth) = oms
-        .get(
-            order["payment_provider"].as_str().expect("provider"),
-            &format!(
-                "/v1/authorizations/{}",
-                order["authorization_id"].as_str().expect("auth")
-            ),
-        )
-        .await;
+    let auth = oms.authorization_of(&order).await;
     assert_eq!(auth["state"], "captured");
 
     // Rejected, out of stock: nothing held, no payment taken.
@@ -58,15 +42,7 @@ async fn orders_reach_every_terminal_state_with_compensations() {
             .is_some_and(|r| r.starts_with("payment_declined")),
         "{order}"
     );
-    let (_, reservation) = oms
-        .get(
-            "inventory",
-            &format!(
-                "/v1/reservations/{}",
-                order["reservation_id"].as_str().expect("reservation")
-            ),
-        )
-        .await;
+    let reservation = oms.reservation_of(&order).await;
     assert_eq!(reservation["state"], "released");
 
     // Rejected, payment failed at capture: the authorisation is voided, the
@@ -79,25 +55,9 @@ async fn orders_reach_every_terminal_state_with_compensations() {
             .is_some_and(|r| r.starts_with("payment_declined")),
         "{order}"
     );
-    let auth_id = order["authorization_id"]
-        .as_str()
-        .expect("authorised before capture");
-    let (_, auth) = oms
-        .get(
-            order["payment_provider"].as_str().expect("provider"),
-            &format!("/v1/authorizations/{auth_id}"),
-        )
-        .await;
+    let auth = oms.authorization_of(&order).await;
     assert_eq!(auth["state"], "voided");
-    let (_, reservation) = oms
-        .get(
-            "inventory",
-            &format!(
-                "/v1/reservations/{}",
-                order["reservation_id"].as_str().expect("reservation")
-            ),
-        )
-        .await;
+    let reservation = oms.reservation_of(&order).await;
     assert_eq!(reservation["state"], "released");
     let log: Vec<&str> = order["saga_log"]
         .as_array()
@@ -194,15 +154,7 @@ async fn returns_refund_and_restock_and_events_reach_notifications() {
         .await;
     assert_eq!(status, 201, "{rma}");
     assert_eq!(rma["refund_cents"], order["quote"]["total_cents"]);
-    let (_, auth) = oms
-        .get(
-            order["payment_provider"].as_str().expect("provider"),
-            &format!(
-                "/v1/authorizations/{}",
-                order["authorization_id"].as_str().expect("auth")
-            ),
-        )
-        .await;
+    let auth = oms.authorization_of(&order).await;
     assert_eq!(auth["state"], "refunded");
     assert_eq!(auth["refunded_cents"], order["quote"]["total_cents"]);
     let (_, stored) = oms.get("orders", &format!("/v1/orders/{id}")).await;
