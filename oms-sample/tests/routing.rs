@@ -31,26 +31,27 @@ async fn providers(oms: &Oms, n: usize) -> BTreeMap<String, usize> {
     counts
 }
 
-/// Waits until orders go to payment-secondary only; returns how long the shift took.
+/// Waits until `orders` routes by the new table (payment-secondary only) and
+/// returns how long that took; then checks the traffic itself moved.
 async fn time_to_shift(oms: &Oms, since: Instant) -> Duration {
     wait_until(
-        "payment traffic on payment-secondary only",
+        "orders to follow the new routing table",
         Duration::from_secs(5),
-        Duration::from_millis(20),
+        Duration::from_millis(10),
         || async {
-            // Five in a row: impossible under any split that still sends to primary.
-            let seen = providers(oms, 5).await;
-            if seen.get("payment-secondary") == Some(&5) {
+            let (_, routing) = oms.get("orders", "/v1/routing/payment").await;
+            let weights = &routing["weights"];
+            if weights["payment-primary"] == 0 && weights["payment-secondary"] == 100 {
                 Ok(())
             } else {
-                Err(seen)
+                Err(routing)
             }
         },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let shifted = since.elapsed();
-    // Every order after the shift goes to the new backend.
+    // Every order from then on goes to the new backend.
     assert_eq!(
         providers(oms, 10).await,
         BTreeMap::from([("payment-secondary".to_owned(), 10)])
