@@ -192,9 +192,7 @@ impl FaultSet {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, Vec<ActiveFault>)> {
         // A panic while holding this lock cannot leave the list inconsistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.inner)
     }
 }
 

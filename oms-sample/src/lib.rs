@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod services;
+pub mod sync;
 pub mod telemetry;
 pub mod up;

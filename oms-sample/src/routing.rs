@@ -76,10 +76,7 @@ impl LiveRouting {
 
     /// Installs a new table; routes it does not mention keep their weights.
     pub fn replace(&self, table: &RoutingTable) {
-        let mut routes = self
-            .routes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut routes = crate::sync::lock(&self.routes);
         for (route, weights) in table {
             let state = routes.entry(route.clone()).or_default();
             if &state.weights != weights {
@@ -103,10 +100,7 @@ impl LiveRouting {
     /// The backend for the next call on `route`, or `fallback` when the route
     /// is unknown or all its weights are 0.
     pub fn pick(&self, route: &str, fallback: &str) -> String {
-        let mut routes = self
-            .routes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut routes = crate::sync::lock(&self.routes);
         routes
             .get_mut(route)
             .and_then(RouteState::pick)
@@ -115,10 +109,7 @@ impl LiveRouting {
 
     /// The weights of `route`.
     pub fn weights(&self, route: &str) -> BTreeMap<String, u32> {
-        let routes = self
-            .routes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let routes = crate::sync::lock(&self.routes);
         routes
             .get(route)
             .map(|s| s.weights.clone())

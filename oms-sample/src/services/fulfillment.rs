@@ -162,10 +162,7 @@ struct AppState {
 }
 
 fn shipments(state: &AppState) -> std::sync::MutexGuard<'_, Shipments> {
-    state
-        .shipments
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::sync::lock(&state.shipments)
 }
 
 fn upstream(err: CallError) -> ApiError {

@@ -314,9 +314,7 @@ impl Ledger {
 type Shared = Arc<Mutex<Ledger>>;
 
 fn ledger(state: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::sync::lock(state)
 }
 
 /// Hold stock for an order.

@@ -88,10 +88,7 @@ async fn publish(
             "event_id must have 1 to 128 characters",
         ));
     }
-    let mut inbox = state
-        .inbox
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut inbox = crate::sync::lock(&state.inbox);
     let duplicate = !inbox.seen.insert(event.event_id.clone());
     if !duplicate {
         state
@@ -128,10 +125,7 @@ async fn publish(
     (status = 200, description = "Events in arrival order", body = EventList),
 ))]
 async fn list(State(state): State<AppState>, Query(filter): Query<EventFilter>) -> Json<EventList> {
-    let inbox = state
-        .inbox
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let inbox = crate::sync::lock(&state.inbox);
     Json(EventList {
         events: inbox
             .by_order

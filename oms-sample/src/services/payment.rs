@@ -207,9 +207,7 @@ impl Book {
 type Shared = Arc<Mutex<Book>>;
 
 fn book(state: &Shared) -> std::sync::MutexGuard<'_, Book> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::sync::lock(state)
 }
 
 /// Authorise an amount on a card.

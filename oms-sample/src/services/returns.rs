@@ -75,13 +75,7 @@ async fn create_return(
             format!("unknown provider {:?}", request.provider),
         ));
     }
-    if let Some(existing) = state
-        .returns
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .1
-        .get(&request.order_id)
-    {
+    if let Some(existing) = crate::sync::lock(&state.returns).1.get(&request.order_id) {
         return Ok((StatusCode::OK, Json(existing.clone())));
     }
     let refund = RefundRequest {
@@ -118,10 +112,7 @@ async fn create_return(
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "restock_failed", e.to_string()))?;
 
-    let mut returns = state
-        .returns
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut returns = crate::sync::lock(&state.returns);
     returns.0 += 1;
     let authorization = ReturnAuthorization {
         id: format!("rma-{}", returns.0),

@@ -115,9 +115,7 @@ struct AppState {
 
 impl AppState {
     fn store(&self) -> std::sync::MutexGuard<'_, OrderStore> {
-        self.store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.store)
     }
 }
 

@@ -70,10 +70,7 @@ fn failure(code: &'static str, err: &CallError) -> Failure {
 
 impl Saga {
     fn record(&self, order_id: &str, change: impl FnOnce(&mut Order)) -> Option<Order> {
-        self.store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .update(order_id, change)
+        crate::sync::lock(&self.store).update(order_id, change)
     }
 
     fn log(&self, order_id: &str, entry: String) {
