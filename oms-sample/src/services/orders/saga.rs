@@ -270,77 +270,78 @@ impl Saga {
 
     async fn compensate(&self, order_id: &str, done: Vec<Done>) {
         for step in done.into_iter().rev() {
-            let (what, result) = match &step {
-                Done::Routed { shipment_id } => (
-                    format!("cancelled shipment {shipment_id}"),
-                    self.client
-                        .call_idempotent::<(), Shipment>(
-                            &contract::FULFILLMENT_CANCEL,
-                            "fulfillment",
-                            &[shipment_id],
-                            None,
-                            COMPENSATION_ATTEMPTS,
-                        )
-                        .await
-                        .map(drop),
-                ),
-                Done::Authorized {
-                    provider,
-                    authorization_id,
-                } => (
-                    format!("voided {authorization_id} at {provider}"),
-                    self.client
-                        .call_idempotent::<(), Authorization>(
-                            &contract::PAYMENT_VOID,
-                            provider,
-                            &[authorization_id],
-                            None,
-                            COMPENSATION_ATTEMPTS,
-                        )
-                        .await
-                        .map(drop),
-                ),
-                Done::Reserved { reservation_id } => (
-                    format!("released {reservation_id}"),
-                    self.client
-                        .call_idempotent::<(), Reservation>(
-                            &contract::INVENTORY_RELEASE,
-                            "inventory",
-                            &[reservation_id],
-                            None,
-                            COMPENSATION_ATTEMPTS,
-                        )
-                        .await
-                        .map(drop),
-                ),
-                Done::Captured {
-                    provider,
-                    authorization_id,
-                    amount_cents,
-                } => (
-                    format!("refunded {authorization_id} at {provider}"),
-                    self.client
-                        .call_idempotent::<_, Authorization>(
-                            &contract::PAYMENT_REFUND,
-                            provider,
-                            &[authorization_id],
-                            Some(&RefundRequest {
-                                amount_cents: *amount_cents,
-                            }),
-                            COMPENSATION_ATTEMPTS,
-                        )
-                        .await
-                        .map(drop),
-                ),
-            };
+            let undo = step.undo();
+            let result: Result<serde_json::Value, _> = self
+                .client
+                .call_idempotent(
+                    undo.call,
+                    undo.peer,
+                    &[undo.id],
+                    undo.body.as_ref(),
+                    COMPENSATION_ATTEMPTS,
+                )
+                .await;
             match result {
-                Ok(()) => self.log(order_id, what),
+                Ok(_) => self.log(order_id, undo.what),
                 Err(err) => {
                     self.metrics.outcome("compensation_failed", "saga");
                     tracing::error!(order_id, step = ?step, error = %err, "compensation failed");
-                    self.log(order_id, format!("FAILED to undo ({what}): {err}"));
+                    self.log(order_id, format!("FAILED to undo ({}): {err}", undo.what));
                 }
             }
+        }
+    }
+}
+
+/// The call that undoes a step, and how the saga log describes it.
+struct Undo<'a> {
+    what: String,
+    call: &'static contract::ClientCall,
+    peer: &'a str,
+    id: &'a str,
+    body: Option<RefundRequest>,
+}
+
+impl Done {
+    fn undo(&self) -> Undo<'_> {
+        match self {
+            Done::Routed { shipment_id } => Undo {
+                what: format!("cancelled shipment {shipment_id}"),
+                call: &contract::FULFILLMENT_CANCEL,
+                peer: "fulfillment",
+                id: shipment_id,
+                body: None,
+            },
+            Done::Authorized {
+                provider,
+                authorization_id,
+            } => Undo {
+                what: format!("voided {authorization_id} at {provider}"),
+                call: &contract::PAYMENT_VOID,
+                peer: provider,
+                id: authorization_id,
+                body: None,
+            },
+            Done::Reserved { reservation_id } => Undo {
+                what: format!("released {reservation_id}"),
+                call: &contract::INVENTORY_RELEASE,
+                peer: "inventory",
+                id: reservation_id,
+                body: None,
+            },
+            Done::Captured {
+                provider,
+                authorization_id,
+                amount_cents,
+            } => Undo {
+                what: format!("refunded {authorization_id} at {provider}"),
+                call: &contract::PAYMENT_REFUND,
+                peer: provider,
+                id: authorization_id,
+                body: Some(RefundRequest {
+                    amount_cents: *amount_cents,
+                }),
+            },
         }
     }
 }
