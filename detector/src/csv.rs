@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::model::{SeriesDetector, SeriesDetectorConfig};
+use crate::model::{NoveltyConfig, NoveltyScorer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
@@ -17,9 +17,9 @@ pub enum CsvError {
 pub fn score_csv(
     input: impl BufRead,
     mut output: impl Write,
-    config: SeriesDetectorConfig,
+    config: NoveltyConfig,
 ) -> Result<usize, CsvError> {
-    let mut detector = SeriesDetector::new(config);
+    let mut detector = NoveltyScorer::new(config);
     let mut rows = 0;
     writeln!(output, "timestamp,value,anomaly_score")?;
     for (index, line) in input.lines().enumerate() {
@@ -56,7 +56,7 @@ mod tests {
         input.push_str("2024-01-01 05:00:00,not-a-number\n");
         let mut out = Vec::new();
         let rows =
-            score_csv(input.as_bytes(), &mut out, SeriesDetectorConfig::default()).expect("score");
+            score_csv(input.as_bytes(), &mut out, NoveltyConfig::default()).expect("score");
         assert_eq!(rows, 301);
         let text = String::from_utf8(out).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
@@ -78,7 +78,7 @@ mod tests {
         let err = score_csv(
             "timestamp,value\nbroken\n".as_bytes(),
             Vec::new(),
-            SeriesDetectorConfig::default(),
+            NoveltyConfig::default(),
         )
         .expect_err("malformed");
         assert!(err.to_string().starts_with("line 2:"), "{err}");

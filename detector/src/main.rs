@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use homeostat_detector::csv::score_csv;
-use homeostat_detector::model::SeriesDetectorConfig;
+use homeostat_detector::model::NoveltyConfig;
 
 #[derive(Parser)]
 #[command(
@@ -26,18 +26,18 @@ enum Command {
     ScoreCsv {
         /// The CSV file.
         file: PathBuf,
-        /// Points in the robust level/step window.
-        #[arg(long, default_value_t = SeriesDetectorConfig::default().window)]
-        window: usize,
-        /// Points whose surprises define normal.
-        #[arg(long, default_value_t = SeriesDetectorConfig::default().long)]
-        long: usize,
-        /// Points averaged for the current state.
-        #[arg(long, default_value_t = SeriesDetectorConfig::default().short)]
-        short: usize,
-        /// Points before any score above 0.
-        #[arg(long, default_value_t = SeriesDetectorConfig::default().min_history)]
-        min_history: usize,
+        /// Points that fix the bin width (they score 0).
+        #[arg(long, default_value_t = NoveltyConfig::default().calibration)]
+        calibration: usize,
+        /// Bins across the central 99% of the calibration points.
+        #[arg(long, default_value_t = NoveltyConfig::default().bins)]
+        bins: u32,
+        /// Points whose bins count as visited.
+        #[arg(long, default_value_t = NoveltyConfig::default().memory)]
+        memory: usize,
+        /// Points after a novelty during which a weaker one is not news.
+        #[arg(long, default_value_t = NoveltyConfig::default().refractory)]
+        refractory: usize,
     },
 }
 
@@ -46,19 +46,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::ScoreCsv {
             file,
-            window,
-            long,
-            short,
-            min_history,
+            calibration,
+            bins,
+            memory,
+            refractory,
         } => std::fs::File::open(&file)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))
             .and_then(|f| {
                 let out = BufWriter::new(std::io::stdout().lock());
-                let config = SeriesDetectorConfig {
-                    window,
-                    long,
-                    short,
-                    min_history,
+                let config = NoveltyConfig {
+                    calibration,
+                    bins,
+                    memory,
+                    refractory,
                 };
                 score_csv(BufReader::new(f), out, config)
                     .map(drop)
