@@ -55,8 +55,7 @@ mod tests {
         }
         input.push_str("2024-01-01 05:00:00,not-a-number\n");
         let mut out = Vec::new();
-        let rows =
-            score_csv(input.as_bytes(), &mut out, NoveltyConfig::default()).expect("score");
+        let rows = score_csv(input.as_bytes(), &mut out, NoveltyConfig::default()).expect("score");
         assert_eq!(rows, 301);
         let text = String::from_utf8(out).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();

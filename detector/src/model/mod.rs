@@ -2,11 +2,23 @@
 //!
 //! - [`novelty`]: support novelty of one series, learning online from its
 //!   first point (the model `score-csv` runs, measured on NAB).
+//! - [`baseline`]: a robust, optionally seasonal baseline fitted from history.
+//! - [`series`]: tick-by-tick scores against a baseline, following slow change.
+//! - [`joint`]: a Gaussian mixture over a service's signals together.
+//! - [`debounce`]: when a held score opens an anomaly and when it resolves.
 //! - [`stats`]: order statistics shared by the models.
 
+pub mod baseline;
+pub mod debounce;
+pub mod joint;
 pub mod novelty;
+pub mod series;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use baseline::{Baseline, FitError, Scale};
+pub use debounce::{DebounceConfig, Phase, Transition};
+pub use joint::JointModel;
 pub use novelty::{NoveltyConfig, NoveltyScorer};
+pub use series::{Direction, ScoringConfig, SeriesModel, Tick};

@@ -1,0 +1,289 @@
+//! Culprit localisation: when several services degrade at once, which one is
+//! at fault?
+//!
+//! The call graph comes from client metrics: the latency each caller sees on
+//! its calls to each callee. A service whose degradation is matched by slower
+//! calls to a callee that is itself degraded is a *symptom* of that callee; the
+//! services left over are culprits. Blame follows chains (orders → payment →
+//! a slow database) to their end, and a cycle of blame goes to whichever
+//! service degraded first. Independent faults give independent culprits.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use homeostat_api::Signal;
+
+/// One degraded service, by its strongest signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Symptom {
+    pub service: String,
+    pub signal: Signal,
+    pub score: f64,
+    /// observed / expected.
+    pub ratio: f64,
+    /// Unix seconds when its score first crossed the threshold.
+    pub since: i64,
+}
+
+/// What a caller sees of a callee: client-side latency against its baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallEdge {
+    pub caller: String,
+    pub callee: String,
+    pub score: f64,
+    pub ratio: f64,
+}
+
+/// A culprit, with the symptoms it explains and the reasons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Localised {
+    pub culprit: Symptom,
+    /// Services degraded because of it, in the order they were explained.
+    pub explains: Vec<String>,
+    /// For a person, strongest first.
+    pub evidence: Vec<String>,
+    pub confidence: f64,
+}
+
+/// Names the culprits among `symptoms` (one per service) using `edges`; an
+/// edge counts as slowed when its score is at least `edge_threshold`.
+pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -> Vec<Localised> {
+    let by_service: BTreeMap<&str, &Symptom> =
+        symptoms.iter().map(|s| (s.service.as_str(), s)).collect();
+    let slowed: Vec<&CallEdge> = edges
+        .iter()
+        .filter(|e| e.score >= edge_threshold && e.caller != e.callee)
+        .collect();
+
+    // caller → degraded callees it blames.
+    let mut blames: BTreeMap<&str, Vec<&CallEdge>> = BTreeMap::new();
+    for edge in &slowed {
+        let (Some(caller), Some(callee)) = (
+            by_service.get(edge.caller.as_str()),
+            by_service.get(edge.callee.as_str()),
+        ) else {
+            continue;
+        };
+        // In a cycle the one that degraded later is the symptom.
+        let reverse = slowed
+            .iter()
+            .any(|r| r.caller == edge.callee && r.callee == edge.caller);
+        let caller_first = (caller.since, std::cmp::Reverse(ordered(caller.ratio)))
+            < (callee.since, std::cmp::Reverse(ordered(callee.ratio)));
+        if reverse && caller_first {
+            continue;
+        }
+        blames
+            .entry(caller.service.as_str())
+            .or_default()
+            .push(edge);
+    }
+
+    let mut culprits: Vec<&Symptom> = symptoms
+        .iter()
+        .filter(|s| !blames.contains_key(s.service.as_str()))
+        .collect();
+    culprits.sort_by(|a, b| (a.since, &a.service).cmp(&(b.since, &b.service)));
+
+    culprits
+        .into_iter()
+        .map(|culprit| {
+            let mut evidence = vec![format!(
+                "{} {} up {:.1}x since {}",
+                culprit.service,
+                culprit.signal,
+                culprit.ratio,
+                clock(culprit.since)
+            )];
+            let mut explains = Vec::new();
+            for (service, edges) in &blames {
+                if *service == culprit.service
+                    || !reaches(&blames, service, &culprit.service, &mut BTreeSet::new())
+                {
+                    continue;
+                }
+                let symptom = by_service[service];
+                let direct = edges.iter().find(|e| e.callee == culprit.service);
+                evidence.push(match direct {
+                    Some(edge) => format!(
+                        "{} {} up {:.1}x: its calls to {} account for the increase (up {:.1}x)",
+                        symptom.service, symptom.signal, symptom.ratio, culprit.service, edge.ratio
+                    ),
+                    None => format!(
+                        "{} {} up {:.1}x: it waits on services that wait on {}",
+                        symptom.service, symptom.signal, symptom.ratio, culprit.service
+                    ),
+                });
+                explains.push(service.to_string());
+            }
+            // Slower calls to a callee whose own serving is normal point at
+            // the path between them, not at either end.
+            let unexplained: Vec<&&CallEdge> = slowed
+                .iter()
+                .filter(|e| {
+                    e.caller == culprit.service && !by_service.contains_key(e.callee.as_str())
+                })
+                .collect();
+            for edge in &unexplained {
+                evidence.push(format!(
+                    "its calls to {} are up {:.1}x while {} itself serves normally",
+                    edge.callee, edge.ratio, edge.callee
+                ));
+            }
+            let confidence = if unexplained.is_empty() { 0.9 } else { 0.6 };
+            evidence.truncate(16);
+            Localised {
+                culprit: culprit.clone(),
+                explains,
+                evidence,
+                confidence,
+            }
+        })
+        .collect()
+}
+
+/// Whether blame from `from` leads to `to`.
+fn reaches<'a>(
+    blames: &BTreeMap<&'a str, Vec<&'a CallEdge>>,
+    from: &'a str,
+    to: &str,
+    seen: &mut BTreeSet<&'a str>,
+) -> bool {
+    if !seen.insert(from) {
+        return false;
+    }
+    blames.get(from).is_some_and(|edges| {
+        edges
+            .iter()
+            .any(|e| e.callee == to || reaches(blames, e.callee.as_str(), to, seen))
+    })
+}
+
+/// Total order for ratios (NaN last).
+fn ordered(x: f64) -> i64 {
+    if x.is_finite() {
+        (x * 1e6) as i64
+    } else {
+        i64::MIN
+    }
+}
+
+/// `HH:MM:SS UTC` of a unix time.
+pub fn clock(unix_seconds: i64) -> String {
+    jiff::Timestamp::from_second(unix_seconds)
+        .map(|t| t.strftime("%H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| unix_seconds.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn symptom(service: &str, ratio: f64, since: i64) -> Symptom {
+        Symptom {
+            service: service.into(),
+            signal: Signal::LatencyP99,
+            score: 0.95,
+            ratio,
+            since,
+        }
+    }
+
+    fn edge(caller: &str, callee: &str, score: f64, ratio: f64) -> CallEdge {
+        CallEdge {
+            caller: caller.into(),
+            callee: callee.into(),
+            score,
+            ratio,
+        }
+    }
+
+    fn names(found: &[Localised]) -> Vec<&str> {
+        found.iter().map(|l| l.culprit.service.as_str()).collect()
+    }
+
+    #[test]
+    fn a_downstream_fault_blames_the_callee_not_its_callers() {
+        let symptoms = [
+            symptom("orders", 6.0, 43_205),
+            symptom("payment-primary", 8.0, 43_203),
+        ];
+        let edges = [
+            edge("orders", "payment-primary", 0.97, 7.5),
+            edge("orders", "tax", 0.0, 1.0),
+        ];
+        let found = localise(&symptoms, &edges, 0.7);
+        assert_eq!(names(&found), ["payment-primary"]);
+        assert_eq!(found[0].explains, ["orders"]);
+        assert_eq!(
+            found[0].evidence[0],
+            "payment-primary latency_p99 up 8.0x since 12:00:03 UTC"
+        );
+        assert!(
+            found[0].evidence[1].contains("its calls to payment-primary account for the increase")
+        );
+    }
+
+    #[test]
+    fn an_upstream_fault_stays_with_the_caller() {
+        // orders is slow but its calls are not: the fault is in orders.
+        let symptoms = [symptom("orders", 5.0, 100)];
+        let edges = [
+            edge("orders", "payment-primary", 0.05, 1.02),
+            edge("orders", "inventory", 0.01, 0.98),
+        ];
+        let found = localise(&symptoms, &edges, 0.7);
+        assert_eq!(names(&found), ["orders"]);
+        assert!(found[0].explains.is_empty());
+        assert_eq!(found[0].confidence, 0.9);
+    }
+
+    #[test]
+    fn two_independent_faults_give_two_culprits_in_start_order() {
+        let symptoms = [
+            symptom("orders", 4.0, 110),
+            symptom("tax", 3.0, 105),
+            symptom("notifications", 9.0, 100),
+        ];
+        // orders is explained by tax; notifications is nobody's callee here.
+        let edges = [edge("orders", "tax", 0.9, 3.1)];
+        let found = localise(&symptoms, &edges, 0.7);
+        assert_eq!(names(&found), ["notifications", "tax"]);
+        assert_eq!(found[1].explains, ["orders"]);
+    }
+
+    #[test]
+    fn blame_follows_a_chain_to_its_end() {
+        let symptoms = [
+            symptom("orders", 3.0, 102),
+            symptom("returns", 3.0, 101),
+            symptom("payment-primary", 3.0, 100),
+        ];
+        let edges = [
+            edge("orders", "returns", 0.9, 3.0),
+            edge("returns", "payment-primary", 0.9, 3.0),
+        ];
+        let found = localise(&symptoms, &edges, 0.7);
+        assert_eq!(names(&found), ["payment-primary"]);
+        assert_eq!(found[0].explains, ["orders", "returns"]);
+    }
+
+    #[test]
+    fn a_cycle_of_blame_goes_to_the_first_to_degrade() {
+        let symptoms = [symptom("orders", 3.0, 100), symptom("returns", 3.0, 95)];
+        let edges = [
+            edge("orders", "returns", 0.9, 3.0),
+            edge("returns", "orders", 0.9, 3.0),
+        ];
+        assert_eq!(names(&localise(&symptoms, &edges, 0.7)), ["returns"]);
+    }
+
+    #[test]
+    fn slower_calls_to_a_healthy_callee_lower_confidence() {
+        let symptoms = [symptom("orders", 3.0, 100)];
+        let edges = [edge("orders", "inventory", 0.9, 3.0)];
+        let found = localise(&symptoms, &edges, 0.7);
+        assert_eq!(names(&found), ["orders"]);
+        assert_eq!(found[0].confidence, 0.6);
+        assert!(found[0].evidence[1].contains("inventory itself serves normally"));
+    }
+}

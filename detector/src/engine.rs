@@ -1,0 +1,671 @@
+//! The detector's decisions, tick by tick, as plain data: which services are
+//! degraded, who is to blame, and which reports open, change or resolve.
+//!
+//! Pure: the daemon feeds it history and observations read from Prometheus
+//! and turns its [`ReportEvent`]s into AnomalyReports. Reports are opened per
+//! *culprit*: a caller that is slow only because its callee is slow appears
+//! in the culprit's evidence, not in a report of its own.
+
+use std::collections::BTreeMap;
+
+use homeostat_api::{Severity, Signal};
+use ndarray::Array2;
+
+use crate::culprit::{CallEdge, Localised, Symptom, localise};
+use crate::model::{
+    Baseline, DebounceConfig, Direction, FitError, JointModel, Phase, Scale, ScoringConfig,
+    SeriesModel, Tick, Transition,
+};
+
+/// One series: a service and a signal.
+pub type SeriesKey = (String, Signal);
+/// A call from one service to another.
+pub type EdgeKey = (String, String);
+
+/// Values at one instant; a series missing from the maps has no data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    pub series: BTreeMap<SeriesKey, f64>,
+    /// Client-side p99 latency per caller → callee.
+    pub edges: BTreeMap<EdgeKey, f64>,
+}
+
+/// `(unix_seconds, value)` points per series, for fitting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub series: BTreeMap<SeriesKey, Vec<(i64, f64)>>,
+    pub edges: BTreeMap<EdgeKey, Vec<(i64, f64)>>,
+}
+
+/// Tuning of the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineConfig {
+    pub scoring: ScoringConfig,
+    pub debounce: DebounceConfig,
+    /// Score from which a caller's calls to a callee count as slowed.
+    pub edge_threshold: f64,
+    /// Gaussians in each service's joint model; 0 turns it off.
+    pub joint_components: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            scoring: ScoringConfig::default(),
+            debounce: DebounceConfig::default(),
+            edge_threshold: 0.5,
+            joint_components: 2,
+        }
+    }
+}
+
+/// How a signal is compared and which way is harmful.
+pub fn signal_model(signal: Signal) -> (Scale, Direction) {
+    match signal {
+        Signal::LatencyP50 | Signal::LatencyP95 | Signal::LatencyP99 => (Scale::Log, Direction::Up),
+        Signal::ErrorRatio => (Scale::Linear, Direction::Up),
+        // Traffic growth is business, not an incident; traffic loss is.
+        Signal::RequestRate => (Scale::Log, Direction::Down),
+    }
+}
+
+/// What a report should say now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportUpdate {
+    pub service: String,
+    pub signal: Signal,
+    pub score: f64,
+    pub peak_score: f64,
+    pub severity: Severity,
+    pub observed: f64,
+    /// `[lower, centre, upper]` in the signal's units.
+    pub band: [f64; 3],
+    pub culprit: Option<Localised>,
+    pub opened_at: i64,
+    pub evaluated_at: i64,
+    /// The detector lacks data for this series this tick.
+    pub degraded: bool,
+}
+
+/// A change to the reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReportEvent {
+    Open(ReportUpdate),
+    Update(ReportUpdate),
+    Resolve { update: ReportUpdate, at: i64 },
+}
+
+impl ReportEvent {
+    pub fn update(&self) -> &ReportUpdate {
+        match self {
+            ReportEvent::Open(u)
+            | ReportEvent::Update(u)
+            | ReportEvent::Resolve { update: u, .. } => u,
+        }
+    }
+}
+
+/// An anomaly being reported, keyed by its service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub signal: Signal,
+    pub opened_at: i64,
+    pub peak_score: f64,
+    last: Option<ReportUpdate>,
+}
+
+/// Scores of one tick, for metrics and charts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickScores {
+    pub series: BTreeMap<SeriesKey, Tick>,
+    pub joint: BTreeMap<String, f64>,
+    pub edges: BTreeMap<EdgeKey, Tick>,
+}
+
+/// The result of one tick.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickOutcome {
+    pub scores: TickScores,
+    pub events: Vec<ReportEvent>,
+}
+
+/// Models, debouncing state and open incidents.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    series: BTreeMap<SeriesKey, SeriesModel>,
+    edges: BTreeMap<EdgeKey, SeriesModel>,
+    joint: BTreeMap<String, JointModel>,
+    phases: BTreeMap<String, Phase>,
+    incidents: BTreeMap<String, Incident>,
+}
+
+/// Why fitting produced no model for a series (the others still fit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitProblem {
+    pub series: String,
+    pub error: FitError,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            series: BTreeMap::new(),
+            edges: BTreeMap::new(),
+            joint: BTreeMap::new(),
+            phases: BTreeMap::new(),
+            incidents: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Fits every model from `history`, replacing earlier fits. Debouncing
+    /// state and open incidents carry over. Returns the series that could not
+    /// be fitted; they are not scored until a later fit succeeds.
+    pub fn fit(&mut self, history: &History) -> Vec<FitProblem> {
+        let mut problems = Vec::new();
+        self.series.clear();
+        for ((service, signal), points) in &history.series {
+            let (scale, direction) = signal_model(*signal);
+            match Baseline::fit(points, scale) {
+                Ok(b) => {
+                    self.series
+                        .insert((service.clone(), *signal), SeriesModel::new(b, direction));
+                }
+                Err(error) => problems.push(FitProblem {
+                    series: format!("{service} {signal}"),
+                    error,
+                }),
+            }
+        }
+        self.edges.clear();
+        for ((caller, callee), points) in &history.edges {
+            if let Ok(b) = Baseline::fit(points, Scale::Log) {
+                self.edges.insert(
+                    (caller.clone(), callee.clone()),
+                    SeriesModel::new(b, Direction::Up),
+                );
+            }
+        }
+        self.fit_joint(history);
+        problems
+    }
+
+    fn fit_joint(&mut self, history: &History) {
+        self.joint.clear();
+        if self.config.joint_components == 0 {
+            return;
+        }
+        for service in self.services() {
+            let rows = self.joint_rows(&service, history);
+            let Some(rows) = rows else { continue };
+            if let Ok(model) = JointModel::fit(&rows, self.config.joint_components) {
+                self.joint.insert(service, model);
+            }
+        }
+    }
+
+    /// Deviation vectors (one column per signal) at the instants where every
+    /// signal of `service` has a value.
+    fn joint_rows(&self, service: &str, history: &History) -> Option<Array2<f64>> {
+        let mut by_time: BTreeMap<i64, [f64; 5]> = BTreeMap::new();
+        for (column, signal) in Signal::ALL.iter().enumerate() {
+            let key = (service.to_owned(), *signal);
+            let model = self.series.get(&key)?;
+            for &(t, v) in history.series.get(&key)? {
+                let row = by_time.entry(t).or_insert([f64::NAN; 5]);
+                row[column] = model.baseline.z(t, v);
+            }
+        }
+        let complete: Vec<[f64; 5]> = by_time
+            .into_values()
+            .filter(|r| r.iter().all(|v| v.is_finite()))
+            .collect();
+        let mut rows = Array2::zeros((complete.len(), 5));
+        for (i, r) in complete.iter().enumerate() {
+            for (j, v) in r.iter().enumerate() {
+                rows[[i, j]] = *v;
+            }
+        }
+        Some(rows)
+    }
+
+    fn services(&self) -> Vec<String> {
+        let mut services: Vec<String> = self.series.keys().map(|k| k.0.clone()).collect();
+        services.dedup();
+        services
+    }
+
+    /// Whether any series has a model.
+    pub fn is_fitted(&self) -> bool {
+        !self.series.is_empty()
+    }
+
+    /// Continues an anomaly reported before a restart: its service is open
+    /// since `opened_at` and its report is updated, not opened again.
+    pub fn resume(&mut self, service: &str, signal: Signal, opened_at: i64, peak_score: f64) {
+        self.phases.insert(
+            service.to_owned(),
+            Phase::Open {
+                since: opened_at,
+                calm_since: None,
+            },
+        );
+        self.incidents.insert(
+            service.to_owned(),
+            Incident {
+                signal,
+                opened_at,
+                peak_score,
+                last: None,
+            },
+        );
+    }
+
+    pub fn incidents(&self) -> &BTreeMap<String, Incident> {
+        &self.incidents
+    }
+
+    /// One evaluation at `now`. `None` means no data at all (Prometheus
+    /// unreachable): nothing opens or resolves, open reports are marked degraded.
+    pub fn tick(&mut self, now: i64, observation: Option<&Observation>) -> TickOutcome {
+        let empty = Observation::default();
+        let observed = observation.unwrap_or(&empty);
+        let scores = self.score(now, observed);
+
+        // Per service: the strongest signal, and whether it holds.
+        let mut strongest: BTreeMap<String, (Signal, f64)> = BTreeMap::new();
+        for ((service, signal), tick) in &scores.series {
+            let entry = strongest.entry(service.clone()).or_insert((*signal, -1.0));
+            if tick.score > entry.1 {
+                *entry = (*signal, tick.score);
+            }
+        }
+        for (service, joint) in &scores.joint {
+            if let Some(entry) = strongest.get_mut(service)
+                && *joint > entry.1
+            {
+                // The combination is off while no value alone is: blame the
+                // signal that strays furthest.
+                let signal = scores
+                    .series
+                    .iter()
+                    .filter(|((s, _), _)| s == service)
+                    .max_by(|a, b| a.1.z.abs().total_cmp(&b.1.z.abs()))
+                    .map_or(entry.0, |((_, sig), _)| *sig);
+                *entry = (signal, *joint);
+            }
+        }
+        let mut resolved = Vec::new();
+        for service in self.services() {
+            let score = strongest.get(&service).map(|s| s.1);
+            let phase = self.phases.entry(service.clone()).or_default();
+            if let Transition::Resolved { at } = phase.observe(&self.config.debounce, now, score) {
+                resolved.push((service, at));
+            }
+        }
+
+        // Localise among everything degraded now, pending included, so a
+        // caller that crossed the threshold a tick before its callee is not
+        // reported as the culprit.
+        let threshold = self.config.debounce.threshold;
+        let symptoms: Vec<Symptom> = strongest
+            .iter()
+            .filter_map(|(service, &(signal, score))| {
+                if score < threshold {
+                    return None;
+                }
+                let since = match self.phases.get(service).copied().unwrap_or_default() {
+                    Phase::Open { since, .. } | Phase::Pending { since } => since,
+                    Phase::Quiet => now,
+                };
+                let tick = scores.series.get(&(service.clone(), signal))?;
+                Some(Symptom {
+                    service: service.clone(),
+                    signal,
+                    score,
+                    ratio: tick.ratio,
+                    since,
+                })
+            })
+            .collect();
+        let edges: Vec<CallEdge> = scores
+            .edges
+            .iter()
+            .map(|((caller, callee), tick)| CallEdge {
+                caller: caller.clone(),
+                callee: callee.clone(),
+                score: tick.score,
+                ratio: tick.ratio,
+            })
+            .collect();
+        let culprits = localise(&symptoms, &edges, self.config.edge_threshold);
+
+        let mut events = Vec::new();
+        let degraded = observation.is_none();
+        for found in culprits {
+            let service = found.culprit.service.clone();
+            if !self.phases.get(&service).is_some_and(Phase::is_open) {
+                continue;
+            }
+            // A report keeps the signal it opened with.
+            let signal = self
+                .incidents
+                .get(&service)
+                .map_or(found.culprit.signal, |i| i.signal);
+            let Some(update) = self.update_for(now, signal, &found, &scores, degraded) else {
+                continue;
+            };
+            match self.incidents.get_mut(&service) {
+                Some(incident) => {
+                    incident.peak_score = incident.peak_score.max(update.score);
+                    let update = ReportUpdate {
+                        opened_at: incident.opened_at,
+                        peak_score: incident.peak_score,
+                        ..update
+                    };
+                    incident.last = Some(update.clone());
+                    events.push(ReportEvent::Update(update));
+                }
+                None => {
+                    self.incidents.insert(
+                        service,
+                        Incident {
+                            signal: update.signal,
+                            opened_at: update.opened_at,
+                            peak_score: update.score,
+                            last: Some(update.clone()),
+                        },
+                    );
+                    events.push(ReportEvent::Open(update));
+                }
+            }
+        }
+        // Open incidents the localisation did not mention this tick (no data,
+        // or now explained by another culprit) are kept up to date as they are.
+        for (service, incident) in &mut self.incidents {
+            if events.iter().any(|e| &e.update().service == service) {
+                continue;
+            }
+            if let Some(last) = &incident.last {
+                let update = ReportUpdate {
+                    evaluated_at: now,
+                    degraded: degraded || !scores.series.keys().any(|(s, _)| s == service),
+                    ..last.clone()
+                };
+                events.push(ReportEvent::Update(update));
+            }
+        }
+        for (service, at) in resolved {
+            if let Some(incident) = self.incidents.remove(&service) {
+                let update = incident
+                    .last
+                    .clone()
+                    .map(|last| ReportUpdate {
+                        evaluated_at: now,
+                        degraded: false,
+                        ..last
+                    })
+                    .unwrap_or_else(|| self.quiet_update(&service, &incident, now, &scores));
+                events.retain(|e| e.update().service != service);
+                events.push(ReportEvent::Resolve { update, at });
+            }
+        }
+        TickOutcome { scores, events }
+    }
+
+    fn score(&mut self, now: i64, observed: &Observation) -> TickScores {
+        let config = self.config.scoring;
+        let mut scores = TickScores::default();
+        for (key, model) in &mut self.series {
+            if let Some(&value) = observed.series.get(key)
+                && value.is_finite()
+            {
+                scores
+                    .series
+                    .insert(key.clone(), model.observe(&config, now, value));
+            }
+        }
+        for (key, model) in &mut self.edges {
+            if let Some(&value) = observed.edges.get(key)
+                && value.is_finite()
+            {
+                scores
+                    .edges
+                    .insert(key.clone(), model.observe(&config, now, value));
+            }
+        }
+        for (service, model) in &self.joint {
+            let vector: Option<Vec<f64>> = Signal::ALL
+                .iter()
+                .map(|s| scores.series.get(&(service.clone(), *s)).map(|t| t.z))
+                .collect();
+            if let Some(vector) = vector {
+                scores.joint.insert(
+                    service.clone(),
+                    model.score(ndarray::ArrayView1::from(&vector)),
+                );
+            }
+        }
+        scores
+    }
+
+    fn update_for(
+        &self,
+        now: i64,
+        signal: Signal,
+        found: &Localised,
+        scores: &TickScores,
+        degraded: bool,
+    ) -> Option<ReportUpdate> {
+        let culprit = &found.culprit;
+        let key = (culprit.service.clone(), signal);
+        let model = self.series.get(&key)?;
+        let tick = scores.series.get(&key)?;
+        let band_width = self.config.scoring.z_at(self.config.debounce.threshold);
+        let band = model.band(now, band_width);
+        let observed = tick.ratio * band[1];
+        Some(ReportUpdate {
+            service: culprit.service.clone(),
+            signal,
+            score: culprit.score.clamp(0.0, 1.0),
+            peak_score: culprit.score.clamp(0.0, 1.0),
+            severity: self.config.scoring.severity(culprit.score),
+            observed,
+            band,
+            culprit: Some(found.clone()),
+            opened_at: culprit.since,
+            evaluated_at: now,
+            degraded,
+        })
+    }
+
+    /// An update for a resumed incident that never got a scored tick.
+    fn quiet_update(
+        &self,
+        service: &str,
+        incident: &Incident,
+        now: i64,
+        scores: &TickScores,
+    ) -> ReportUpdate {
+        let key = (service.to_owned(), incident.signal);
+        let band_width = self.config.scoring.z_at(self.config.debounce.threshold);
+        let band = self
+            .series
+            .get(&key)
+            .map_or([0.0; 3], |m| m.band(now, band_width));
+        let tick = scores.series.get(&key);
+        ReportUpdate {
+            service: service.to_owned(),
+            signal: incident.signal,
+            score: tick.map_or(0.0, |t| t.score),
+            peak_score: incident.peak_score,
+            severity: Severity::Warning,
+            observed: tick.map_or(band[1], |t| t.ratio * band[1]),
+            band,
+            culprit: None,
+            opened_at: incident.opened_at,
+            evaluated_at: now,
+            degraded: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::noise;
+
+    const STEP: i64 = 5;
+    const SERVICES: [&str; 3] = ["orders", "payment-primary", "tax"];
+
+    /// Normal values of a synthetic OMS: orders waits on payment and tax.
+    fn normal(service: &str, signal: Signal, i: usize) -> f64 {
+        let jitter = 1.0 + 0.04 * noise(i * 7 + service.len() * 13 + signal as usize);
+        let own = match service {
+            "payment-primary" => 0.003,
+            "tax" => 0.001,
+            _ => 0.002,
+        };
+        let latency = |base: f64| base * jitter;
+        match signal {
+            Signal::LatencyP50 => latency(own),
+            Signal::LatencyP95 => latency(own * 2.0),
+            Signal::LatencyP99 => latency(own * 3.0),
+            Signal::ErrorRatio => 0.0,
+            Signal::RequestRate => 40.0 * jitter,
+        }
+    }
+
+    /// Observation at tick `i`, with payment-primary `slowdown` times slower.
+    fn observe(i: usize, slowdown: f64) -> Observation {
+        let mut o = Observation::default();
+        for service in SERVICES {
+            for signal in Signal::ALL {
+                let mut v = normal(service, signal, i);
+                let is_latency = !matches!(signal, Signal::ErrorRatio | Signal::RequestRate);
+                if is_latency && service != "tax" {
+                    v *= slowdown;
+                }
+                o.series.insert((service.into(), signal), v);
+            }
+        }
+        let edge = |i: usize, base: f64| base * (1.0 + 0.04 * noise(i * 11 + 5));
+        o.edges.insert(
+            ("orders".into(), "payment-primary".into()),
+            edge(i, 0.009) * slowdown,
+        );
+        o.edges
+            .insert(("orders".into(), "tax".into()), edge(i, 0.003));
+        o
+    }
+
+    fn fitted() -> Engine {
+        let mut history = History::default();
+        for i in 0..720 {
+            let t = i as i64 * STEP;
+            let o = observe(i, 1.0);
+            for (k, v) in o.series {
+                history.series.entry(k).or_default().push((t, v));
+            }
+            for (k, v) in o.edges {
+                history.edges.entry(k).or_default().push((t, v));
+            }
+        }
+        let mut engine = Engine::new(EngineConfig::default());
+        assert!(engine.fit(&history).is_empty());
+        engine
+    }
+
+    fn run(engine: &mut Engine, ticks: std::ops::Range<usize>, slowdown: f64) -> Vec<ReportEvent> {
+        ticks
+            .flat_map(|i| {
+                engine
+                    .tick(i as i64 * STEP, Some(&observe(i, slowdown)))
+                    .events
+            })
+            .collect()
+    }
+
+    fn opened(events: &[ReportEvent]) -> Vec<&ReportUpdate> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ReportEvent::Open(u) => Some(u),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn normal_traffic_opens_nothing() {
+        let mut engine = fitted();
+        assert!(run(&mut engine, 720..1440, 1.0).is_empty());
+    }
+
+    #[test]
+    fn a_slow_payment_provider_opens_one_report_naming_it() {
+        let mut engine = fitted();
+        let events = run(&mut engine, 720..760, 6.0);
+        let opened = opened(&events);
+        assert_eq!(opened.len(), 1, "{opened:#?}");
+        let report = opened[0];
+        assert_eq!(report.service, "payment-primary");
+        let culprit = report.culprit.as_ref().expect("culprit");
+        assert_eq!(culprit.explains, ["orders"]);
+        assert!(report.observed > report.band[2], "{report:?}");
+        // It opened after the hold time, dated from the first degraded tick.
+        assert_eq!(report.opened_at, 720 * STEP);
+        // While open it is updated, never opened again.
+        let later = run(&mut engine, 760..800, 6.0);
+        assert!(opened_count(&later) == 0 && !later.is_empty());
+    }
+
+    fn opened_count(events: &[ReportEvent]) -> usize {
+        opened(events).len()
+    }
+
+    #[test]
+    fn recovery_resolves_the_report_after_the_quiet_time() {
+        let mut engine = fitted();
+        run(&mut engine, 720..760, 6.0);
+        let events = run(&mut engine, 760..800, 1.0);
+        let resolved: Vec<i64> = events
+            .iter()
+            .filter_map(|e| match e {
+                ReportEvent::Resolve { at, update } => {
+                    assert_eq!(update.service, "payment-primary");
+                    Some(*at)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resolved, [760 * STEP]);
+        assert!(engine.incidents().is_empty());
+    }
+
+    #[test]
+    fn no_data_opens_nothing_and_marks_open_reports_degraded() {
+        let mut engine = fitted();
+        for i in 720..800 {
+            assert!(engine.tick(i * STEP, None).events.is_empty());
+        }
+        run(&mut engine, 800..840, 6.0);
+        let events = engine.tick(840 * STEP, None).events;
+        assert_eq!(events.len(), 1);
+        assert!(matches!(&events[0], ReportEvent::Update(u) if u.degraded));
+    }
+
+    #[test]
+    fn a_resumed_incident_is_updated_not_reopened() {
+        let mut engine = fitted();
+        engine.resume("payment-primary", Signal::LatencyP99, 700 * STEP, 0.95);
+        let events = run(&mut engine, 720..760, 6.0);
+        assert_eq!(opened_count(&events), 0);
+        assert!(events.iter().all(|e| e.update().opened_at == 700 * STEP));
+    }
+}

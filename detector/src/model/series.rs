@@ -1,0 +1,223 @@
+//! Scoring one series tick by tick against its baseline.
+//!
+//! The score maps the deviation in spreads, `z`, to [0, 1] with
+//! `z² / (z² + z_half²)`: 0.5 at `z_half` spreads, 0.9 at three times that.
+//! Only the harmful direction counts (latency and errors up, traffic down).
+//!
+//! Online learning follows slow, legitimate change but not an incident: a
+//! point within `learn_within` spreads nudges a level shift towards itself;
+//! a point outside teaches nothing, so an ongoing anomaly never becomes
+//! normal, while a slow drift is followed one small step at a time.
+
+use homeostat_api::Severity;
+
+use super::baseline::Baseline;
+
+/// Which deviations are harmful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+    Both,
+}
+
+/// Tuning shared by every series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoringConfig {
+    /// Deviation, in spreads, that scores 0.5.
+    pub z_half: f64,
+    /// Points closer than this many spreads to the expectation are learned.
+    pub learn_within: f64,
+    /// Share of a learned point's deviation added to the level shift.
+    pub learn_rate: f64,
+    /// Score from which a deviation is Critical rather than Warning.
+    pub critical_score: f64,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            z_half: 4.0,
+            learn_within: 3.0,
+            learn_rate: 0.02,
+            critical_score: 0.9,
+        }
+    }
+}
+
+impl ScoringConfig {
+    /// Score of a deviation of `z` spreads in the harmful direction.
+    pub fn score(&self, z: f64) -> f64 {
+        let z = z.max(0.0);
+        z * z / (z * z + self.z_half * self.z_half)
+    }
+
+    /// The deviation, in spreads, at which the score reaches `score`.
+    pub fn z_at(&self, score: f64) -> f64 {
+        let s = score.clamp(0.0, 0.999_999);
+        self.z_half * (s / (1.0 - s)).sqrt()
+    }
+
+    pub fn severity(&self, score: f64) -> Severity {
+        if score >= self.critical_score {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        }
+    }
+}
+
+/// One tick's verdict on one series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tick {
+    pub score: f64,
+    /// Signed deviation in spreads.
+    pub z: f64,
+    /// observed / expected, in the signal's units.
+    pub ratio: f64,
+}
+
+/// A series' baseline with its online level shift.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesModel {
+    pub baseline: Baseline,
+    pub direction: Direction,
+    /// Learned since the fit, on the baseline's scale.
+    pub shift: f64,
+}
+
+impl SeriesModel {
+    pub fn new(baseline: Baseline, direction: Direction) -> Self {
+        Self {
+            baseline,
+            direction,
+            shift: 0.0,
+        }
+    }
+
+    /// Scores `value` observed at `unix_seconds`, then learns it if normal.
+    pub fn observe(&mut self, config: &ScoringConfig, unix_seconds: i64, value: f64) -> Tick {
+        let scale = self.baseline.scale;
+        let expected = self.baseline.expected(unix_seconds) + self.shift;
+        let deviation = scale.forward(value) - expected;
+        let z = deviation / self.baseline.spread;
+        let harmful = match self.direction {
+            Direction::Up => z,
+            Direction::Down => -z,
+            Direction::Both => z.abs(),
+        };
+        if z.abs() < config.learn_within {
+            self.shift += config.learn_rate * deviation;
+        }
+        Tick {
+            score: config.score(harmful),
+            z,
+            ratio: value / scale.inverse(expected),
+        }
+    }
+
+    /// `[lower, centre, upper]` at `unix_seconds` for a band of `width` spreads.
+    pub fn band(&self, unix_seconds: i64, width: f64) -> [f64; 3] {
+        self.baseline.band(unix_seconds, width, self.shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::baseline::Scale;
+    use crate::model::testing::noise;
+
+    const STEP: i64 = 5;
+
+    /// p99 latency around 4 ms with 5% noise, one point every 5 s.
+    fn latency(i: usize) -> f64 {
+        0.004 * (1.0 + 0.05 * noise(i))
+    }
+
+    fn fitted(history: usize) -> SeriesModel {
+        let points: Vec<(i64, f64)> = (0..history)
+            .map(|i| (i as i64 * STEP, latency(i)))
+            .collect();
+        SeriesModel::new(
+            Baseline::fit(&points, Scale::Log).expect("fit"),
+            Direction::Up,
+        )
+    }
+
+    fn scores(model: &mut SeriesModel, from: usize, values: impl Iterator<Item = f64>) -> Vec<f64> {
+        let config = ScoringConfig::default();
+        values
+            .enumerate()
+            .map(|(k, v)| model.observe(&config, (from + k) as i64 * STEP, v).score)
+            .collect()
+    }
+
+    fn max(v: &[f64]) -> f64 {
+        v.iter().copied().fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn a_level_shift_up_scores_high_at_once_and_stays_high() {
+        let mut model = fitted(720);
+        let s = scores(&mut model, 720, (720..900).map(|i| latency(i) * 3.0));
+        assert!(s[0] > 0.9, "{}", s[0]);
+        // The incident is not learned as the new normal.
+        assert!(
+            s.iter().all(|&x| x > 0.9),
+            "{}",
+            s.iter().copied().fold(1.0, f64::min)
+        );
+    }
+
+    #[test]
+    fn a_single_spike_scores_high_for_that_tick_only() {
+        let mut model = fitted(720);
+        let values = (720..760).map(|i| latency(i) * if i == 730 { 8.0 } else { 1.0 });
+        let s = scores(&mut model, 720, values);
+        assert!(s[10] > 0.9);
+        assert!(max(&s[11..]) < 0.3, "{}", max(&s[11..]));
+    }
+
+    #[test]
+    fn a_slow_drift_is_followed_without_alarm() {
+        let mut model = fitted(720);
+        // +80% over six hours: legitimate growth, 0.01% per tick.
+        let ticks = 6 * 720;
+        let values = (0..ticks).map(|k| latency(720 + k) * (1.0 + 0.8 * k as f64 / ticks as f64));
+        let s = scores(&mut model, 720, values);
+        assert!(max(&s) < 0.5, "{}", max(&s));
+    }
+
+    #[test]
+    fn a_ramp_alarms_before_it_ends() {
+        let mut model = fitted(720);
+        // Ten times slower over five minutes: an incident growing.
+        let values = (0..60).map(|k| latency(720 + k) * 10f64.powf(k as f64 / 60.0));
+        let s = scores(&mut model, 720, values);
+        let first = s.iter().position(|&x| x > 0.7).expect("alarm");
+        assert!(first < 30, "alarm only at tick {first}");
+    }
+
+    #[test]
+    fn faster_is_not_an_alarm_for_latency_but_less_traffic_is_for_rate() {
+        let config = ScoringConfig::default();
+        let mut latency_model = fitted(720);
+        assert!(latency_model.observe(&config, 0, 0.0005).score < 0.01);
+        let mut rate_model = SeriesModel {
+            direction: Direction::Down,
+            ..fitted(720)
+        };
+        assert!(rate_model.observe(&config, 0, 0.0005).score > 0.9);
+    }
+
+    #[test]
+    fn the_score_is_half_at_z_half_and_inverts() {
+        let config = ScoringConfig::default();
+        assert!((config.score(config.z_half) - 0.5).abs() < 1e-12);
+        let z = config.z_at(0.7);
+        assert!((config.score(z) - 0.7).abs() < 1e-9);
+        assert_eq!(config.severity(0.95), Severity::Critical);
+        assert_eq!(config.severity(0.75), Severity::Warning);
+    }
+}
