@@ -4,7 +4,13 @@
 //! and localisation with no I/O. `csv` adapts the model to files for offline
 //! evaluation (`homeostat-detector score-csv`).
 
+pub mod bench;
 pub mod csv;
 pub mod culprit;
+pub mod daemon;
 pub mod engine;
+pub mod metrics;
 pub mod model;
+pub mod promql;
+pub mod reports;
+pub mod source;

@@ -1,12 +1,17 @@
 //! `homeostat-detector`: the anomaly detector's command line.
 
 use std::io::{BufReader, BufWriter};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use homeostat_api::oms::OMS_SERVICES;
 use homeostat_detector::csv::score_csv;
-use homeostat_detector::model::NoveltyConfig;
+use homeostat_detector::daemon::{self, DaemonConfig};
+use homeostat_detector::engine::EngineConfig;
+use homeostat_detector::model::{DebounceConfig, NoveltyConfig};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +44,103 @@ enum Command {
         #[arg(long, default_value_t = NoveltyConfig::default().refractory)]
         refractory: usize,
     },
+    /// Run the detector: fit baselines from Prometheus, evaluate every tick,
+    /// write AnomalyReports (kubeconfig from KUBECONFIG or in-cluster).
+    Run(RunArgs),
+    /// Synthetic benchmark: fit N series of H points, time scoring ticks.
+    Bench {
+        #[arg(long, default_value_t = 10_000)]
+        series: usize,
+        #[arg(long, default_value_t = 10_080)]
+        history: usize,
+        #[arg(long, default_value_t = 50)]
+        ticks: usize,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Prometheus base URL.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_PROMETHEUS_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    prometheus_url: String,
+    /// Namespace of the AnomalyReports.
+    #[arg(long, env = "HOMEOSTAT_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Services to watch (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = OMS_SERVICES.map(String::from))]
+    services: Vec<String>,
+    /// Label matcher added to every query, `name=value` (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Evaluation interval.
+    #[arg(long, default_value = "5s")]
+    tick: homeostat_api::Duration,
+    /// History the baselines are fitted from.
+    #[arg(long, default_value = "3h")]
+    history: homeostat_api::Duration,
+    /// How often baselines are fitted again.
+    #[arg(long, default_value = "1h")]
+    refit: homeostat_api::Duration,
+    /// Window of the rate() in every query; at least two scrape intervals.
+    #[arg(long, default_value = "20s")]
+    rate_window: homeostat_api::Duration,
+    /// Score from which a series counts as anomalous.
+    #[arg(long, default_value_t = DebounceConfig::default().threshold)]
+    threshold: f64,
+    /// How long the score must hold before a report opens.
+    #[arg(long, default_value = "10s")]
+    hold: homeostat_api::Duration,
+    /// How long the score must stay low before a report resolves.
+    #[arg(long, default_value = "30s")]
+    quiet: homeostat_api::Duration,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    listen: SocketAddr,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected name=value, got {text:?}"))
+}
+
+impl RunArgs {
+    fn into_config(self) -> anyhow::Result<DaemonConfig> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            anyhow::bail!(
+                "--threshold must be between 0 and 1, got {}",
+                self.threshold
+            );
+        }
+        let engine = EngineConfig {
+            debounce: DebounceConfig {
+                threshold: self.threshold,
+                hold_seconds: self.hold.0.as_secs() as i64,
+                quiet_seconds: self.quiet.0.as_secs() as i64,
+            },
+            ..EngineConfig::default()
+        };
+        Ok(DaemonConfig {
+            prometheus_url: self.prometheus_url,
+            namespace: self.namespace,
+            services: self.services,
+            labels: self.labels,
+            tick: self.tick.0,
+            history: self.history.0,
+            refit: self.refit.0,
+            rate_window: self.rate_window.0,
+            query_timeout: self.tick.0.max(std::time::Duration::from_secs(2)),
+            engine,
+            listen: self.listen,
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -64,6 +166,13 @@ fn main() -> ExitCode {
                     .map(drop)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
             }),
+        Command::Run(args) => run(args),
+        Command::Bench {
+            series,
+            history,
+            ticks,
+            json,
+        } => bench(series, history, ticks, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,4 +181,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    runtime.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("connect to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        daemon::run(config, client, shutdown).await
+    })
+}
+
+fn bench(series: usize, history: usize, ticks: usize, json: bool) -> anyhow::Result<()> {
+    if series == 0 || history == 0 || ticks == 0 {
+        anyhow::bail!("--series, --history and --ticks must be positive");
+    }
+    let result = homeostat_detector::bench::run(series, history, ticks);
+    println!(
+        "fitted {} series of {} points in {:.2} s on {} threads ({} seasonal)",
+        result.series, result.history, result.fit_seconds, result.threads, result.seasonal_series
+    );
+    println!(
+        "scoring: median {:.3} ms per tick, max {:.3} ms over {} ticks",
+        result.score_ms_per_tick, result.score_ms_per_tick_max, result.ticks
+    );
+    println!("peak RSS {:.1} MiB", result.rss_mb);
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+    }
+    Ok(())
 }

@@ -1,0 +1,197 @@
+//! `homeostat-detector run`: fit from Prometheus, evaluate every tick, write
+//! AnomalyReports, serve the detector's own metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::time::MissedTickBehavior;
+
+use crate::engine::{Engine, EngineConfig, ReportEvent};
+use crate::metrics::{DetectorMetrics, router};
+use crate::promql::Queries;
+use crate::reports::ReportWriter;
+use crate::source::{MetricsSource, PrometheusSource};
+
+/// Everything `run` needs to know.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub prometheus_url: String,
+    /// Namespace of the AnomalyReports.
+    pub namespace: String,
+    pub services: Vec<String>,
+    /// Label matchers added to every query, e.g. `namespace=shop`.
+    pub labels: Vec<(String, String)>,
+    pub tick: Duration,
+    pub history: Duration,
+    pub refit: Duration,
+    pub rate_window: Duration,
+    pub query_timeout: Duration,
+    pub engine: EngineConfig,
+    pub listen: SocketAddr,
+}
+
+/// Most points a history query asks for per series.
+const HISTORY_POINTS: f64 = 2500.0;
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Runs until `shutdown` completes. Errors only for what cannot work at all
+/// (bad configuration, port in use, API server unreachable at start).
+pub async fn run(
+    config: DaemonConfig,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let queries = Queries::new(&config.labels, config.rate_window.as_secs().max(1))?;
+    let source = PrometheusSource::new(
+        &config.prometheus_url,
+        queries,
+        config.services.iter().cloned(),
+        config.query_timeout,
+    )?;
+    let metrics = Arc::new(DetectorMetrics::default());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    let server = tokio::spawn(axum::serve(listener, router(metrics.clone())).into_future());
+
+    let mut writer = ReportWriter::new(client, &config.namespace);
+    let mut engine = Engine::new(config.engine);
+    let open = writer
+        .open_reports()
+        .await
+        .context("list open AnomalyReports")?;
+    for report in &open {
+        tracing::info!(report = %report.name, service = %report.service, "continuing an open report");
+        engine.resume(
+            &report.service,
+            report.signal,
+            report.opened_at,
+            report.peak_score,
+        );
+        writer.adopt(report);
+    }
+    metrics.open_reports.set(open.len() as i64);
+
+    let mut daemon = Daemon {
+        config,
+        source,
+        engine,
+        writer,
+        metrics,
+        last_fit: None,
+    };
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        () = daemon.evaluate_forever() => Ok(()),
+    };
+    server.abort();
+    result
+}
+
+struct Daemon {
+    config: DaemonConfig,
+    source: PrometheusSource,
+    engine: Engine,
+    writer: ReportWriter,
+    metrics: Arc<DetectorMetrics>,
+    last_fit: Option<Instant>,
+}
+
+impl Daemon {
+    async fn evaluate_forever(&mut self) {
+        let mut ticks = tokio::time::interval(self.config.tick);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            ticks.tick().await;
+            let due = self
+                .last_fit
+                .is_none_or(|at| at.elapsed() >= self.config.refit);
+            if due {
+                self.fit().await;
+            }
+            if self.engine.is_fitted() {
+                self.tick().await;
+            }
+        }
+    }
+
+    async fn fit(&mut self) {
+        let end = unix_now();
+        let span = self.config.history.as_secs() as i64;
+        let step = (span as f64 / HISTORY_POINTS).max(self.config.tick.as_secs_f64());
+        let started = Instant::now();
+        match self.source.history(end - span, end, step).await {
+            Ok(history) => {
+                let problems = self.engine.fit(&history);
+                for p in &problems {
+                    tracing::warn!(series = %p.series, error = %p.error, "no baseline");
+                }
+                let seconds = started.elapsed().as_secs_f64();
+                self.metrics.fit_duration.observe(seconds);
+                self.last_fit = Some(Instant::now());
+                if self.engine.is_fitted() {
+                    self.metrics.set_ready(true);
+                    tracing::info!(seconds, series = history.series.len(), "baselines fitted");
+                } else {
+                    self.metrics.degraded.set(1);
+                    tracing::warn!("no series could be fitted; retrying next tick");
+                    self.last_fit = None;
+                }
+            }
+            Err(error) => {
+                self.metrics.query_errors.inc();
+                self.metrics.degraded.set(1);
+                tracing::error!(%error, "cannot read history; retrying next tick");
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = unix_now();
+        let observation = match self.source.observe(now).await {
+            Ok(o) => {
+                self.metrics.degraded.set(0);
+                Some(o)
+            }
+            Err(error) => {
+                self.metrics.query_errors.inc();
+                self.metrics.degraded.set(1);
+                tracing::error!(%error, "no data this tick: opening nothing, holding open reports");
+                None
+            }
+        };
+        let outcome = self.engine.tick(now, observation.as_ref());
+        self.metrics.ticks.inc();
+        self.metrics.record(&outcome.scores);
+        for event in &outcome.events {
+            match self.writer.write(event).await {
+                Ok(name) => match event {
+                    ReportEvent::Open(u) => {
+                        self.metrics.reports_opened.inc();
+                        tracing::warn!(report = %name, service = %u.service, signal = %u.signal, score = u.score, "anomaly opened");
+                    }
+                    ReportEvent::Resolve { update, .. } => {
+                        self.metrics.reports_resolved.inc();
+                        tracing::info!(report = %name, service = %update.service, "anomaly resolved");
+                    }
+                    ReportEvent::Update(_) => {}
+                },
+                Err(error) => {
+                    self.metrics.report_write_errors.inc();
+                    tracing::error!(%error, service = %event.update().service, "cannot write AnomalyReport");
+                }
+            }
+        }
+        self.metrics
+            .open_reports
+            .set(self.engine.incidents().len() as i64);
+    }
+}

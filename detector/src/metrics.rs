@@ -1,0 +1,201 @@
+//! The detector's own telemetry: Prometheus `/metrics`, `/healthz`, `/readyz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::engine::TickScores;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeriesLabels {
+    service: String,
+    signal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EdgeLabels {
+    service: String,
+    peer_service: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric the detector exports.
+pub struct DetectorMetrics {
+    registry: Registry,
+    score: Family<SeriesLabels, FloatGauge>,
+    joint_score: Family<ServiceLabels, FloatGauge>,
+    edge_score: Family<EdgeLabels, FloatGauge>,
+    pub fit_duration: Histogram,
+    pub query_errors: Counter,
+    pub report_write_errors: Counter,
+    pub degraded: Gauge,
+    pub ticks: Counter,
+    pub reports_opened: Counter,
+    pub reports_resolved: Counter,
+    pub open_reports: Gauge,
+    ready: AtomicBool,
+}
+
+impl Default for DetectorMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("homeostat_detector");
+        let score = Family::<SeriesLabels, FloatGauge>::default();
+        let joint_score = Family::<ServiceLabels, FloatGauge>::default();
+        let edge_score = Family::<EdgeLabels, FloatGauge>::default();
+        let fit_duration = Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]);
+        let metrics = Self {
+            score,
+            joint_score,
+            edge_score,
+            fit_duration,
+            query_errors: Counter::default(),
+            report_write_errors: Counter::default(),
+            degraded: Gauge::default(),
+            ticks: Counter::default(),
+            reports_opened: Counter::default(),
+            reports_resolved: Counter::default(),
+            open_reports: Gauge::default(),
+            ready: AtomicBool::new(false),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "score",
+            "Anomaly score per service and signal, 0 to 1",
+            metrics.score.clone(),
+        );
+        registry.register(
+            "joint_score",
+            "Anomaly score of a service's signals taken together (Gaussian mixture)",
+            metrics.joint_score.clone(),
+        );
+        registry.register(
+            "edge_score",
+            "Anomaly score of a caller's client latency to a callee",
+            metrics.edge_score.clone(),
+        );
+        registry.register(
+            "fit_duration_seconds",
+            "Time to fit every baseline from history",
+            metrics.fit_duration.clone(),
+        );
+        registry.register(
+            "query_errors",
+            "Failed queries to the metrics source",
+            metrics.query_errors.clone(),
+        );
+        registry.register(
+            "report_write_errors",
+            "Failed writes of AnomalyReports",
+            metrics.report_write_errors.clone(),
+        );
+        registry.register(
+            "degraded",
+            "1 while the detector lacks data (metrics source unreachable or no fit)",
+            metrics.degraded.clone(),
+        );
+        registry.register("ticks", "Evaluation ticks run", metrics.ticks.clone());
+        registry.register(
+            "reports_opened",
+            "AnomalyReports opened",
+            metrics.reports_opened.clone(),
+        );
+        registry.register(
+            "reports_resolved",
+            "AnomalyReports resolved",
+            metrics.reports_resolved.clone(),
+        );
+        registry.register(
+            "open_reports",
+            "AnomalyReports open now",
+            metrics.open_reports.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl DetectorMetrics {
+    /// Records one tick's scores.
+    pub fn record(&self, scores: &TickScores) {
+        for ((service, signal), tick) in &scores.series {
+            self.score
+                .get_or_create(&SeriesLabels {
+                    service: service.clone(),
+                    signal: signal.as_str().to_owned(),
+                })
+                .set(tick.score);
+        }
+        for (service, score) in &scores.joint {
+            self.joint_score
+                .get_or_create(&ServiceLabels {
+                    service: service.clone(),
+                })
+                .set(*score);
+        }
+        for ((caller, callee), tick) in &scores.edges {
+            self.edge_score
+                .get_or_create(&EdgeLabels {
+                    service: caller.clone(),
+                    peer_service: callee.clone(),
+                })
+                .set(tick.score);
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// `/metrics`, `/healthz` and `/readyz` (ready once baselines are fitted).
+pub fn router(metrics: Arc<DetectorMetrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(metrics)
+}
+
+async fn scrape(State(metrics): State<Arc<DetectorMetrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+}
+
+async fn ready(State(metrics): State<Arc<DetectorMetrics>>) -> impl IntoResponse {
+    if metrics.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "baselines not fitted yet")
+    }
+}

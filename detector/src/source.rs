@@ -1,0 +1,169 @@
+//! Where metrics come from: a small trait, and Prometheus behind it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use homeostat_api::Signal;
+use prometheus_http_query::Client;
+use prometheus_http_query::response::Data;
+
+use crate::engine::{History, Observation};
+use crate::promql::Queries;
+
+/// Why metrics could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("query {query:?}: {message}")]
+    Query { query: String, message: String },
+    #[error("cannot reach the metrics source: {0}")]
+    Client(String),
+}
+
+/// A source of the detector's signals.
+pub trait MetricsSource {
+    /// Every signal and edge at `unix_seconds`.
+    fn observe(
+        &self,
+        unix_seconds: i64,
+    ) -> impl Future<Output = Result<Observation, SourceError>> + Send;
+
+    /// Every signal and edge from `start` to `end`, one point per `step`.
+    fn history(
+        &self,
+        start: i64,
+        end: i64,
+        step_seconds: f64,
+    ) -> impl Future<Output = Result<History, SourceError>> + Send;
+}
+
+/// Prometheus through its HTTP API.
+#[derive(Clone)]
+pub struct PrometheusSource {
+    client: Client,
+    queries: Queries,
+    /// Only these services are scored.
+    services: BTreeSet<String>,
+}
+
+impl PrometheusSource {
+    pub fn new(
+        url: &str,
+        queries: Queries,
+        services: impl IntoIterator<Item = String>,
+        timeout: Duration,
+    ) -> Result<Self, SourceError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| SourceError::Client(e.to_string()))?;
+        let client = Client::from(http, url).map_err(|e| SourceError::Client(e.to_string()))?;
+        Ok(Self {
+            client,
+            queries,
+            services: services.into_iter().collect(),
+        })
+    }
+
+    fn wanted(&self, service: &str) -> bool {
+        self.services.contains(service)
+    }
+
+    async fn instant(&self, query: String, at: i64) -> Result<Data, SourceError> {
+        let result = self.client.query(&query).at(at).get().await;
+        result
+            .map(|r| r.data().clone())
+            .map_err(|e| SourceError::Query {
+                query,
+                message: e.to_string(),
+            })
+    }
+
+    async fn range(
+        &self,
+        query: String,
+        start: i64,
+        end: i64,
+        step: f64,
+    ) -> Result<Data, SourceError> {
+        let result = self
+            .client
+            .query_range(&query, start, end, step)
+            .get()
+            .await;
+        result
+            .map(|r| r.data().clone())
+            .map_err(|e| SourceError::Query {
+                query,
+                message: e.to_string(),
+            })
+    }
+}
+
+impl MetricsSource for PrometheusSource {
+    async fn observe(&self, unix_seconds: i64) -> Result<Observation, SourceError> {
+        let mut observation = Observation::default();
+        for signal in Signal::ALL {
+            let data = self
+                .instant(self.queries.signal(signal), unix_seconds)
+                .await?;
+            for sample in data.as_vector().map(|v| v.as_slice()).unwrap_or_default() {
+                let Some(service) = sample.metric().get("service") else {
+                    continue;
+                };
+                if self.wanted(service) {
+                    observation
+                        .series
+                        .insert((service.clone(), signal), sample.sample().value());
+                }
+            }
+        }
+        let data = self.instant(self.queries.edges(), unix_seconds).await?;
+        for sample in data.as_vector().map(|v| v.as_slice()).unwrap_or_default() {
+            if let Some(edge) = edge_key(sample.metric(), |s| self.wanted(s)) {
+                observation.edges.insert(edge, sample.sample().value());
+            }
+        }
+        Ok(observation)
+    }
+
+    async fn history(&self, start: i64, end: i64, step: f64) -> Result<History, SourceError> {
+        let mut history = History::default();
+        let points = |samples: &[prometheus_http_query::response::Sample]| -> Vec<(i64, f64)> {
+            samples
+                .iter()
+                .map(|s| (s.timestamp().round() as i64, s.value()))
+                .collect()
+        };
+        for signal in Signal::ALL {
+            let data = self
+                .range(self.queries.signal(signal), start, end, step)
+                .await?;
+            for series in data.as_matrix().map(|m| m.as_slice()).unwrap_or_default() {
+                let Some(service) = series.metric().get("service") else {
+                    continue;
+                };
+                if self.wanted(service) {
+                    history
+                        .series
+                        .insert((service.clone(), signal), points(series.samples()));
+                }
+            }
+        }
+        let data = self.range(self.queries.edges(), start, end, step).await?;
+        for series in data.as_matrix().map(|m| m.as_slice()).unwrap_or_default() {
+            if let Some(edge) = edge_key(series.metric(), |s| self.wanted(s)) {
+                history.edges.insert(edge, points(series.samples()));
+            }
+        }
+        Ok(history)
+    }
+}
+
+fn edge_key(
+    labels: &HashMap<String, String>,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<(String, String)> {
+    let caller = labels.get("service")?;
+    let callee = labels.get("peer_service")?;
+    (wanted(caller) && wanted(callee)).then(|| (caller.clone(), callee.clone()))
+}
