@@ -6,6 +6,7 @@ mod common;
 mod control_plane;
 mod crds;
 mod deployments;
+mod detector;
 mod prometheus;
 mod remediation_policy_validation;
 mod server_side_apply;
