@@ -543,7 +543,7 @@ async fn with_prometheus_stopped_no_report_opens_and_the_detector_says_degraded(
         Duration::from_millis(250),
         || async {
             match detector.metric("homeostat_detector_degraded").await {
-                Ok(v) if v == 1.0 => Ok(()),
+                Ok(1.0) => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         },

@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn recurring_spikes_stop_being_news() {
-        let spike = |i: usize| i >= 1000 && i % 200 == 0;
+        let spike = |i: usize| i >= 1000 && i.is_multiple_of(200);
         let scores = run((0..3000).map(|i| if spike(i) { 30.0 } else { noise(i) }));
         assert!(scores[1000] > 0.5, "first spike {}", scores[1000]);
         assert!(max(&scores[2000..]) < 0.5, "{}", max(&scores[2000..]));
