@@ -1,6 +1,7 @@
 //! Developer tasks for homeostat, run as `cargo xtask <task>`.
 
 mod crds;
+mod nab;
 mod test;
 mod test_assets;
 mod workspace;
@@ -11,10 +12,11 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   demo           run the local self-healing demo
-  test           build test assets if missing, then fmt, clippy and every test
+  test           build test assets if missing, then fmt, clippy, every test, NAB
   test-assets    build kube-apiserver, etcd and kubectl once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
-  crds [--check] write crds/ from the Rust types (--check: fail on drift)";
+  crds [--check] write crds/ from the Rust types (--check: fail on drift)
+  nab [--min S]  score the detector on the NAB development set; fail below S (65)";
 
 fn control_plane(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         "test-assets" => test_assets::ensure().map(|dir| println!("{}", dir.display())),
         "control-plane" => control_plane(rest),
         "test" => test::run(rest),
+        "nab" => nab::run(rest),
         "demo" => {
             eprintln!(
                 "cargo xtask demo: the local self-healing demo is coming (issue 6). \

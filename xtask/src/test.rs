@@ -1,9 +1,10 @@
 //! `cargo xtask test`: the whole check, as CI runs it.
 
-use crate::{test_assets, workspace};
+use crate::{nab, test_assets, workspace};
 
-/// Builds test assets when missing, then runs rustfmt, clippy and every test.
-/// Extra arguments go to `cargo test` (e.g. a test name filter).
+/// Builds test assets when missing, then runs rustfmt, clippy, every test
+/// and the detector's NAB target check. Extra arguments go to `cargo test`
+/// (e.g. a test name filter); with them the NAB check is left out.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
     eprintln!("test assets: {}", assets.display());
@@ -18,6 +19,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    if args.is_empty() {
+        nab::run(&[])?;
+    }
     workspace::run(
         workspace::cargo(&["test", "--workspace", "--locked"])
             .env("HOMEOSTAT_TEST_ASSETS", &assets)
