@@ -18,8 +18,9 @@ pub struct Symptom {
     pub service: String,
     pub signal: Signal,
     pub score: f64,
-    /// observed / expected.
-    pub ratio: f64,
+    /// The value and its baseline expectation, in the signal's units.
+    pub observed: f64,
+    pub expected: f64,
     /// Unix seconds when its score first crossed the threshold.
     pub since: i64,
 }
@@ -30,7 +31,8 @@ pub struct CallEdge {
     pub caller: String,
     pub callee: String,
     pub score: f64,
-    pub ratio: f64,
+    pub observed: f64,
+    pub expected: f64,
 }
 
 /// A culprit, with the symptoms it explains and the reasons.
@@ -67,8 +69,8 @@ pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -
         let reverse = slowed
             .iter()
             .any(|r| r.caller == edge.callee && r.callee == edge.caller);
-        let caller_first = (caller.since, std::cmp::Reverse(ordered(caller.ratio)))
-            < (callee.since, std::cmp::Reverse(ordered(callee.ratio)));
+        let caller_first = (caller.since, std::cmp::Reverse(ordered(caller.ratio())))
+            < (callee.since, std::cmp::Reverse(ordered(callee.ratio())));
         if reverse && caller_first {
             continue;
         }
@@ -88,10 +90,10 @@ pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -
         .into_iter()
         .map(|culprit| {
             let mut evidence = vec![format!(
-                "{} {} up {:.1}x since {}",
+                "{} {} {} since {}",
                 culprit.service,
                 culprit.signal,
-                culprit.ratio,
+                change(culprit.observed, culprit.expected),
                 clock(culprit.since)
             )];
             let mut explains = Vec::new();
@@ -105,12 +107,19 @@ pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -
                 let direct = edges.iter().find(|e| e.callee == culprit.service);
                 evidence.push(match direct {
                     Some(edge) => format!(
-                        "{} {} up {:.1}x: its calls to {} account for the increase (up {:.1}x)",
-                        symptom.service, symptom.signal, symptom.ratio, culprit.service, edge.ratio
+                        "{} {} {}: its calls to {} account for the increase ({})",
+                        symptom.service,
+                        symptom.signal,
+                        change(symptom.observed, symptom.expected),
+                        culprit.service,
+                        change(edge.observed, edge.expected)
                     ),
                     None => format!(
-                        "{} {} up {:.1}x: it waits on services that wait on {}",
-                        symptom.service, symptom.signal, symptom.ratio, culprit.service
+                        "{} {} {}: it waits on services that wait on {}",
+                        symptom.service,
+                        symptom.signal,
+                        change(symptom.observed, symptom.expected),
+                        culprit.service
                     ),
                 });
                 explains.push(service.to_string());
@@ -125,8 +134,10 @@ pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -
                 .collect();
             for edge in &unexplained {
                 evidence.push(format!(
-                    "its calls to {} are up {:.1}x while {} itself serves normally",
-                    edge.callee, edge.ratio, edge.callee
+                    "its calls to {} are {} while {} itself serves normally",
+                    edge.callee,
+                    change(edge.observed, edge.expected),
+                    edge.callee
                 ));
             }
             let confidence = if unexplained.is_empty() { 0.9 } else { 0.6 };
@@ -158,6 +169,34 @@ fn reaches<'a>(
     })
 }
 
+impl Symptom {
+    /// observed / expected, or infinity when nothing was expected.
+    pub fn ratio(&self) -> f64 {
+        if self.expected > 0.0 {
+            self.observed / self.expected
+        } else if self.observed > 0.0 {
+            f64::INFINITY
+        } else {
+            1.0
+        }
+    }
+}
+
+/// `up 6.0x`, `down to 0.40x`, or, where the baseline is 0 (no errors
+/// expected), `at 0.300 (normally 0)`.
+pub fn change(observed: f64, expected: f64) -> String {
+    if expected > 0.0 && expected.is_finite() && observed.is_finite() {
+        let ratio = observed / expected;
+        if ratio >= 1.0 {
+            format!("up {ratio:.1}x")
+        } else {
+            format!("down to {ratio:.2}x")
+        }
+    } else {
+        format!("at {observed:.3} (normally {expected:.3})")
+    }
+}
+
 /// Total order for ratios (NaN last).
 fn ordered(x: f64) -> i64 {
     if x.is_finite() {
@@ -183,7 +222,8 @@ mod tests {
             service: service.into(),
             signal: Signal::LatencyP99,
             score: 0.95,
-            ratio,
+            observed: 0.01 * ratio,
+            expected: 0.01,
             since,
         }
     }
@@ -193,7 +233,8 @@ mod tests {
             caller: caller.into(),
             callee: callee.into(),
             score,
-            ratio,
+            observed: 0.02 * ratio,
+            expected: 0.02,
         }
     }
 
@@ -275,6 +316,19 @@ mod tests {
             edge("returns", "orders", 0.9, 3.0),
         ];
         assert_eq!(names(&localise(&symptoms, &edges, 0.7)), ["returns"]);
+    }
+
+    #[test]
+    fn changes_read_as_factors_or_as_values_when_nothing_was_expected() {
+        assert_eq!(change(0.06, 0.01), "up 6.0x");
+        assert_eq!(change(4.0, 10.0), "down to 0.40x");
+        assert_eq!(change(0.3, 0.0), "at 0.300 (normally 0.000)");
+        let errors = Symptom {
+            observed: 0.3,
+            expected: 0.0,
+            ..symptom("inventory", 1.0, 0)
+        };
+        assert_eq!(errors.ratio(), f64::INFINITY);
     }
 
     #[test]

@@ -328,7 +328,8 @@ impl Engine {
                     service: service.clone(),
                     signal,
                     score,
-                    ratio: tick.ratio,
+                    observed: tick.observed,
+                    expected: tick.expected,
                     since,
                 })
             })
@@ -340,7 +341,8 @@ impl Engine {
                 caller: caller.clone(),
                 callee: callee.clone(),
                 score: tick.score,
-                ratio: tick.ratio,
+                observed: tick.observed,
+                expected: tick.expected,
             })
             .collect();
         let culprits = localise(&symptoms, &edges, self.config.edge_threshold);
@@ -468,7 +470,7 @@ impl Engine {
         let tick = scores.series.get(&key)?;
         let band_width = self.config.scoring.z_at(self.config.debounce.threshold);
         let band = model.band(now, band_width);
-        let observed = tick.ratio * band[1];
+        let observed = tick.observed;
         Some(ReportUpdate {
             service: culprit.service.clone(),
             signal,
@@ -505,7 +507,7 @@ impl Engine {
             score: tick.map_or(0.0, |t| t.score),
             peak_score: incident.peak_score,
             severity: Severity::Warning,
-            observed: tick.map_or(band[1], |t| t.ratio * band[1]),
+            observed: tick.map_or(band[1], |t| t.observed),
             band,
             culprit: None,
             opened_at: incident.opened_at,
@@ -658,6 +660,20 @@ mod tests {
         let events = engine.tick(840 * STEP, None).events;
         assert_eq!(events.len(), 1);
         assert!(matches!(&events[0], ReportEvent::Update(u) if u.degraded));
+    }
+
+    #[test]
+    fn scores_are_causal_prefix_equals_full_run() {
+        let tick = |engine: &mut Engine, i: usize| {
+            let slowdown = if i >= 760 { 6.0 } else { 1.0 };
+            engine.tick(i as i64 * STEP, Some(&observe(i, slowdown)))
+        };
+        let fitted = fitted();
+        let mut full = fitted.clone();
+        let full: Vec<TickOutcome> = (720..800).map(|i| tick(&mut full, i)).collect();
+        let mut prefix = fitted;
+        let prefix: Vec<TickOutcome> = (720..770).map(|i| tick(&mut prefix, i)).collect();
+        assert_eq!(&full[..50], &prefix[..]);
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Default for NoveltyConfig {
         Self {
             calibration: 300,
             bins: 20,
-            memory: 4000,
+            memory: 10_000,
             refractory: 100,
         }
     }

@@ -73,8 +73,9 @@ pub struct Tick {
     pub score: f64,
     /// Signed deviation in spreads.
     pub z: f64,
-    /// observed / expected, in the signal's units.
-    pub ratio: f64,
+    /// The value, and what the baseline expected, in the signal's units.
+    pub observed: f64,
+    pub expected: f64,
 }
 
 /// A series' baseline with its online level shift.
@@ -112,7 +113,8 @@ impl SeriesModel {
         Tick {
             score: config.score(harmful),
             z,
-            ratio: value / scale.inverse(expected),
+            observed: value,
+            expected: scale.inverse(expected),
         }
     }
 
