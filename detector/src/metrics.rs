@@ -199,3 +199,58 @@ async fn ready(State(metrics): State<Arc<DetectorMetrics>>) -> impl IntoResponse
         (StatusCode::SERVICE_UNAVAILABLE, "baselines not fitted yet")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use homeostat_api::Signal;
+
+    use crate::model::Tick;
+
+    #[test]
+    fn every_metric_the_dashboard_charts_is_exported() {
+        let metrics = DetectorMetrics::default();
+        let mut scores = TickScores::default();
+        let tick = Tick {
+            score: 0.5,
+            z: 4.0,
+            observed: 2.0,
+            expected: 1.0,
+        };
+        scores
+            .series
+            .insert(("orders".into(), Signal::LatencyP99), tick);
+        scores.joint.insert("orders".into(), 0.1);
+        scores.edges.insert(("orders".into(), "tax".into()), tick);
+        metrics.record(&scores);
+        metrics.fit_duration.observe(0.2);
+        let exported = metrics.encode();
+
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../dashboards/homeostat-detector.json"
+        );
+        let dashboard = std::fs::read_to_string(path).expect("dashboard JSON");
+        let names: Vec<&str> = dashboard
+            .match_indices("homeostat_detector_")
+            .map(|(at, _)| {
+                let rest = &dashboard[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        assert!(names.len() >= 8, "{names:?}");
+        for name in names {
+            assert!(
+                exported.lines().any(|l| l.starts_with(name)),
+                "{name} is charted but not exported:\n{exported}"
+            );
+        }
+        assert!(
+            exported
+                .contains(r#"homeostat_detector_score{service="orders",signal="latency_p99"} 0.5"#)
+        );
+    }
+}

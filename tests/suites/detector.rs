@@ -438,6 +438,7 @@ async fn a_payment_latency_shift_opens_one_report_naming_payment_and_resolves() 
     );
 
     world.fault.store(true, Ordering::SeqCst);
+    let fault_started = std::time::Instant::now();
     let opened = wait_until(
         "an AnomalyReport",
         Duration::from_secs(90),
@@ -453,6 +454,10 @@ async fn a_payment_latency_shift_opens_one_report_naming_payment_and_resolves() 
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "report opened {:.1} s after the fault started",
+        fault_started.elapsed().as_secs_f64()
+    );
     // Let the fault run on: still exactly one report, not one per symptom.
     detector.wait_ticks(10.0).await;
     let found = reports(&client).await;
