@@ -288,6 +288,28 @@ pub struct ActiveRemediation {
     pub started_at: Time,
     /// Actions taken for this report.
     pub steps: i32,
+    /// A step decided and recorded but not yet confirmed done. A restarted
+    /// operator finishes it (its target is absolute, so doing it twice is
+    /// doing it once) instead of planning a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChange>,
+}
+
+/// The absolute state one step sets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingChange {
+    /// The action's id in the report's `actions`.
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+    /// Replicas the workload is set to (scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Weights the router is set to (reroute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<BackendWeight>,
+    /// When the step was decided.
+    pub planned_at: Time,
 }
 
 /// The weight of one backend of a router.

@@ -1,0 +1,8 @@
+//! The homeostat operator.
+//!
+//! `remediation::plan` is the decision of the RemediationPolicy controller as
+//! one pure function; the rest of `remediation` gathers what it needs from the
+//! API server and carries its decisions out. `router` holds the traffic
+//! routers behind one small trait.
+
+pub mod remediation;

@@ -1,0 +1,3 @@
+//! The RemediationPolicy controller.
+
+pub mod plan;
