@@ -5,4 +5,7 @@
 //! API server and carries its decisions out. `router` holds the traffic
 //! routers behind one small trait.
 
+pub mod metrics;
 pub mod remediation;
+pub mod router;
+pub mod run;

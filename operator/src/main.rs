@@ -1,0 +1,83 @@
+//! `homeostat-operator`: carries out RemediationPolicies (leader-elected).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use homeostat_operator::run::{OperatorConfig, run};
+
+#[derive(Parser)]
+#[command(name = "homeostat-operator", version, about = "The homeostat operator")]
+struct Cli {
+    /// Namespace of the leader Lease; its annotation homeostat.dev/kill-switch="true" stops every action.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_OPERATOR_NAMESPACE",
+        default_value = "homeostat-system"
+    )]
+    namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "homeostat-operator")]
+    lease_name: String,
+    /// This process's identity (defaults to the pod name, else the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Take no action at all (plans are still recorded as blocked).
+    #[arg(long)]
+    kill_switch: bool,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9465")]
+    listen: SocketAddr,
+    /// Seconds between looks at a policy when nothing changes.
+    #[arg(long, default_value_t = 5)]
+    resync_seconds: u64,
+    /// Lease duration in seconds (a new leader takes over within this time).
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let identity = cli.identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "homeostat".into());
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let config = OperatorConfig {
+        namespace: cli.namespace,
+        lease_name: cli.lease_name,
+        identity,
+        kill_switch: cli.kill_switch,
+        listen: cli.listen,
+        resync: Duration::from_secs(cli.resync_seconds.max(1)),
+        lease_seconds: cli.lease_seconds.max(3),
+    };
+    let result = tokio::runtime::Runtime::new()
+        .context("start the async runtime")
+        .and_then(|rt| {
+            rt.block_on(async move {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("connect to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+                run(config, client, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("homeostat-operator: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

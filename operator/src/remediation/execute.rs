@@ -1,0 +1,467 @@
+//! Carrying out the decisions of [`plan`](super::plan), recording each step
+//! before and after it happens.
+//!
+//! An act is three writes: the pending step into the policy status and the
+//! report (with an Event), the change itself, then the step as done. A
+//! restart between any two finds the pending step and finishes it with its
+//! recorded, absolute target: nothing is done twice and nothing is lost.
+
+use homeostat_api::{
+    ActiveRemediation, AnomalyReport, BackendWeight, PendingChange, RemediationPolicy,
+    RemediationPolicyStatus,
+};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::Recorder;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::plan::{Change, Decision, Guard, Step};
+use super::record::{self, ReportEntry, set_condition, time};
+use crate::router::{RouterError, TrafficRouter, router_for};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Router(#[from] RouterError),
+}
+
+/// What one pass did, for metrics.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    /// (kind, outcome) per step: acted, dry-run, blocked, restored, forgotten, failed.
+    pub steps: Vec<(String, String)>,
+    /// Guards that blocked a step.
+    pub blocked: Vec<String>,
+    pub invalid: Option<String>,
+}
+
+pub struct Executor<'a> {
+    pub client: &'a Client,
+    pub recorder: &'a Recorder,
+    pub policy: &'a RemediationPolicy,
+    pub reports: &'a [AnomalyReport],
+    pub now: i64,
+}
+
+impl Executor<'_> {
+    fn namespace(&self) -> String {
+        self.policy.namespace().unwrap_or_default()
+    }
+
+    fn report(&self, name: &str) -> Option<&AnomalyReport> {
+        self.reports.iter().find(|r| r.name_any() == name)
+    }
+
+    /// Carries out `decisions` in order, updating `status` as it goes.
+    pub async fn run(
+        &self,
+        decisions: Vec<Decision>,
+        status: &mut RemediationPolicyStatus,
+    ) -> Result<Outcome, ExecuteError> {
+        let mut outcome = Outcome::default();
+        let generation = self.policy.metadata.generation;
+        status.observed_generation = generation;
+        if !decisions.iter().any(|d| matches!(d, Decision::Invalid(_))) {
+            set_condition(
+                &mut status.conditions,
+                "Invalid",
+                false,
+                "Valid",
+                "every target exists",
+                self.now,
+                generation,
+            );
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                true,
+                "Valid",
+                "the policy can act",
+                self.now,
+                generation,
+            );
+        }
+        for decision in decisions {
+            match decision {
+                Decision::Invalid(reason) => {
+                    set_condition(
+                        &mut status.conditions,
+                        "Invalid",
+                        true,
+                        "TargetNotFound",
+                        &reason,
+                        self.now,
+                        generation,
+                    );
+                    set_condition(
+                        &mut status.conditions,
+                        "Ready",
+                        false,
+                        "Invalid",
+                        &reason,
+                        self.now,
+                        generation,
+                    );
+                    record::policy_status(self.client, self.policy, status).await?;
+                    record::event(
+                        self.recorder,
+                        self.policy,
+                        None,
+                        true,
+                        "Invalid",
+                        reason.clone(),
+                    )
+                    .await;
+                    outcome.invalid = Some(reason);
+                    return Ok(outcome);
+                }
+                Decision::Act(step) => {
+                    self.record_pending(&step, status).await?;
+                    self.finish(&step, status, &mut outcome).await?;
+                }
+                Decision::Finish(step) => self.finish(&step, status, &mut outcome).await?,
+                Decision::Block { step, guard } => {
+                    self.block(&step, guard, status, &mut outcome).await?
+                }
+                Decision::Restore { report, change } => {
+                    self.apply_change(&change).await?;
+                    let target = change.target().to_owned();
+                    status
+                        .active
+                        .retain(|a| !(a.report == report && a.target == target));
+                    record::policy_status(self.client, self.policy, status).await?;
+                    self.mark_restored(&report, &target).await?;
+                    record::event(
+                        self.recorder,
+                        self.policy,
+                        self.report(&report),
+                        false,
+                        "Restored",
+                        format!("{report} resolved and stable: {}", change.describe()),
+                    )
+                    .await;
+                    outcome
+                        .steps
+                        .push((change.kind().to_owned(), "restored".to_owned()));
+                }
+                Decision::Forget { report, target } => {
+                    status
+                        .active
+                        .retain(|a| !(a.report == report && a.target == target));
+                    record::policy_status(self.client, self.policy, status).await?;
+                    outcome.steps.push(("-".to_owned(), "forgotten".to_owned()));
+                }
+            }
+        }
+        record::policy_status(self.client, self.policy, status).await?;
+        Ok(outcome)
+    }
+
+    /// Before: the step is pending in the policy and planned on the report.
+    async fn record_pending(
+        &self,
+        step: &Step,
+        status: &mut RemediationPolicyStatus,
+    ) -> Result<(), ExecuteError> {
+        let target = step.change.target().to_owned();
+        let pending = PendingChange {
+            id: step.id.clone(),
+            replicas: match &step.change {
+                Change::Scale { to, .. } => Some(*to),
+                Change::Reroute { .. } => None,
+            },
+            weights: match &step.change {
+                Change::Reroute { after, .. } => weights_list(after),
+                Change::Scale { .. } => vec![],
+            },
+            planned_at: time(self.now),
+        };
+        match status
+            .active
+            .iter_mut()
+            .find(|a| a.report == step.report && a.target == target)
+        {
+            Some(active) => active.pending = Some(pending),
+            None => status.active.push(ActiveRemediation {
+                report: step.report.clone(),
+                kind: step.change.kind().to_owned(),
+                target: target.clone(),
+                original_replicas: match &step.change {
+                    Change::Scale { from, .. } => Some(*from),
+                    Change::Reroute { .. } => None,
+                },
+                original_weights: match &step.change {
+                    Change::Reroute { before, .. } => weights_list(before),
+                    Change::Scale { .. } => vec![],
+                },
+                started_at: time(self.now),
+                steps: 0,
+                pending: Some(pending),
+            }),
+        }
+        record::policy_status(self.client, self.policy, status).await?;
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            &step.report,
+            ReportEntry {
+                action: Some((
+                    step.id.clone(),
+                    json!({"kind": step.change.kind(), "target": step.change.describe(), "dryRun": false}),
+                )),
+                timeline: Some((format!("{}-planned", step.id), format!("{}: {} planned", self.policy.name_any(), step.change.describe()))),
+                remediating: false,
+                now: self.now,
+                policy: &self.policy.name_any(),
+            },
+        )
+        .await?;
+        record::event(
+            self.recorder,
+            self.policy,
+            self.report(&step.report),
+            false,
+            "Planned",
+            format!(
+                "{} for {}: {}",
+                step.change.kind(),
+                step.report,
+                step.change.describe()
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The change, then the step recorded as done.
+    async fn finish(
+        &self,
+        step: &Step,
+        status: &mut RemediationPolicyStatus,
+        outcome: &mut Outcome,
+    ) -> Result<(), ExecuteError> {
+        if let Err(error) = self.apply_change(&step.change).await {
+            outcome
+                .steps
+                .push((step.change.kind().to_owned(), "failed".to_owned()));
+            record::event(
+                self.recorder,
+                self.policy,
+                self.report(&step.report),
+                true,
+                "ActionFailed",
+                format!("{}: {error}", step.change.describe()),
+            )
+            .await;
+            return Err(error);
+        }
+        let target = step.change.target();
+        if let Some(active) = status
+            .active
+            .iter_mut()
+            .find(|a| a.report == step.report && a.target == target)
+        {
+            active.pending = None;
+            active.steps += 1;
+        }
+        status.last_action_time = Some(time(self.now));
+        status.actions_taken += 1;
+        status
+            .recent_actions
+            .retain(|t| self.now - t.0.as_second() < 3600);
+        status.recent_actions.push(time(self.now));
+        record::policy_status(self.client, self.policy, status).await?;
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            &step.report,
+            ReportEntry {
+                action: Some((step.id.clone(), json!({"doneAt": time(self.now)}))),
+                timeline: Some((
+                    format!("{}-done", step.id),
+                    format!(
+                        "{}: {} done",
+                        self.policy.name_any(),
+                        step.change.describe()
+                    ),
+                )),
+                remediating: true,
+                now: self.now,
+                policy: &self.policy.name_any(),
+            },
+        )
+        .await?;
+        let reason = match step.change {
+            Change::Scale { .. } => "Scaled",
+            Change::Reroute { .. } => "Rerouted",
+        };
+        record::event(
+            self.recorder,
+            self.policy,
+            self.report(&step.report),
+            false,
+            reason,
+            step.change.describe(),
+        )
+        .await;
+        outcome
+            .steps
+            .push((step.change.kind().to_owned(), "acted".to_owned()));
+        Ok(())
+    }
+
+    async fn block(
+        &self,
+        step: &Step,
+        guard: Guard,
+        status: &mut RemediationPolicyStatus,
+        outcome: &mut Outcome,
+    ) -> Result<(), ExecuteError> {
+        let id = format!("{}-{}", step.id, guard.as_str());
+        let dry_run = guard == Guard::DryRun;
+        let mut fields = json!({"kind": step.change.kind(), "target": step.change.describe(), "dryRun": dry_run});
+        if !dry_run {
+            fields["blockedBy"] = json!(guard.as_str());
+        }
+        let message = if dry_run {
+            format!(
+                "{}: dry run, would do {}",
+                self.policy.name_any(),
+                step.change.describe()
+            )
+        } else {
+            format!(
+                "{}: {} blocked by {}",
+                self.policy.name_any(),
+                step.change.describe(),
+                guard.as_str()
+            )
+        };
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            &step.report,
+            ReportEntry {
+                action: Some((id.clone(), fields)),
+                timeline: Some((id, message.clone())),
+                remediating: false,
+                now: self.now,
+                policy: &self.policy.name_any(),
+            },
+        )
+        .await?;
+        status.actions_blocked += 1;
+        let reason = if dry_run { "DryRun" } else { "Blocked" };
+        record::event(
+            self.recorder,
+            self.policy,
+            self.report(&step.report),
+            !dry_run,
+            reason,
+            message,
+        )
+        .await;
+        outcome.steps.push((
+            step.change.kind().to_owned(),
+            if dry_run { "dry-run" } else { "blocked" }.to_owned(),
+        ));
+        outcome.blocked.push(guard.as_str().to_owned());
+        Ok(())
+    }
+
+    /// Sets the absolute state a change describes.
+    async fn apply_change(&self, change: &Change) -> Result<(), ExecuteError> {
+        let namespace = self.namespace();
+        match change {
+            Change::Scale { workload, to, .. } => {
+                let (kind, name) = workload.split_once('/').unwrap_or(("deployment", workload));
+                let patch = Patch::Merge(json!({"spec": {"replicas": to}}));
+                let params = PatchParams::default();
+                match kind {
+                    "statefulset" => {
+                        Api::<StatefulSet>::namespaced(self.client.clone(), &namespace)
+                            .patch_scale(name, &params, &patch)
+                            .await?;
+                    }
+                    _ => {
+                        Api::<Deployment>::namespaced(self.client.clone(), &namespace)
+                            .patch_scale(name, &params, &patch)
+                            .await?;
+                    }
+                }
+            }
+            Change::Reroute {
+                kind, name, after, ..
+            } => {
+                router_for(self.client.clone(), &namespace, *kind, name)
+                    .set_weights(after)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn mark_restored(&self, report: &str, target: &str) -> Result<(), ExecuteError> {
+        let Some(current) = self.report(report) else {
+            return Ok(());
+        };
+        let policy = self.policy.name_any();
+        let ids: Vec<String> = current
+            .status
+            .iter()
+            .flat_map(|s| s.actions.iter())
+            .filter(|a| {
+                a.policy == policy
+                    && a.done_at.is_some()
+                    && a.restored_at.is_none()
+                    && a.target.starts_with(target)
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        for id in &ids {
+            record::report_status(
+                self.client,
+                &self.namespace(),
+                report,
+                ReportEntry {
+                    action: Some((id.clone(), json!({"restoredAt": time(self.now)}))),
+                    timeline: None,
+                    remediating: false,
+                    now: self.now,
+                    policy: &policy,
+                },
+            )
+            .await?;
+        }
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            report,
+            ReportEntry {
+                action: None,
+                timeline: Some((
+                    format!("{policy}-{}-restored", target.replace('/', "-")),
+                    format!("{policy}: {target} restored"),
+                )),
+                remediating: false,
+                now: self.now,
+                policy: &policy,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn weights_list(weights: &super::plan::Weights) -> Vec<BackendWeight> {
+    weights
+        .iter()
+        .map(|(backend, weight)| BackendWeight {
+            backend: backend.clone(),
+            weight: *weight,
+        })
+        .collect()
+}

@@ -1,0 +1,101 @@
+//! The operator process: leader election, controllers, telemetry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::runtime::events::{Recorder, Reporter};
+use kube_lease_manager::LeaseManagerBuilder;
+
+use crate::metrics::{OperatorMetrics, router};
+use crate::remediation::controller::{self, Context};
+
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// Where the leader Lease lives, and whose annotation is the kill switch.
+    pub namespace: String,
+    pub lease_name: String,
+    /// This process, in the Lease and in Events.
+    pub identity: String,
+    pub kill_switch: bool,
+    pub listen: SocketAddr,
+    pub resync: Duration,
+    pub lease_seconds: u64,
+}
+
+/// Runs until `shutdown` completes: acts only while it holds the Lease.
+pub async fn run(
+    config: OperatorConfig,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(OperatorMetrics::default());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let server = tokio::spawn(axum::serve(listener, router(metrics.clone())).into_future());
+    let lease = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        .with_duration(config.lease_seconds)
+        .with_grace((config.lease_seconds / 3).max(1))
+        .build()
+        .await
+        .context("set up the leader Lease")?;
+    let (mut leading, lease_task) = lease.watch().await;
+    metrics.set_ready(true);
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "homeostat-operator".into(),
+                instance: Some(config.identity.clone()),
+            },
+        ),
+        client,
+        kill_switch: config.kill_switch,
+        operator_namespace: config.namespace.clone(),
+        metrics: metrics.clone(),
+        resync: config.resync,
+    });
+    tokio::pin!(shutdown);
+    loop {
+        if *leading.borrow_and_update() {
+            tracing::info!(identity = %config.identity, "leading: controllers start");
+            metrics.leader.set(1);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let controllers = tokio::spawn(controller::run(ctx.clone(), async move {
+                let _ = stopped.await;
+            }));
+            let lost = async {
+                while leading.changed().await.is_ok() {
+                    if !*leading.borrow() {
+                        return;
+                    }
+                }
+            };
+            let done = tokio::select! {
+                () = &mut shutdown => true,
+                () = lost => false,
+            };
+            let _ = stop.send(());
+            let _ = controllers.await;
+            metrics.leader.set(0);
+            if done {
+                break;
+            }
+            tracing::warn!("lost the Lease: controllers stopped");
+        } else {
+            tokio::select! {
+                () = &mut shutdown => break,
+                changed = leading.changed() => if changed.is_err() { break },
+            }
+        }
+    }
+    // Dropping the receiver makes the lease task release the Lease.
+    drop(leading);
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    server.abort();
+    Ok(())
+}
