@@ -190,6 +190,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .init();
     let config = args.into_config()?;
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;

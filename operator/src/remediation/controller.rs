@@ -55,10 +55,21 @@ pub async fn reconcile(
 }
 
 async fn reconcile_inner(
-    policy: &RemediationPolicy,
+    cached: &RemediationPolicy,
     ctx: &Context,
 ) -> Result<Action, ReconcileError> {
-    let namespace = policy.namespace().unwrap_or_default();
+    let namespace = cached.namespace().unwrap_or_default();
+    // The watch cache may not have caught up with our own last status write;
+    // deciding on a stale status could repeat a step. Read it fresh.
+    let api: Api<RemediationPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(policy) = api
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(GatherError::from)?
+    else {
+        return Ok(Action::await_change());
+    };
+    let policy = &policy;
     let now = unix_now();
     let reports = world::reports(&ctx.client, &namespace).await?;
     let (objects, views): (Vec<AnomalyReport>, Vec<_>) = reports.into_iter().unzip();
@@ -87,6 +98,7 @@ async fn reconcile_inner(
         policy,
         reports: &objects,
         now,
+        resource_version: std::sync::Mutex::new(policy.metadata.resource_version.clone()),
     }
     .run(decisions, &mut status)
     .await?;

@@ -44,9 +44,24 @@ pub struct Executor<'a> {
     pub policy: &'a RemediationPolicy,
     pub reports: &'a [AnomalyReport],
     pub now: i64,
+    /// The policy's resourceVersion as of our last write (optimistic concurrency).
+    pub resource_version: std::sync::Mutex<Option<String>>,
 }
 
 impl Executor<'_> {
+    async fn save(&self, status: &RemediationPolicyStatus) -> Result<(), ExecuteError> {
+        let current = self
+            .resource_version
+            .lock()
+            .map(|rv| rv.clone())
+            .unwrap_or_default();
+        let next = record::policy_status(self.client, self.policy, current, status).await?;
+        if let Ok(mut rv) = self.resource_version.lock() {
+            *rv = next;
+        }
+        Ok(())
+    }
+
     fn namespace(&self) -> String {
         self.policy.namespace().unwrap_or_default()
     }
@@ -105,7 +120,7 @@ impl Executor<'_> {
                         self.now,
                         generation,
                     );
-                    record::policy_status(self.client, self.policy, status).await?;
+                    self.save(status).await?;
                     record::event(
                         self.recorder,
                         self.policy,
@@ -132,7 +147,7 @@ impl Executor<'_> {
                     status
                         .active
                         .retain(|a| !(a.report == report && a.target == target));
-                    record::policy_status(self.client, self.policy, status).await?;
+                    self.save(status).await?;
                     self.mark_restored(&report, &target).await?;
                     record::event(
                         self.recorder,
@@ -151,12 +166,12 @@ impl Executor<'_> {
                     status
                         .active
                         .retain(|a| !(a.report == report && a.target == target));
-                    record::policy_status(self.client, self.policy, status).await?;
+                    self.save(status).await?;
                     outcome.steps.push(("-".to_owned(), "forgotten".to_owned()));
                 }
             }
         }
-        record::policy_status(self.client, self.policy, status).await?;
+        self.save(status).await?;
         Ok(outcome)
     }
 
@@ -202,7 +217,7 @@ impl Executor<'_> {
                 pending: Some(pending),
             }),
         }
-        record::policy_status(self.client, self.policy, status).await?;
+        self.save(status).await?;
         record::report_status(
             self.client,
             &self.namespace(),
@@ -273,13 +288,20 @@ impl Executor<'_> {
             .recent_actions
             .retain(|t| self.now - t.0.as_second() < 3600);
         status.recent_actions.push(time(self.now));
-        record::policy_status(self.client, self.policy, status).await?;
+        self.save(status).await?;
         record::report_status(
             self.client,
             &self.namespace(),
             &step.report,
             ReportEntry {
-                action: Some((step.id.clone(), json!({"doneAt": time(self.now)}))),
+                action: Some((
+                    step.id.clone(),
+                    json!({
+                        "kind": step.change.kind(),
+                        "target": step.change.describe(),
+                        "doneAt": time(self.now),
+                    }),
+                )),
                 timeline: Some((
                     format!("{}-done", step.id),
                     format!(

@@ -14,22 +14,41 @@ pub fn time(unix: i64) -> Time {
     Time(jiff::Timestamp::from_second(unix).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
 }
 
-/// Writes the whole policy status (the operator is its only writer).
+/// Writes the whole policy status (the operator is its only writer), on
+/// condition that nobody else wrote the policy since `resource_version`;
+/// returns the new version. A conflict fails the pass, which then starts
+/// again from what is stored.
 pub async fn policy_status(
     client: &Client,
     policy: &RemediationPolicy,
+    resource_version: Option<String>,
     status: &RemediationPolicyStatus,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let api: Api<RemediationPolicy> =
         Api::namespaced(client.clone(), &policy.namespace().unwrap_or_default());
-    let patch = json!({"status": status});
-    api.patch_status(
-        &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    // A merge patch keeps what it does not mention: say "empty" and "unset"
+    // out loud for the fields the type leaves out when empty.
+    let mut body = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Some(fields) = body.as_object_mut() {
+        for list in ["active", "recentActions", "conditions"] {
+            fields.entry(list).or_insert_with(|| json!([]));
+        }
+        for optional in ["lastActionTime", "observedGeneration"] {
+            fields.entry(optional).or_insert(Value::Null);
+        }
+    }
+    let mut patch = json!({ "status": body });
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    let stored = api
+        .patch_status(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(stored.metadata.resource_version)
 }
 
 /// Sets condition `type_` in `conditions`, keeping its transition time while
@@ -138,14 +157,24 @@ pub async fn report_status(
         }));
     }
     let mut body = json!({"actions": actions, "timeline": timeline});
-    let open = status
-        .as_ref()
-        .is_some_and(|s| s.state == ReportState::Open);
-    if entry.remediating && open {
-        body["state"] = json!("Remediating");
+    // The operator co-owns `state` with the detector while the report is
+    // open, so it must keep listing it (server-side apply drops a field its
+    // only owner stops listing); once the detector resolves a report, the
+    // state is the detector's alone.
+    match status.as_ref().map(|s| s.state) {
+        Some(ReportState::Open) if entry.remediating => body["state"] = json!("Remediating"),
+        Some(ReportState::Open) => body["state"] = json!("Open"),
+        Some(ReportState::Remediating) => body["state"] = json!("Remediating"),
+        _ => {}
     }
-    let patch =
-        json!({"apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport", "status": body});
+    // Applied on condition that the report is as we read it: a report the
+    // detector resolved meanwhile is never forced back open.
+    let patch = json!({
+        "apiVersion": "homeostat.dev/v1alpha1",
+        "kind": "AnomalyReport",
+        "metadata": {"resourceVersion": current.metadata.resource_version},
+        "status": body,
+    });
     api.patch_status(
         report,
         &PatchParams::apply(FIELD_MANAGER).force(),

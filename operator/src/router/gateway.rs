@@ -54,3 +54,17 @@ pub struct HTTPBackendRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
 }
+
+/// The CRD of this typed subset, for tests and local runs without the Gateway
+/// API release installed. `*.k8s.io` groups need the approval annotation; the
+/// value is the one Gateway API's own CRDs carry.
+pub fn httproute_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = HTTPRoute::crd();
+    crd.metadata.annotations.get_or_insert_default().insert(
+        "api-approved.kubernetes.io".to_owned(),
+        "https://github.com/kubernetes-sigs/gateway-api/pull/2466".to_owned(),
+    );
+    crd
+}

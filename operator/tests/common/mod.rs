@@ -1,0 +1,345 @@
+//! Helpers for the operator's integration tests: a real control plane, the
+//! CRDs, workloads, reports written as the detector writes them, and the
+//! operator binary as a child process.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use homeostat_api::{AnomalyReport, RemediationPolicy};
+use homeostat_operator::router::gateway::httproute_crd;
+use homeostat_test_support::{ControlPlane, wait_until};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+pub const OPERATOR_NAMESPACE: &str = "homeostat-system";
+
+pub async fn plane() -> (ControlPlane, Client) {
+    homeostat_test_support::install_crypto_provider();
+    let plane = ControlPlane::start()
+        .await
+        .unwrap_or_else(|e| panic!("control plane: {e}"));
+    let client = plane
+        .client()
+        .await
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    let mut crds = homeostat_api::all_crds();
+    crds.push(httproute_crd());
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in &crds {
+        let name = crd.metadata.name.clone().expect("name");
+        api.patch(
+            &name,
+            &PatchParams::apply("tests").force(),
+            &Patch::Apply(crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("CRD {name}: {e}"));
+    }
+    for crd in &crds {
+        let name = crd.metadata.name.clone().expect("name");
+        wait_until(
+            &format!("{name} established"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                let c = api.get(&name).await.map_err(|e| e.to_string())?;
+                let ok = c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+                if ok {
+                    Ok(())
+                } else {
+                    Err("not yet".to_owned())
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    namespace(&client, OPERATOR_NAMESPACE).await;
+    (plane, client)
+}
+
+pub async fn namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("namespace {name}: {e}"),
+    }
+}
+
+pub async fn deployment(client: &Client, ns: &str, name: &str, replicas: i32) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": name}},
+                "spec": {"containers": [{"name": name, "image": "oms:test"}]}
+            }
+        }
+    }))
+    .expect("deployment");
+    api.create(&PostParams::default(), &d)
+        .await
+        .unwrap_or_else(|e| panic!("deployment {name}: {e}"));
+}
+
+pub async fn replicas(client: &Client, ns: &str, name: &str) -> i32 {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_scale(name)
+        .await
+        .expect("scale")
+        .spec
+        .and_then(|s| s.replicas)
+        .unwrap_or(0)
+}
+
+pub async fn routing_configmap(client: &Client, ns: &str, primary: u32) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "oms-routing"},
+        "data": {"payment.payment-primary": primary.to_string(), "payment.payment-secondary": (100 - primary).to_string()}
+    }))
+    .expect("configmap");
+    api.create(&PostParams::default(), &cm)
+        .await
+        .expect("configmap");
+}
+
+pub async fn configmap_weights(client: &Client, ns: &str) -> (String, String) {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("oms-routing")
+        .await
+        .expect("configmap");
+    let data = cm.data.unwrap_or_default();
+    (
+        data.get("payment.payment-primary")
+            .cloned()
+            .unwrap_or_default(),
+        data.get("payment.payment-secondary")
+            .cloned()
+            .unwrap_or_default(),
+    )
+}
+
+pub async fn policy(client: &Client, ns: &str, name: &str, spec: serde_json::Value) {
+    let api: Api<RemediationPolicy> = Api::namespaced(client.clone(), ns);
+    let p: RemediationPolicy = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "RemediationPolicy",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("policy");
+    api.create(&PostParams::default(), &p)
+        .await
+        .unwrap_or_else(|e| panic!("policy {name}: {e}"));
+}
+
+pub async fn get_policy(client: &Client, ns: &str, name: &str) -> RemediationPolicy {
+    Api::<RemediationPolicy>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("policy")
+}
+
+fn rfc3339(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .expect("time")
+        .to_string()
+}
+
+pub fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Opens a report as the detector does (create, then status as `homeostat-detector`).
+pub async fn open_report(client: &Client, ns: &str, service: &str) -> String {
+    let name = format!("{service}-latency-p99-1");
+    let api: Api<AnomalyReport> = Api::namespaced(client.clone(), ns);
+    let report: AnomalyReport = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+        "metadata": {"name": name}, "spec": {"service": service, "signal": "latency_p99"}
+    }))
+    .expect("report");
+    api.create(&PostParams::default(), &report)
+        .await
+        .expect("create report");
+    detector_status(client, ns, &name, "Open", None).await;
+    name
+}
+
+/// Writes the detector's part of a report's status.
+pub async fn detector_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    state: &str,
+    resolved_at: Option<i64>,
+) {
+    let api: Api<AnomalyReport> = Api::namespaced(client.clone(), ns);
+    let opened = unix_now() - 60;
+    let mut status = json!({
+        "state": state, "score": 0.97, "peakScore": 0.97, "severity": "Critical",
+        "observed": 0.05, "baseline": {"lower": 0.001, "centre": 0.002, "upper": 0.004},
+        "openedAt": rfc3339(opened),
+        "timeline": [{"id": "opened", "time": rfc3339(opened), "source": "detector", "message": "opened"}],
+    });
+    if let Some(at) = resolved_at {
+        status["resolvedAt"] = json!(rfc3339(at));
+    }
+    let patch =
+        json!({"apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport", "status": status});
+    api.patch_status(
+        name,
+        &PatchParams::apply("homeostat-detector").force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .expect("report status");
+}
+
+/// Marks a report Resolved now, keeping Remediating out of the way as the detector does.
+pub async fn resolve(client: &Client, ns: &str, name: &str) {
+    detector_status(client, ns, name, "Resolved", Some(unix_now())).await;
+}
+
+pub async fn get_report(client: &Client, ns: &str, name: &str) -> AnomalyReport {
+    Api::<AnomalyReport>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("report")
+}
+
+/// Reasons of the Events (events.k8s.io) about `name` in `ns`.
+pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+/// Waits for `check` to hold.
+pub async fn eventually<T, F, Fut>(what: &str, seconds: u64, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    wait_until(
+        what,
+        Duration::from_secs(seconds),
+        Duration::from_millis(200),
+        check,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The operator binary as a child process.
+pub struct Operator {
+    child: Child,
+    pub metrics_url: String,
+    pub identity: String,
+}
+
+impl Operator {
+    pub fn start(plane: &ControlPlane, identity: &str, extra: &[&str]) -> Self {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        // Kept beside the control plane's logs, or in HOMEOSTAT_OPERATOR_LOG_DIR to read after a failure.
+        let dir = std::env::var_os("HOMEOSTAT_OPERATOR_LOG_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| plane.dir().to_owned());
+        let log = std::fs::File::create(dir.join(format!("operator-{identity}.log"))).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_homeostat-operator"))
+            .env("KUBECONFIG", plane.kubeconfig_path())
+            .env("RUST_LOG", "info")
+            .args([
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--identity",
+                identity,
+                "--resync-seconds",
+                "1",
+                "--lease-seconds",
+                "3",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start homeostat-operator");
+        Self {
+            child,
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+            identity: identity.to_owned(),
+        }
+    }
+
+    /// An unlabelled metric, or an error while the process is not serving.
+    pub async fn metric(&self, name: &str) -> Result<f64, String> {
+        let text = reqwest::get(&self.metrics_url)
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("{name} not exported"))
+    }
+
+    /// Waits until this process has run `n` more reconciles.
+    pub async fn wait_reconciles(&self, n: f64) {
+        let from = self
+            .metric("homeostat_operator_reconciles_total")
+            .await
+            .unwrap_or(0.0);
+        eventually(
+            &format!("{n} more reconciles by {}", self.identity),
+            60,
+            || async {
+                let now = self.metric("homeostat_operator_reconciles_total").await?;
+                if now >= from + n {
+                    Ok(())
+                } else {
+                    Err(format!("{now}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// SIGKILL: no chance to tidy up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

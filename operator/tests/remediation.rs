@@ -1,0 +1,607 @@
+//! The RemediationPolicy controller against a real kube-apiserver, with the
+//! operator running as its own process.
+
+mod common;
+
+use common::*;
+use homeostat_api::ReportState;
+use homeostat_operator::router::gateway::{
+    HTTPBackendRef, HTTPRoute, HTTPRouteRule, HTTPRouteSpec,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+
+fn scale_spec(service: &str, max: i32, cooldown: &str) -> serde_json::Value {
+    json!({
+        "services": {"names": [service]},
+        "trigger": {"signals": ["latency_p99"], "minScore": 0.8},
+        "actions": [{"scale": {"step": 1, "minReplicas": 1, "maxReplicas": max}}],
+        "guards": {"cooldown": cooldown, "maxActionsPerHour": 10},
+        "stableFor": "2s"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matching_report_scales_within_bounds_and_back_after_resolution() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    deployment(&client, ns, "inventory", 1).await;
+    policy(&client, ns, "scale-tax", scale_spec("tax", 3, "1s")).await;
+    let operator = Operator::start(&plane, "a", &[]);
+
+    // A report no policy covers changes nothing.
+    let unrelated = open_report(&client, ns, "inventory").await;
+    let report = open_report(&client, ns, "tax").await;
+    eventually("tax scaled to 3 in steps", 60, || async {
+        match replicas(&client, ns, "tax").await {
+            3 => Ok(()),
+            n => Err(format!("{n} replicas")),
+        }
+    })
+    .await;
+    operator.wait_reconciles(5.0).await;
+    assert_eq!(
+        replicas(&client, ns, "tax").await,
+        3,
+        "never above maxReplicas"
+    );
+    assert_eq!(replicas(&client, ns, "inventory").await, 1);
+    assert!(
+        get_report(&client, ns, &unrelated)
+            .await
+            .status
+            .expect("status")
+            .actions
+            .is_empty()
+    );
+
+    let status = get_report(&client, ns, &report)
+        .await
+        .status
+        .expect("status");
+    assert_eq!(status.state, ReportState::Remediating);
+    let done: Vec<_> = status
+        .actions
+        .iter()
+        .filter(|a| a.done_at.is_some())
+        .collect();
+    assert_eq!(done.len(), 2, "{:#?}", status.actions);
+    assert_eq!(done[0].target, "deployment/tax 1→2");
+    assert!(
+        status.timeline.iter().any(|t| t.id == "opened"),
+        "the detector's entries stay"
+    );
+    assert!(
+        status
+            .timeline
+            .iter()
+            .any(|t| t.id == "scale-tax-0-1-planned")
+    );
+    let policy_status = get_policy(&client, ns, "scale-tax")
+        .await
+        .status
+        .expect("policy status");
+    assert_eq!(policy_status.actions_taken, 2);
+    assert_eq!(policy_status.active[0].original_replicas, Some(1));
+
+    resolve(&client, ns, &report).await;
+    eventually("tax back to its original 1 replica", 60, || async {
+        match replicas(&client, ns, "tax").await {
+            1 => Ok(()),
+            n => Err(format!("{n} replicas")),
+        }
+    })
+    .await;
+    let status = get_report(&client, ns, &report)
+        .await
+        .status
+        .expect("status");
+    assert_eq!(
+        status.state,
+        ReportState::Resolved,
+        "restoring does not reopen the report"
+    );
+    assert!(
+        status
+            .actions
+            .iter()
+            .filter(|a| a.done_at.is_some())
+            .all(|a| a.restored_at.is_some())
+    );
+    eventually("Events on the policy", 30, || async {
+        let reasons = event_reasons(&client, ns, "scale-tax").await;
+        let all = ["Planned", "Scaled", "Restored"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r));
+        if all {
+            Ok(())
+        } else {
+            Err(format!("{reasons:?}"))
+        }
+    })
+    .await;
+    assert!(
+        event_reasons(&client, ns, &report)
+            .await
+            .iter()
+            .any(|r| r == "Scaled")
+    );
+    assert!(
+        get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .expect("status")
+            .active
+            .is_empty()
+    );
+}
+
+fn reroute_spec(kind: &str, name: &str, max: i32) -> serde_json::Value {
+    json!({
+        "services": {"names": ["payment-primary"]},
+        "trigger": {"signals": ["latency_p99"]},
+        "actions": [{"reroute": {"router": {"kind": kind, "name": name},
+            "from": "payment-primary", "to": "payment-secondary", "weightStep": 50, "maxWeight": max}}],
+        "guards": {"cooldown": "1s"},
+        "stableFor": "2s"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reroute_steps_through_the_oms_configmap_and_restores() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    routing_configmap(&client, ns, 100).await;
+    policy(
+        &client,
+        ns,
+        "reroute-payment",
+        reroute_spec("OmsConfigMap", "oms-routing", 100),
+    )
+    .await;
+    let _operator = Operator::start(&plane, "a", &[]);
+    let report = open_report(&client, ns, "payment-primary").await;
+
+    let seen = std::sync::Mutex::new(Vec::new());
+    eventually("all payment traffic on the secondary", 60, || async {
+        let w = configmap_weights(&client, ns).await;
+        let mut seen = seen.lock().expect("lock");
+        if seen.last() != Some(&w) {
+            seen.push(w.clone());
+        }
+        if w == ("0".into(), "100".into()) {
+            Ok(())
+        } else {
+            Err(format!("{w:?}"))
+        }
+    })
+    .await;
+    let seen = seen.into_inner().expect("lock");
+    assert_eq!(seen.first(), Some(&("100".to_owned(), "0".to_owned())));
+    assert!(
+        seen.contains(&("50".to_owned(), "50".to_owned())),
+        "moved in steps: {seen:?}"
+    );
+
+    resolve(&client, ns, &report).await;
+    eventually("weights restored", 60, || async {
+        let w = configmap_weights(&client, ns).await;
+        if w == ("100".into(), "0".into()) {
+            Ok(())
+        } else {
+            Err(format!("{w:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reroute_through_a_gateway_api_httproute_and_restore() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    let routes: Api<HTTPRoute> = Api::namespaced(client.clone(), ns);
+    let backend = |name: &str, weight: i32| HTTPBackendRef {
+        name: name.into(),
+        port: Some(8080),
+        weight: Some(weight),
+    };
+    let route = HTTPRoute::new(
+        "payments",
+        HTTPRouteSpec {
+            parent_refs: vec![],
+            hostnames: vec!["payments.shop".into()],
+            rules: vec![HTTPRouteRule {
+                backend_refs: vec![
+                    backend("payment-primary", 100),
+                    backend("payment-secondary", 0),
+                ],
+            }],
+        },
+    );
+    routes
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("route");
+    policy(
+        &client,
+        ns,
+        "reroute-payment",
+        reroute_spec("HTTPRoute", "payments", 50),
+    )
+    .await;
+    let operator = Operator::start(&plane, "a", &[]);
+    let report = open_report(&client, ns, "payment-primary").await;
+
+    let weights = || async {
+        let r = routes.get("payments").await.map_err(|e| e.to_string())?;
+        Ok::<Vec<Option<i32>>, String>(
+            r.spec.rules[0]
+                .backend_refs
+                .iter()
+                .map(|b| b.weight)
+                .collect(),
+        )
+    };
+    eventually("half the traffic on the secondary", 60, || async {
+        let w = weights().await?;
+        if w == [Some(50), Some(50)] {
+            Ok(())
+        } else {
+            Err(format!("{w:?}"))
+        }
+    })
+    .await;
+    operator.wait_reconciles(4.0).await;
+    assert_eq!(
+        weights().await.expect("weights"),
+        [Some(50), Some(50)],
+        "maxWeight 50 holds"
+    );
+    let route = routes.get("payments").await.expect("route");
+    assert_eq!(
+        route.spec.hostnames,
+        ["payments.shop"],
+        "other fields untouched"
+    );
+
+    resolve(&client, ns, &report).await;
+    eventually("route weights restored", 60, || async {
+        let w = weights().await?;
+        if w == [Some(100), Some(0)] {
+            Ok(())
+        } else {
+            Err(format!("{w:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guards_block_what_they_should_and_say_so() {
+    let (plane, client) = plane().await;
+    // One namespace per guard, each with its own policy and report.
+    let cases = [
+        ("dry", json!({"dryRun": true}), "DryRun"),
+        ("suspended", json!({"suspend": true}), "Blocked"),
+        ("cooldown", json!({"cooldown": "1h"}), "Blocked"),
+        (
+            "ratelimit",
+            json!({"cooldown": "0s", "maxActionsPerHour": 1}),
+            "Blocked",
+        ),
+    ];
+    for (ns, guards, _) in &cases {
+        namespace(&client, ns).await;
+        deployment(&client, ns, "tax", 1).await;
+        let mut spec = scale_spec("tax", 5, "1s");
+        spec["guards"] = guards.clone();
+        policy(&client, ns, "scale-tax", spec).await;
+    }
+    let operator = Operator::start(&plane, "a", &[]);
+    let mut reports = Vec::new();
+    for (ns, _, _) in &cases {
+        reports.push(open_report(&client, ns, "tax").await);
+    }
+    for ((ns, _, reason), report) in cases.iter().zip(&reports) {
+        eventually(&format!("{ns}: {reason} Event"), 60, || async {
+            let reasons = event_reasons(&client, ns, "scale-tax").await;
+            if reasons.iter().any(|r| r == reason) {
+                Ok(())
+            } else {
+                Err(format!("{reasons:?}"))
+            }
+        })
+        .await;
+        let _ = report;
+    }
+    operator.wait_reconciles(8.0).await;
+    let expect = [
+        ("dry", 1, None),
+        ("suspended", 1, Some("suspended")),
+        ("cooldown", 2, Some("cooldown")),
+        ("ratelimit", 2, Some("rate-limit")),
+    ];
+    for ((ns, want_replicas, blocked_by), report) in expect.iter().zip(&reports) {
+        assert_eq!(replicas(&client, ns, "tax").await, *want_replicas, "{ns}");
+        let status = get_report(&client, ns, report)
+            .await
+            .status
+            .expect("status");
+        let guarded: Vec<_> = status
+            .actions
+            .iter()
+            .filter(|a| a.done_at.is_none())
+            .collect();
+        assert_eq!(
+            guarded.len(),
+            1,
+            "{ns}: recorded once, not once per pass: {:#?}",
+            status.actions
+        );
+        assert_eq!(guarded[0].blocked_by.as_deref(), *blocked_by, "{ns}");
+        assert_eq!(guarded[0].dry_run, *ns == "dry", "{ns}");
+        let policy_status = get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .expect("status");
+        assert_eq!(policy_status.actions_blocked, 1, "{ns}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_stops_every_action() {
+    let (plane, client) = plane().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            OPERATOR_NAMESPACE,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"homeostat.dev/kill-switch": "true"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    policy(&client, ns, "scale-tax", scale_spec("tax", 5, "1s")).await;
+    let operator = Operator::start(&plane, "a", &[]);
+    let report = open_report(&client, ns, "tax").await;
+    eventually("kill-switch recorded", 60, || async {
+        let status = get_report(&client, ns, &report)
+            .await
+            .status
+            .ok_or("no status")?;
+        let blocked = status
+            .actions
+            .iter()
+            .any(|a| a.blocked_by.as_deref() == Some("kill-switch"));
+        if blocked {
+            Ok(())
+        } else {
+            Err(format!("{:?}", status.actions))
+        }
+    })
+    .await;
+    operator.wait_reconciles(4.0).await;
+    assert_eq!(replicas(&client, ns, "tax").await, 1);
+    assert!(
+        event_reasons(&client, ns, "scale-tax")
+            .await
+            .iter()
+            .any(|r| r == "Blocked")
+    );
+
+    // Switched off, the policy acts.
+    namespaces
+        .patch(
+            OPERATOR_NAMESPACE,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"homeostat.dev/kill-switch": null}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    eventually("scaled once the switch is off", 60, || async {
+        match replicas(&client, ns, "tax").await {
+            1 => Err("still 1".to_owned()),
+            n => Ok(n),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_target_marks_the_policy_invalid_and_does_nothing() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    policy(
+        &client,
+        ns,
+        "scale-fulfillment",
+        scale_spec("fulfillment", 3, "1s"),
+    )
+    .await;
+    let _operator = Operator::start(&plane, "a", &[]);
+    let report = open_report(&client, ns, "fulfillment").await;
+    let condition = eventually("Invalid condition", 60, || async {
+        let status = get_policy(&client, ns, "scale-fulfillment")
+            .await
+            .status
+            .ok_or("no status")?;
+        status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Invalid" && c.status == "True")
+            .ok_or_else(|| "not invalid yet".to_owned())
+    })
+    .await;
+    assert_eq!(
+        condition.message,
+        "scale target deployment/fulfillment does not exist"
+    );
+    assert!(
+        get_report(&client, ns, &report)
+            .await
+            .status
+            .expect("status")
+            .actions
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_neither_doubles_nor_forgets_an_action() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    // A long cooldown: one step, then nothing until the report resolves.
+    policy(&client, ns, "scale-tax", scale_spec("tax", 5, "1h")).await;
+    let mut first = Operator::start(&plane, "first", &[]);
+    let report = open_report(&client, ns, "tax").await;
+    eventually("scaled to 2", 60, || async {
+        match replicas(&client, ns, "tax").await {
+            2 => Ok(()),
+            n => Err(format!("{n}")),
+        }
+    })
+    .await;
+    first.kill();
+
+    let second = Operator::start(&plane, "second", &[]);
+    second.wait_reconciles(5.0).await;
+    assert_eq!(replicas(&client, ns, "tax").await, 2, "not doubled");
+    assert_eq!(
+        get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .expect("status")
+            .actions_taken,
+        1
+    );
+
+    // Killed between deciding a step and confirming it: the pending step is
+    // finished as recorded, not planned again.
+    let api: Api<homeostat_api::RemediationPolicy> = Api::namespaced(client.clone(), ns);
+    let mut status = get_policy(&client, ns, "scale-tax")
+        .await
+        .status
+        .expect("status");
+    status.active[0].pending = Some(homeostat_api::PendingChange {
+        id: "scale-tax-0-2".into(),
+        replicas: Some(3),
+        weights: vec![],
+        planned_at: status.active[0].started_at.clone(),
+    });
+    drop(second);
+    api.patch_status(
+        "scale-tax",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .expect("status");
+    let third = Operator::start(&plane, "third", &[]);
+    eventually("pending step finished", 60, || async {
+        let s = get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .ok_or("no status")?;
+        if s.active
+            .first()
+            .is_some_and(|a| a.pending.is_none() && a.steps == 2)
+        {
+            Ok(())
+        } else {
+            Err(format!("{:?}", s.active))
+        }
+    })
+    .await;
+    third.wait_reconciles(5.0).await;
+    assert_eq!(replicas(&client, ns, "tax").await, 3, "finished once");
+
+    // And the restore is not forgotten.
+    resolve(&client, ns, &report).await;
+    eventually("scaled back to 1 by the new process", 60, || async {
+        match replicas(&client, ns, "tax").await {
+            1 => Ok(()),
+            n => Err(format!("{n}")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_operators_only_the_leader_acts() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    policy(&client, ns, "scale-tax", scale_spec("tax", 2, "1s")).await;
+    let mut a = Operator::start(&plane, "a", &[]);
+    let mut b = Operator::start(&plane, "b", &[]);
+    let leader = eventually("one leader", 60, || async {
+        let la = a.metric("homeostat_operator_leader").await.unwrap_or(0.0);
+        let lb = b.metric("homeostat_operator_leader").await.unwrap_or(0.0);
+        match (la, lb) {
+            (1.0, 0.0) => Ok("a"),
+            (0.0, 1.0) => Ok("b"),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let report = open_report(&client, ns, "tax").await;
+    eventually("scaled to 2", 60, || async {
+        match replicas(&client, ns, "tax").await {
+            2 => Ok(()),
+            n => Err(format!("{n}")),
+        }
+    })
+    .await;
+    let (leading, standby) = if leader == "a" { (&a, &b) } else { (&b, &a) };
+    leading.wait_reconciles(3.0).await;
+    assert_eq!(
+        standby.metric("homeostat_operator_reconciles_total").await,
+        Ok(0.0)
+    );
+    assert_eq!(
+        get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .expect("status")
+            .actions_taken,
+        1
+    );
+
+    // The leader goes away: the other takes over and does the restore.
+    let survivor = if leader == "a" {
+        a.kill();
+        &b
+    } else {
+        b.kill();
+        &a
+    };
+    resolve(&client, ns, &report).await;
+    eventually(
+        "the other operator takes over and scales back",
+        90,
+        || async {
+            match replicas(&client, ns, "tax").await {
+                1 => Ok(()),
+                n => Err(format!("{n}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(survivor.metric("homeostat_operator_leader").await, Ok(1.0));
+}
