@@ -1,0 +1,126 @@
+//! The manifests in deploy/ against a real kube-apiserver: they apply, the
+//! samples pass the CRDs' validation, and RBAC grants what the binaries use
+//! and nothing more.
+
+mod common;
+
+use common::*;
+
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
+    let (plane, _client) = plane().await;
+    let dir = deploy_dir();
+    let mut kubectl = plane.kubectl().unwrap_or_else(|e| panic!("kubectl: {e}"));
+    let out = kubectl
+        .args(["apply", "--server-side", "-f"])
+        .arg(dir.join("namespace.yaml"))
+        .arg("-f")
+        .arg(dir.join("rbac.yaml"))
+        .arg("-f")
+        .arg(dir.join("operator.yaml"))
+        .arg("-f")
+        .arg(dir.join("detector.yaml"))
+        .arg("-f")
+        .arg(dir.join("samples"))
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let can = |who: &str, verb: &str, what: &str, ns: &str| {
+        let mut kubectl = plane.kubectl().unwrap_or_else(|e| panic!("kubectl: {e}"));
+        let (resource, subresource) = match what.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (what, None),
+        };
+        kubectl.args(["auth", "can-i", verb, resource, "-n", ns]);
+        if let Some(sub) = subresource {
+            kubectl.arg(format!("--subresource={sub}"));
+        }
+        let out = kubectl
+            .arg(format!(
+                "--as=system:serviceaccount:homeostat-system:homeostat-{who}"
+            ))
+            .output()
+            .expect("run kubectl");
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    // What the operator does.
+    assert!(can("operator", "patch", "deployments.apps/scale", "shop"));
+    assert!(can("operator", "patch", "configmaps", "shop"));
+    assert!(can(
+        "operator",
+        "patch",
+        "httproutes.gateway.networking.k8s.io",
+        "shop"
+    ));
+    assert!(can(
+        "operator",
+        "patch",
+        "remediationpolicies.homeostat.dev/status",
+        "shop"
+    ));
+    assert!(can(
+        "operator",
+        "patch",
+        "anomalyreports.homeostat.dev/status",
+        "shop"
+    ));
+    assert!(can("operator", "create", "events.events.k8s.io", "shop"));
+    assert!(can(
+        "operator",
+        "update",
+        "leases.coordination.k8s.io",
+        "homeostat-system"
+    ));
+    // ... and what it must not.
+    assert!(!can("operator", "delete", "deployments.apps", "shop"));
+    assert!(
+        !can("operator", "patch", "deployments.apps", "shop"),
+        "only the scale subresource"
+    );
+    assert!(!can(
+        "operator",
+        "update",
+        "leases.coordination.k8s.io",
+        "shop"
+    ));
+    assert!(!can("operator", "get", "secrets", "shop"));
+    assert!(
+        !can(
+            "operator",
+            "patch",
+            "remediationpolicies.homeostat.dev",
+            "shop"
+        ),
+        "spec is the SRE's"
+    );
+    // The detector writes reports and nothing else.
+    assert!(can(
+        "detector",
+        "create",
+        "anomalyreports.homeostat.dev",
+        "shop"
+    ));
+    assert!(can(
+        "detector",
+        "patch",
+        "anomalyreports.homeostat.dev/status",
+        "shop"
+    ));
+    assert!(!can(
+        "detector",
+        "delete",
+        "anomalyreports.homeostat.dev",
+        "shop"
+    ));
+    assert!(!can("detector", "patch", "deployments.apps/scale", "shop"));
+}
