@@ -6,6 +6,7 @@
 //! routers behind one small trait.
 
 pub mod metrics;
+pub mod order_system;
 pub mod remediation;
 pub mod router;
 pub mod run;

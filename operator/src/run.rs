@@ -9,6 +9,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::metrics::{OperatorMetrics, router};
+use crate::order_system;
 use crate::remediation::controller::{self, Context};
 
 #[derive(Debug, Clone)]
@@ -64,10 +65,21 @@ pub async fn run(
         if *leading.borrow_and_update() {
             tracing::info!(identity = %config.identity, "leading: controllers start");
             metrics.leader.set(1);
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let controllers = tokio::spawn(controller::run(ctx.clone(), async move {
-                let _ = stopped.await;
-            }));
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            let remediation = controller::run(ctx.clone(), until_stopped(stopped.clone()));
+            let order_systems = order_system::controller::run(
+                Arc::new(order_system::controller::Context {
+                    client: ctx.client.clone(),
+                    resync: Duration::from_secs(30),
+                }),
+                until_stopped(stopped),
+            );
+            let controllers = tokio::spawn(async move {
+                tokio::join!(remediation, order_systems);
+            });
             let lost = async {
                 while leading.changed().await.is_ok() {
                     if !*leading.borrow() {
@@ -79,7 +91,7 @@ pub async fn run(
                 () = &mut shutdown => true,
                 () = lost => false,
             };
-            let _ = stop.send(());
+            let _ = stop.send(true);
             let _ = controllers.await;
             metrics.leader.set(0);
             if done {

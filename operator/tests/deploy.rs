@@ -84,8 +84,18 @@ async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
     // ... and what it must not.
     assert!(!can("operator", "delete", "deployments.apps", "shop"));
     assert!(
-        !can("operator", "patch", "deployments.apps", "shop"),
-        "only the scale subresource"
+        can("operator", "patch", "deployments.apps", "shop"),
+        "applies the OMS Deployments"
+    );
+    assert!(can(
+        "operator",
+        "patch",
+        "ordersystems.homeostat.dev/status",
+        "shop"
+    ));
+    assert!(
+        !can("operator", "delete", "services", "shop"),
+        "garbage collection deletes, not the operator"
     );
     assert!(!can(
         "operator",

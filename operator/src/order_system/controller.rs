@@ -1,0 +1,237 @@
+//! The OrderSystem controller: apply the rendered children, report status.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use homeostat_api::oms::OMS_SERVICES;
+use homeostat_api::{OrderSystem, OrderSystemStatus, RemediationPolicy, ServiceStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::render::{Child, FIELD_MANAGER, render, service_monitor};
+use crate::remediation::record::set_condition;
+
+pub struct Context {
+    pub client: Client,
+    pub resync: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ReconcileError(#[from] kube::Error);
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn api_for(client: &Client, namespace: &str, child: &Child) -> Api<DynamicObject> {
+    let (group, version) = child
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", child.api_version));
+    let gvk = GroupVersionKind::gvk(group, version, child.kind);
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, child.plural),
+    )
+}
+
+/// Services whose replicas an active scale remediation holds.
+async fn held_services(client: &Client, namespace: &str) -> Result<BTreeSet<String>, kube::Error> {
+    let policies: Api<RemediationPolicy> = Api::namespaced(client.clone(), namespace);
+    Ok(policies
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .flat_map(|p| p.status.map(|s| s.active).unwrap_or_default())
+        .filter(|a| a.kind == "scale")
+        .filter_map(|a| a.target.strip_prefix("deployment/").map(str::to_owned))
+        .collect())
+}
+
+async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), kube::Error> {
+    let api = api_for(client, namespace, child);
+    let mut body = child.body.clone();
+    body["apiVersion"] = json!(child.api_version);
+    body["kind"] = json!(child.kind);
+    if child.create_only {
+        let object: DynamicObject =
+            serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+        return match api.create(&PostParams::default(), &object).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
+    api.patch(
+        &child.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn service_monitors_installed(client: &Client) -> Result<bool, kube::Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    Ok(crds
+        .get_opt("servicemonitors.monitoring.coreos.com")
+        .await?
+        .is_some())
+}
+
+pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace = os.namespace().unwrap_or_default();
+    let held = held_services(&ctx.client, &namespace).await?;
+    for child in render(&os, &held) {
+        apply(&ctx.client, &namespace, &child).await?;
+    }
+    if os.spec.service_monitors && service_monitors_installed(&ctx.client).await? {
+        apply(&ctx.client, &namespace, &service_monitor(&os)).await?;
+    }
+    // Status: what the Deployments ask for and have.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut services = Vec::new();
+    for service in OMS_SERVICES {
+        let d = deployments.get_opt(service).await?;
+        let desired = d
+            .as_ref()
+            .and_then(|d| d.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .unwrap_or(0);
+        let ready = d
+            .as_ref()
+            .and_then(|d| d.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        services.push(ServiceStatus {
+            name: service.to_owned(),
+            desired_replicas: desired,
+            ready_replicas: ready,
+        });
+    }
+    let ready_count = services
+        .iter()
+        .filter(|s| s.ready_replicas >= s.desired_replicas.max(1))
+        .count();
+    let all_ready = ready_count == services.len();
+    let now = unix_now();
+    let generation = os.metadata.generation;
+    let mut status = os.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    status.summary = Some(format!("{ready_count}/{}", services.len()));
+    let not_ready: Vec<&str> = services
+        .iter()
+        .filter(|s| s.ready_replicas < s.desired_replicas.max(1))
+        .map(|s| s.name.as_str())
+        .collect();
+    let waiting = format!("waiting for {}", not_ready.join(", "));
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        all_ready,
+        if all_ready { "AllReady" } else { "NotReady" },
+        if all_ready {
+            "every service has its replicas ready"
+        } else {
+            &waiting
+        },
+        now,
+        generation,
+    );
+    set_condition(
+        &mut status.conditions,
+        "Progressing",
+        !all_ready,
+        if all_ready { "Stable" } else { "RollingOut" },
+        if all_ready {
+            "nothing to roll out"
+        } else {
+            &waiting
+        },
+        now,
+        generation,
+    );
+    let degraded: Vec<&str> = services
+        .iter()
+        .filter(|s| s.desired_replicas > 0 && s.ready_replicas == 0)
+        .map(|s| s.name.as_str())
+        .collect();
+    set_condition(
+        &mut status.conditions,
+        "Degraded",
+        !degraded.is_empty(),
+        if degraded.is_empty() {
+            "Serving"
+        } else {
+            "NoReadyReplicas"
+        },
+        &if degraded.is_empty() {
+            "every service serves".to_owned()
+        } else {
+            format!("no ready replica: {}", degraded.join(", "))
+        },
+        now,
+        generation,
+    );
+    status.services = services;
+    write_status(&ctx.client, &os, &status).await?;
+    Ok(Action::requeue(ctx.resync))
+}
+
+async fn write_status(
+    client: &Client,
+    os: &OrderSystem,
+    status: &OrderSystemStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<OrderSystem> =
+        Api::namespaced(client.clone(), &os.namespace().unwrap_or_default());
+    api.patch_status(
+        &os.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await?;
+    Ok(())
+}
+
+fn error_policy(os: Arc<OrderSystem>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(order_system = %os.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs until `shutdown`: children that drift (deleted, edited) are put back
+/// on the next pass, which their own change triggers.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let systems: Api<OrderSystem> = Api::all(ctx.client.clone());
+    Controller::new(systems, watcher::Config::default())
+        .owns(
+            Api::<Deployment>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<Service>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<ConfigMap>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}

@@ -1,0 +1,334 @@
+//! What an OrderSystem becomes, as plain objects: pure, no I/O.
+//!
+//! Field ownership (so the two controllers never fight): the OrderSystem
+//! controller applies every field of its children with server-side apply as
+//! `homeostat-order-system`, except
+//! - `spec.replicas` of a Deployment that a RemediationPolicy holds (an active
+//!   scale remediation): left out of the apply until the policy restores it;
+//! - the routing ConfigMap's weights: written once at creation (the initial
+//!   `paymentPrimaryWeight`), then owned by reroute remediations.
+
+use std::collections::BTreeSet;
+
+use homeostat_api::oms::OMS_SERVICES;
+use homeostat_api::routing::{payment_routing, render_routing_data};
+use homeostat_api::{ImagePullPolicy, OrderSystem};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+pub const FIELD_MANAGER: &str = "homeostat-order-system";
+/// The routing ConfigMap `orders` follows and reroute policies change.
+pub const ROUTING_CONFIGMAP: &str = "oms-routing";
+/// Port every OMS service listens on in its container.
+pub const PORT: i32 = 8080;
+
+/// One object to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Child {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub name: String,
+    pub body: Value,
+    /// Created when missing, never updated (its content belongs to others after creation).
+    pub create_only: bool,
+}
+
+fn labels(system: &str, component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/part-of": "oms",
+        "app.kubernetes.io/instance": system,
+        "app.kubernetes.io/managed-by": "homeostat-operator",
+    })
+}
+
+/// The objects of `os`. `held` are services whose replica count a
+/// remediation holds.
+pub fn render(os: &OrderSystem, held: &BTreeSet<String>) -> Vec<Child> {
+    let name = os.name_any();
+    let namespace = os.namespace().unwrap_or_default();
+    let owner = os
+        .controller_owner_ref(&())
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+    let meta = |object: &str, component: &str| {
+        let mut m =
+            json!({"name": object, "namespace": namespace, "labels": labels(&name, component)});
+        if let Some(owner) = &owner {
+            m["ownerReferences"] = json!([owner]);
+        }
+        m
+    };
+    let account = format!("{name}-oms");
+    let mut children = vec![
+        Child {
+            api_version: "v1",
+            kind: "ServiceAccount",
+            plural: "serviceaccounts",
+            name: account.clone(),
+            body: json!({"metadata": meta(&account, "oms")}),
+            create_only: false,
+        },
+        Child {
+            api_version: "rbac.authorization.k8s.io/v1",
+            kind: "Role",
+            plural: "roles",
+            name: account.clone(),
+            body: json!({
+                "metadata": meta(&account, "oms"),
+                // orders follows the routing ConfigMap, nothing more.
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                           "resourceNames": [ROUTING_CONFIGMAP], "verbs": ["get", "list", "watch"]}]
+            }),
+            create_only: false,
+        },
+        Child {
+            api_version: "rbac.authorization.k8s.io/v1",
+            kind: "RoleBinding",
+            plural: "rolebindings",
+            name: account.clone(),
+            body: json!({
+                "metadata": meta(&account, "oms"),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+            }),
+            create_only: false,
+        },
+        Child {
+            api_version: "v1",
+            kind: "ConfigMap",
+            plural: "configmaps",
+            name: ROUTING_CONFIGMAP.to_owned(),
+            body: json!({
+                "metadata": meta(ROUTING_CONFIGMAP, "oms"),
+                "data": render_routing_data(&payment_routing(os.spec.payment_primary_weight.clamp(0, 100) as u32)),
+            }),
+            create_only: true,
+        },
+    ];
+    let pull_policy = os.spec.image_pull_policy.map(|p| match p {
+        ImagePullPolicy::Always => "Always",
+        ImagePullPolicy::IfNotPresent => "IfNotPresent",
+        ImagePullPolicy::Never => "Never",
+    });
+    for service in OMS_SERVICES {
+        let overrides = os.spec.services.get(service).cloned().unwrap_or_default();
+        let mut args = vec![
+            service.to_owned(),
+            "--listen".into(),
+            format!("0.0.0.0:{PORT}"),
+            "--peers".into(),
+            format!("http://{{service}}:{PORT}"),
+        ];
+        if service == "orders" {
+            args.push("--routing-configmap".into());
+            args.push(format!("{namespace}/{ROUTING_CONFIGMAP}"));
+        }
+        let mut container = json!({
+            "name": service,
+            "image": os.spec.image,
+            "args": args,
+            "ports": [{"name": "http", "containerPort": PORT}],
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        });
+        if let Some(policy) = pull_policy {
+            container["imagePullPolicy"] = json!(policy);
+        }
+        if let Some(resources) = &overrides.resources {
+            container["resources"] = serde_json::to_value(resources).unwrap_or(Value::Null);
+        }
+        let mut spec = json!({
+            "selector": {"matchLabels": {"app.kubernetes.io/name": service, "app.kubernetes.io/instance": name}},
+            "template": {
+                "metadata": {"labels": labels(&name, service)},
+                "spec": {"serviceAccountName": account, "containers": [container]}
+            }
+        });
+        if !held.contains(service) {
+            spec["replicas"] = json!(overrides.replicas.unwrap_or(1));
+        }
+        children.push(Child {
+            api_version: "apps/v1",
+            kind: "Deployment",
+            plural: "deployments",
+            name: service.to_owned(),
+            body: json!({"metadata": meta(service, service), "spec": spec}),
+            create_only: false,
+        });
+        children.push(Child {
+            api_version: "v1",
+            kind: "Service",
+            plural: "services",
+            name: service.to_owned(),
+            body: json!({
+                "metadata": meta(service, service),
+                "spec": {
+                    "selector": {"app.kubernetes.io/name": service, "app.kubernetes.io/instance": name},
+                    "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]
+                }
+            }),
+            create_only: false,
+        });
+    }
+    if let Some(load) = os.spec.load_generator.as_ref().filter(|l| l.enabled) {
+        let loadgen = format!("{name}-loadgen");
+        children.push(Child {
+            api_version: "apps/v1",
+            kind: "Deployment",
+            plural: "deployments",
+            name: loadgen.clone(),
+            body: json!({
+                "metadata": meta(&loadgen, "loadgen"),
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app.kubernetes.io/name": "loadgen", "app.kubernetes.io/instance": name}},
+                    "template": {
+                        "metadata": {"labels": labels(&name, "loadgen")},
+                        "spec": {"containers": [{
+                            "name": "loadgen",
+                            "image": os.spec.image,
+                            "args": ["loadgen", "--target", format!("http://orders:{PORT}"),
+                                     "--rate", load.orders_per_second.to_string(),
+                                     // A year: the Deployment restarts it if it ever ends.
+                                     "--duration", "31536000",
+                                     "--new-orders", load.new_order_percent.to_string(),
+                                     "--lookups", load.lookup_percent.to_string()]
+                        }]}
+                    }
+                }
+            }),
+            create_only: false,
+        });
+    }
+    children
+}
+
+/// ServiceMonitors for every OMS service, for clusters with the Prometheus Operator.
+pub fn service_monitor(os: &OrderSystem) -> Child {
+    let name = os.name_any();
+    let owner = os
+        .controller_owner_ref(&())
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+    let mut metadata = json!({"name": format!("{name}-oms"), "namespace": os.namespace(), "labels": labels(&name, "oms")});
+    if let Some(owner) = owner {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    Child {
+        api_version: "monitoring.coreos.com/v1",
+        kind: "ServiceMonitor",
+        plural: "servicemonitors",
+        name: format!("{name}-oms"),
+        body: json!({
+            "metadata": metadata,
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/part-of": "oms", "app.kubernetes.io/instance": name}},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "5s"}]
+            }
+        }),
+        create_only: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn system(spec: Value) -> OrderSystem {
+        let mut os: OrderSystem = serde_json::from_value(json!({
+            "apiVersion": "homeostat.dev/v1alpha1", "kind": "OrderSystem",
+            "metadata": {"name": "shop", "namespace": "shop", "uid": "1234"},
+            "spec": spec
+        }))
+        .expect("order system");
+        os.metadata.uid = Some("1234".into());
+        os
+    }
+
+    fn find<'a>(children: &'a [Child], kind: &str, name: &str) -> &'a Child {
+        children
+            .iter()
+            .find(|c| c.kind == kind && c.name == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    }
+
+    #[test]
+    fn every_service_gets_a_deployment_and_a_service_owned_by_the_order_system() {
+        let children = render(
+            &system(json!({"services": {"tax": {"replicas": 3}}})),
+            &BTreeSet::new(),
+        );
+        for service in OMS_SERVICES {
+            let d = find(&children, "Deployment", service);
+            assert_eq!(
+                d.body["metadata"]["ownerReferences"][0]["kind"],
+                "OrderSystem"
+            );
+            assert_eq!(d.body["metadata"]["ownerReferences"][0]["controller"], true);
+            find(&children, "Service", service);
+        }
+        assert_eq!(
+            find(&children, "Deployment", "tax").body["spec"]["replicas"],
+            3
+        );
+        assert_eq!(
+            find(&children, "Deployment", "inventory").body["spec"]["replicas"],
+            1
+        );
+        let orders = &find(&children, "Deployment", "orders").body["spec"]["template"]["spec"]["containers"]
+            [0]["args"];
+        assert!(
+            orders
+                .as_array()
+                .expect("args")
+                .contains(&json!("shop/oms-routing")),
+            "{orders}"
+        );
+    }
+
+    #[test]
+    fn a_held_deployment_leaves_its_replicas_to_the_remediation() {
+        let held = BTreeSet::from(["tax".to_owned()]);
+        let children = render(
+            &system(json!({"services": {"tax": {"replicas": 3}}})),
+            &held,
+        );
+        assert!(
+            find(&children, "Deployment", "tax").body["spec"]
+                .get("replicas")
+                .is_none()
+        );
+        assert_eq!(
+            find(&children, "Deployment", "orders").body["spec"]["replicas"],
+            1
+        );
+    }
+
+    #[test]
+    fn the_routing_configmap_is_written_once_with_the_initial_weights() {
+        let children = render(
+            &system(json!({"paymentPrimaryWeight": 70})),
+            &BTreeSet::new(),
+        );
+        let cm = find(&children, "ConfigMap", ROUTING_CONFIGMAP);
+        assert!(cm.create_only);
+        assert_eq!(cm.body["data"]["payment.payment-primary"], "70");
+        assert_eq!(cm.body["data"]["payment.payment-secondary"], "30");
+    }
+
+    #[test]
+    fn the_load_generator_runs_only_when_enabled() {
+        let on = render(
+            &system(json!({"loadGenerator": {"ordersPerSecond": 25}})),
+            &BTreeSet::new(),
+        );
+        let args = &find(&on, "Deployment", "shop-loadgen").body["spec"]["template"]["spec"]["containers"]
+            [0]["args"];
+        assert!(args.as_array().expect("args").contains(&json!("25")));
+        let off = render(
+            &system(json!({"loadGenerator": {"enabled": false}})),
+            &BTreeSet::new(),
+        );
+        assert!(!off.iter().any(|c| c.name == "shop-loadgen"));
+    }
+}

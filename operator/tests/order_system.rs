@@ -1,0 +1,181 @@
+//! The OrderSystem controller against a real kube-apiserver, with the
+//! operator as a process.
+
+mod common;
+
+use common::*;
+use homeostat_api::OrderSystem;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), ns);
+    let os: OrderSystem = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "OrderSystem",
+        "metadata": {"name": "shop"},
+        "spec": {"paymentPrimaryWeight": 90, "services": {"tax": {"replicas": 2}},
+                 "loadGenerator": {"ordersPerSecond": 20}}
+    }))
+    .expect("order system");
+    systems
+        .create(&PostParams::default(), &os)
+        .await
+        .expect("create");
+    let _operator = Operator::start(&plane, "a", &[]);
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    eventually("every OMS Deployment and Service", 60, || async {
+        for name in homeostat_api::oms::OMS_SERVICES {
+            deployments
+                .get(name)
+                .await
+                .map_err(|e| format!("deployment {name}: {e}"))?;
+            services
+                .get(name)
+                .await
+                .map_err(|e| format!("service {name}: {e}"))?;
+        }
+        deployments
+            .get("shop-loadgen")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .await;
+    let uid = systems
+        .get("shop")
+        .await
+        .expect("get")
+        .metadata
+        .uid
+        .expect("uid");
+    let tax = deployments.get("tax").await.expect("tax");
+    let owner = &tax.metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("OrderSystem", uid.as_str(), Some(true))
+    );
+    assert_eq!(tax.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    let routing = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("oms-routing")
+        .await
+        .expect("routing");
+    assert_eq!(routing.data.expect("data")["payment.payment-primary"], "90");
+
+    // Status: per service, and conditions (no pods run on this control plane).
+    let status = eventually("status with every service", 60, || async {
+        let s = systems
+            .get("shop")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .ok_or("no status")?;
+        if s.services.len() == 8 {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    assert_eq!(status.summary.as_deref(), Some("0/8"));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False")
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Progressing" && c.status == "True")
+    );
+
+    // Drift: a deleted Service comes back.
+    services
+        .delete("tax", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the tax Service back", 60, || async {
+        services
+            .get("tax")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+
+    // A remediation that scaled a Deployment owns its replicas until it
+    // restores them.
+    policy(
+        &client,
+        ns,
+        "scale-tax",
+        json!({
+            "services": {"names": ["tax"]},
+            "trigger": {"signals": ["latency_p99"]},
+            "actions": [{"scale": {"maxReplicas": 5}}],
+        // Holding, not acting: this test is about who owns replicas.
+        "guards": {"suspend": true}
+        }),
+    )
+    .await;
+    // The report it answers stays open (a gone report would be restored).
+    open_report(&client, ns, "tax").await;
+    let policies: Api<homeostat_api::RemediationPolicy> = Api::namespaced(client.clone(), ns);
+    policies
+        .patch_status(
+            "scale-tax",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"active": [{
+                "report": "tax-latency-p99-1", "kind": "scale", "target": "deployment/tax",
+                "originalReplicas": 2, "startedAt": "2026-01-01T00:00:00Z", "steps": 2
+            }]}})),
+        )
+        .await
+        .expect("hold");
+    // As the remediation does: recorded first, then scaled.
+    deployment_scale(&client, ns, "tax", 4).await;
+    // A spec change makes the controller apply again: orders follows it, tax stays held.
+    systems
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"services": {"tax": {"replicas": 2}, "orders": {"replicas": 3}}}}),
+            ),
+        )
+        .await
+        .expect("patch");
+    eventually("orders at 3", 60, || async {
+        match replicas(&client, ns, "orders").await {
+            3 => Ok(()),
+            n => Err(format!("{n}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        replicas(&client, ns, "tax").await,
+        4,
+        "held by the remediation"
+    );
+}
+
+async fn deployment_scale(client: &kube::Client, ns: &str, name: &str, n: i32) {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch_scale(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": n}})),
+        )
+        .await
+        .expect("scale");
+}
