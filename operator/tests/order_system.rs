@@ -155,13 +155,7 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
         )
         .await
         .expect("patch");
-    eventually("orders at 3", 60, || async {
-        match replicas(&client, ns, "orders").await {
-            3 => Ok(()),
-            n => Err(format!("{n}")),
-        }
-    })
-    .await;
+    wait_replicas(&client, ns, "orders", 3).await;
     assert_eq!(
         replicas(&client, ns, "tax").await,
         4,

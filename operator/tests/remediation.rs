@@ -36,13 +36,7 @@ async fn a_matching_report_scales_within_bounds_and_back_after_resolution() {
     // A report no policy covers changes nothing.
     let unrelated = open_report(&client, ns, "inventory").await;
     let report = open_report(&client, ns, "tax").await;
-    eventually("tax scaled to 3 in steps", 60, || async {
-        match replicas(&client, ns, "tax").await {
-            3 => Ok(()),
-            n => Err(format!("{n} replicas")),
-        }
-    })
-    .await;
+    wait_replicas(&client, ns, "tax", 3).await;
     operator.wait_reconciles(5.0).await;
     assert_eq!(
         replicas(&client, ns, "tax").await,
@@ -89,13 +83,7 @@ async fn a_matching_report_scales_within_bounds_and_back_after_resolution() {
     assert_eq!(policy_status.active[0].original_replicas, Some(1));
 
     resolve(&client, ns, &report).await;
-    eventually("tax back to its original 1 replica", 60, || async {
-        match replicas(&client, ns, "tax").await {
-            1 => Ok(()),
-            n => Err(format!("{n} replicas")),
-        }
-    })
-    .await;
+    wait_replicas(&client, ns, "tax", 1).await;
     let status = get_report(&client, ns, &report)
         .await
         .status
@@ -469,13 +457,7 @@ async fn a_restarted_operator_neither_doubles_nor_forgets_an_action() {
     policy(&client, ns, "scale-tax", scale_spec("tax", 5, "1h")).await;
     let mut first = Operator::start(&plane, "first", &[]);
     let report = open_report(&client, ns, "tax").await;
-    eventually("scaled to 2", 60, || async {
-        match replicas(&client, ns, "tax").await {
-            2 => Ok(()),
-            n => Err(format!("{n}")),
-        }
-    })
-    .await;
+    wait_replicas(&client, ns, "tax", 2).await;
     first.kill();
 
     let second = Operator::start(&plane, "second", &[]);
@@ -532,13 +514,7 @@ async fn a_restarted_operator_neither_doubles_nor_forgets_an_action() {
 
     // And the restore is not forgotten.
     resolve(&client, ns, &report).await;
-    eventually("scaled back to 1 by the new process", 60, || async {
-        match replicas(&client, ns, "tax").await {
-            1 => Ok(()),
-            n => Err(format!("{n}")),
-        }
-    })
-    .await;
+    wait_replicas(&client, ns, "tax", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,13 +537,7 @@ async fn of_two_operators_only_the_leader_acts() {
     })
     .await;
     let report = open_report(&client, ns, "tax").await;
-    eventually("scaled to 2", 60, || async {
-        match replicas(&client, ns, "tax").await {
-            2 => Ok(()),
-            n => Err(format!("{n}")),
-        }
-    })
-    .await;
+    wait_replicas(&client, ns, "tax", 2).await;
     let (leading, standby) = if leader == "a" { (&a, &b) } else { (&b, &a) };
     leading.wait_reconciles(3.0).await;
     assert_eq!(

@@ -14,12 +14,14 @@ mod error;
 mod ports;
 mod process;
 pub mod prometheus;
+pub mod scrape;
 pub mod wait;
 
 pub use assets::TestAssets;
 pub use control_plane::ControlPlane;
 pub use error::SupportError;
 pub use prometheus::{Prometheus, PrometheusConfig, ScrapeTarget};
+pub use scrape::metric_value;
 pub use wait::wait_until;
 
 /// kube uses rustls with ring; make ring the process-wide provider so that

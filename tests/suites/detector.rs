@@ -359,17 +359,7 @@ impl Detector {
 
     /// The value of an unlabelled metric of the detector.
     async fn metric(&self, name: &str) -> Result<f64, String> {
-        let text = reqwest::get(format!("{}/metrics", self.metrics_url))
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("{name} not in /metrics"))
+        homeostat_test_support::metric_value(&format!("{}/metrics", self.metrics_url), name).await
     }
 
     async fn wait_ready(&self) {

@@ -235,6 +235,17 @@ pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String>
         .collect()
 }
 
+/// Waits until the Deployment `name` asks for `n` replicas.
+pub async fn wait_replicas(client: &Client, ns: &str, name: &str, n: i32) {
+    eventually(&format!("{name} at {n} replicas"), 90, || async {
+        match replicas(client, ns, name).await {
+            got if got == n => Ok(()),
+            got => Err(format!("{got} replicas")),
+        }
+    })
+    .await
+}
+
 /// Waits for `check` to hold.
 pub async fn eventually<T, F, Fut>(what: &str, seconds: u64, check: F) -> T
 where
@@ -298,16 +309,7 @@ impl Operator {
 
     /// An unlabelled metric, or an error while the process is not serving.
     pub async fn metric(&self, name: &str) -> Result<f64, String> {
-        let text = reqwest::get(&self.metrics_url)
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("{name} not exported"))
+        homeostat_test_support::metric_value(&self.metrics_url, name).await
     }
 
     /// Waits until this process has run `n` more reconciles.
