@@ -7,8 +7,11 @@ use common::*;
 use homeostat_api::OrderSystem;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,6 +27,23 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
                  "loadGenerator": {"ordersPerSecond": 20}}
     }))
     .expect("order system");
+    // The Prometheus Operator's ServiceMonitor CRD (schema left open: only
+    // its presence matters to the operator).
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .expect("crd");
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect("ServiceMonitor CRD");
     systems
         .create(&PostParams::default(), &os)
         .await
@@ -64,6 +84,19 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
         ("OrderSystem", uid.as_str(), Some(true))
     );
     assert_eq!(tax.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    let monitors = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
+            "servicemonitors",
+        ),
+    );
+    let monitor = eventually("a ServiceMonitor", 60, || async {
+        monitors.get("shop-oms").await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(monitor.data["spec"]["endpoints"][0]["path"], "/metrics");
     let routing = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get("oms-routing")
         .await

@@ -1,6 +1,6 @@
 //! The OrderSystem controller: apply the rendered children, report status.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::render::{Child, FIELD_MANAGER, render, service_monitor};
+use super::render::{Child, FIELD_MANAGER, Held, render, service_monitor};
 use crate::remediation::record::set_condition;
 
 pub struct Context {
@@ -49,17 +49,35 @@ fn api_for(client: &Client, namespace: &str, child: &Child) -> Api<DynamicObject
     )
 }
 
-/// Services whose replicas an active scale remediation holds.
-async fn held_services(client: &Client, namespace: &str) -> Result<BTreeSet<String>, kube::Error> {
+/// Services whose replicas an active scale remediation holds, with their
+/// Deployments as they are now.
+async fn held_services(
+    client: &Client,
+    namespace: &str,
+) -> Result<BTreeMap<String, Held>, kube::Error> {
     let policies: Api<RemediationPolicy> = Api::namespaced(client.clone(), namespace);
-    Ok(policies
+    let names: BTreeSet<String> = policies
         .list(&ListParams::default())
         .await?
         .into_iter()
         .flat_map(|p| p.status.map(|s| s.active).unwrap_or_default())
         .filter(|a| a.kind == "scale")
         .filter_map(|a| a.target.strip_prefix("deployment/").map(str::to_owned))
-        .collect())
+        .collect();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let mut held = BTreeMap::new();
+    for name in names {
+        if let Some(d) = deployments.get_opt(&name).await? {
+            held.insert(
+                name,
+                Held {
+                    replicas: d.spec.and_then(|s| s.replicas).unwrap_or(1),
+                    resource_version: d.metadata.resource_version.unwrap_or_default(),
+                },
+            );
+        }
+    }
+    Ok(held)
 }
 
 async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), kube::Error> {

@@ -4,11 +4,14 @@
 //! controller applies every field of its children with server-side apply as
 //! `homeostat-order-system`, except
 //! - `spec.replicas` of a Deployment that a RemediationPolicy holds (an active
-//!   scale remediation): left out of the apply until the policy restores it;
+//!   scale remediation): applied as the Deployment has it now, on condition
+//!   that it is unchanged since read (resourceVersion), until the policy
+//!   restores it. Leaving the field out instead would delete it while this
+//!   manager still owns it, and the Deployment would fall back to 1 replica;
 //! - the routing ConfigMap's weights: written once at creation (the initial
 //!   `paymentPrimaryWeight`), then owned by reroute remediations.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use homeostat_api::oms::OMS_SERVICES;
 use homeostat_api::routing::{payment_routing, render_routing_data};
@@ -43,9 +46,16 @@ fn labels(system: &str, component: &str) -> Value {
     })
 }
 
+/// A Deployment whose replicas a remediation holds, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub replicas: i32,
+    pub resource_version: String,
+}
+
 /// The objects of `os`. `held` are services whose replica count a
 /// remediation holds.
-pub fn render(os: &OrderSystem, held: &BTreeSet<String>) -> Vec<Child> {
+pub fn render(os: &OrderSystem, held: &BTreeMap<String, Held>) -> Vec<Child> {
     let name = os.name_any();
     let namespace = os.namespace().unwrap_or_default();
     let owner = os
@@ -145,15 +155,20 @@ pub fn render(os: &OrderSystem, held: &BTreeSet<String>) -> Vec<Child> {
                 "spec": {"serviceAccountName": account, "containers": [container]}
             }
         });
-        if !held.contains(service) {
-            spec["replicas"] = json!(overrides.replicas.unwrap_or(1));
+        let mut metadata = meta(service, service);
+        match held.get(service) {
+            Some(h) => {
+                spec["replicas"] = json!(h.replicas);
+                metadata["resourceVersion"] = json!(h.resource_version);
+            }
+            None => spec["replicas"] = json!(overrides.replicas.unwrap_or(1)),
         }
         children.push(Child {
             api_version: "apps/v1",
             kind: "Deployment",
             plural: "deployments",
             name: service.to_owned(),
-            body: json!({"metadata": meta(service, service), "spec": spec}),
+            body: json!({"metadata": metadata, "spec": spec}),
             create_only: false,
         });
         children.push(Child {
@@ -256,7 +271,7 @@ mod tests {
     fn every_service_gets_a_deployment_and_a_service_owned_by_the_order_system() {
         let children = render(
             &system(json!({"services": {"tax": {"replicas": 3}}})),
-            &BTreeSet::new(),
+            &BTreeMap::new(),
         );
         for service in OMS_SERVICES {
             let d = find(&children, "Deployment", service);
@@ -288,15 +303,22 @@ mod tests {
 
     #[test]
     fn a_held_deployment_leaves_its_replicas_to_the_remediation() {
-        let held = BTreeSet::from(["tax".to_owned()]);
+        let held = BTreeMap::from([(
+            "tax".to_owned(),
+            Held {
+                replicas: 5,
+                resource_version: "42".into(),
+            },
+        )]);
         let children = render(
             &system(json!({"services": {"tax": {"replicas": 3}}})),
             &held,
         );
-        assert!(
-            find(&children, "Deployment", "tax").body["spec"]
-                .get("replicas")
-                .is_none()
+        let tax = &find(&children, "Deployment", "tax").body;
+        assert_eq!(tax["spec"]["replicas"], 5, "as the remediation set it");
+        assert_eq!(
+            tax["metadata"]["resourceVersion"], "42",
+            "only if unchanged since read"
         );
         assert_eq!(
             find(&children, "Deployment", "orders").body["spec"]["replicas"],
@@ -308,7 +330,7 @@ mod tests {
     fn the_routing_configmap_is_written_once_with_the_initial_weights() {
         let children = render(
             &system(json!({"paymentPrimaryWeight": 70})),
-            &BTreeSet::new(),
+            &BTreeMap::new(),
         );
         let cm = find(&children, "ConfigMap", ROUTING_CONFIGMAP);
         assert!(cm.create_only);
@@ -320,14 +342,14 @@ mod tests {
     fn the_load_generator_runs_only_when_enabled() {
         let on = render(
             &system(json!({"loadGenerator": {"ordersPerSecond": 25}})),
-            &BTreeSet::new(),
+            &BTreeMap::new(),
         );
         let args = &find(&on, "Deployment", "shop-loadgen").body["spec"]["template"]["spec"]["containers"]
             [0]["args"];
         assert!(args.as_array().expect("args").contains(&json!("25")));
         let off = render(
             &system(json!({"loadGenerator": {"enabled": false}})),
-            &BTreeSet::new(),
+            &BTreeMap::new(),
         );
         assert!(!off.iter().any(|c| c.name == "shop-loadgen"));
     }
