@@ -41,13 +41,13 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let _telemetry = match homeostat_telemetry::init("homeostat-operator", false) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("homeostat-operator: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let identity = cli.identity.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "homeostat".into());
         format!("{}-{}", host.trim(), std::process::id())

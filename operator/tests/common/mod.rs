@@ -271,6 +271,19 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(plane: &ControlPlane, identity: &str, extra: &[&str]) -> Self {
+        Self::start_full(plane, identity, extra, &[])
+    }
+
+    pub fn start_with_env(plane: &ControlPlane, identity: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full(plane, identity, &[], env)
+    }
+
+    fn start_full(
+        plane: &ControlPlane,
+        identity: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .expect("port")
             .local_addr()
@@ -296,6 +309,7 @@ impl Operator {
             ])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -1,0 +1,63 @@
+//! The operator's own telemetry: OTLP traces when an endpoint is configured.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciles_are_exported_as_otlp_traces_when_configured() {
+    // A stand-in OTLP/HTTP collector that keeps what it is sent.
+    let received: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let sink = received.clone();
+    let app = Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().expect("lock").push(body);
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (plane, client) = plane().await;
+    namespace(&client, "shop").await;
+    deployment(&client, "shop", "tax", 1).await;
+    policy(
+        &client,
+        "shop",
+        "scale-tax",
+        serde_json::json!({
+            "services": {"names": ["tax"]},
+            "trigger": {"signals": ["latency_p99"]},
+            "actions": [{"scale": {"maxReplicas": 2}}]
+        }),
+    )
+    .await;
+    let _operator =
+        Operator::start_with_env(&plane, "a", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    eventually("an OTLP export naming the operator", 60, || async {
+        let got = received.lock().expect("lock");
+        // service.name travels as a plain protobuf string in the resource.
+        let named = got.iter().any(|b| {
+            b.windows(b"homeostat-operator".len())
+                .any(|w| w == b"homeostat-operator")
+        });
+        if named {
+            Ok(())
+        } else {
+            Err(format!("{} exports", got.len()))
+        }
+    })
+    .await;
+}
