@@ -77,9 +77,10 @@ impl ReportWriter {
     /// Writes one event; returns the report's name.
     pub async fn write(&mut self, event: &ReportEvent) -> Result<String, kube::Error> {
         let update = event.update();
-        let name = match (event, self.names.get(&update.service)) {
-            (_, Some(name)) => name.clone(),
-            (ReportEvent::Open(_), None) | (_, None) => self.create(update).await?,
+        // Known, or (first write, or a write that failed before) created now.
+        let name = match self.names.get(&update.service) {
+            Some(name) => name.clone(),
+            None => self.create(update).await?,
         };
         let current = self.api.get_opt(&name).await?;
         let resolved_at = match event {
