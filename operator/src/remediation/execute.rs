@@ -184,14 +184,8 @@ impl Executor<'_> {
         let target = step.change.target().to_owned();
         let pending = PendingChange {
             id: step.id.clone(),
-            replicas: match &step.change {
-                Change::Scale { to, .. } => Some(*to),
-                Change::Reroute { .. } => None,
-            },
-            weights: match &step.change {
-                Change::Reroute { after, .. } => weights_list(after),
-                Change::Scale { .. } => vec![],
-            },
+            replicas: state_after(&step.change).0,
+            weights: state_after(&step.change).1,
             planned_at: time(self.now),
         };
         match status
@@ -204,14 +198,8 @@ impl Executor<'_> {
                 report: step.report.clone(),
                 kind: step.change.kind().to_owned(),
                 target: target.clone(),
-                original_replicas: match &step.change {
-                    Change::Scale { from, .. } => Some(*from),
-                    Change::Reroute { .. } => None,
-                },
-                original_weights: match &step.change {
-                    Change::Reroute { before, .. } => weights_list(before),
-                    Change::Scale { .. } => vec![],
-                },
+                original_replicas: state_before(&step.change).0,
+                original_weights: state_before(&step.change).1,
                 started_at: time(self.now),
                 steps: 0,
                 pending: Some(pending),
@@ -475,6 +463,22 @@ impl Executor<'_> {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// Replicas or weights a change leaves in place.
+fn state_after(change: &Change) -> (Option<i32>, Vec<BackendWeight>) {
+    match change {
+        Change::Scale { to, .. } => (Some(*to), vec![]),
+        Change::Reroute { after, .. } => (None, weights_list(after)),
+    }
+}
+
+/// Replicas or weights a change found, to restore later.
+fn state_before(change: &Change) -> (Option<i32>, Vec<BackendWeight>) {
+    match change {
+        Change::Scale { from, .. } => (Some(*from), vec![]),
+        Change::Reroute { before, .. } => (None, weights_list(before)),
     }
 }
 
