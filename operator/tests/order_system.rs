@@ -16,7 +16,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
-    let (plane, client) = plane().await;
+    let (mut plane, client) = plane().await;
     let ns = "shop";
     namespace(&client, ns).await;
     let systems: Api<OrderSystem> = Api::namespaced(client.clone(), ns);
@@ -194,6 +194,60 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
         4,
         "held by the remediation"
     );
+
+    // Deleting the OrderSystem deletes everything it owns (kube-controller-
+    // manager's garbage collector, as on a real cluster).
+    plane
+        .start_garbage_collector()
+        .unwrap_or_else(|e| panic!("garbage collector: {e}"));
+    systems
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    eventually("every child garbage-collected", 120, || async {
+        let mut left = Vec::new();
+        for name in homeostat_api::oms::OMS_SERVICES {
+            if deployments
+                .get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                left.push(format!("deployment/{name}"));
+            }
+            if services
+                .get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                left.push(format!("service/{name}"));
+            }
+        }
+        if deployments
+            .get_opt("shop-loadgen")
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            left.push("deployment/shop-loadgen".into());
+        }
+        if configmaps
+            .get_opt("oms-routing")
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            left.push("configmap/oms-routing".into());
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(left.join(", "))
+        }
+    })
+    .await;
 }
 
 async fn deployment_scale(client: &kube::Client, ns: &str, name: &str, n: i32) {

@@ -19,7 +19,7 @@ pub fn kubernetes_version() -> &'static str {
         .unwrap_or("unknown")
 }
 
-/// The directory holding kube-apiserver, etcd and kubectl.
+/// The directory holding kube-apiserver, kube-controller-manager, etcd and kubectl.
 #[derive(Clone, Debug)]
 pub struct TestAssets {
     dir: PathBuf,
@@ -33,7 +33,12 @@ impl TestAssets {
             None => default_dir(),
         };
         let assets = Self { dir };
-        for name in ["kube-apiserver", "etcd", "kubectl"] {
+        for name in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "etcd",
+            "kubectl",
+        ] {
             assets.binary(name)?;
         }
         Ok(assets)
@@ -45,6 +50,10 @@ impl TestAssets {
 
     pub fn kube_apiserver(&self) -> Result<PathBuf, SupportError> {
         self.binary("kube-apiserver")
+    }
+
+    pub fn kube_controller_manager(&self) -> Result<PathBuf, SupportError> {
+        self.binary("kube-controller-manager")
     }
 
     pub fn etcd(&self) -> Result<PathBuf, SupportError> {

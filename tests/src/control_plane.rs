@@ -21,7 +21,8 @@ const POLL: Duration = Duration::from_millis(200);
 /// A running control plane. Dropping it stops both processes and deletes its
 /// directory (certificates, etcd data, logs).
 pub struct ControlPlane {
-    // Field order is drop order: the API server stops before its etcd.
+    // Field order is drop order: the controllers, then the API server, then its etcd.
+    garbage_collector: Option<ManagedProcess>,
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
     server_url: String,
@@ -75,6 +76,7 @@ impl ControlPlane {
         wait_ready(&plane_client, &mut apiserver, &mut etcd).await?;
 
         Ok(Self {
+            garbage_collector: None,
             apiserver,
             etcd,
             server_url,
@@ -123,6 +125,30 @@ impl ControlPlane {
             .arg("--cache-dir")
             .arg(self.dir.path().join("kubectl-cache"));
         Ok(command)
+    }
+
+    /// Starts kube-controller-manager with only its garbage collector, so
+    /// that deleting an owner deletes what it owns, as on a real cluster.
+    /// (No other controller runs: Deployments still never get pods.)
+    pub fn start_garbage_collector(&mut self) -> Result<(), SupportError> {
+        if self.garbage_collector.is_some() {
+            return Ok(());
+        }
+        let mut command = Command::new(self.assets.kube_controller_manager()?);
+        command
+            .arg(format!("--kubeconfig={}", self.kubeconfig_path.display()))
+            .arg("--controllers=garbagecollector")
+            .arg("--leader-elect=false")
+            .arg("--use-service-account-credentials=false")
+            // It serves nothing the tests need.
+            .arg("--secure-port=0");
+        let process = ManagedProcess::spawn(
+            "kube-controller-manager",
+            command,
+            &self.dir.path().join("kube-controller-manager.log"),
+        )?;
+        self.garbage_collector = Some(process);
+        Ok(())
     }
 
     /// Fails with the server's log when either process has died.

@@ -9,7 +9,12 @@ use anyhow::{Context, bail};
 
 use crate::workspace;
 
-const BINARIES: [&str; 3] = ["kube-apiserver", "etcd", "kubectl"];
+const BINARIES: [&str; 4] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "etcd",
+    "kubectl",
+];
 const STAMP: &str = ".inputs-hash";
 
 /// Returns the asset directory, building it first when it is missing or was
@@ -65,7 +70,7 @@ fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resu
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
     eprintln!(
-        "building kube-apiserver, kubectl ({version}) and etcd with {} into {} (a cold build takes about 7 minutes on 2 cores)",
+        "building kube-apiserver, kube-controller-manager, kubectl ({version}) and etcd with {} into {} (a cold build takes about 7 minutes on 2 cores)",
         go.display(),
         dir.display()
     );
@@ -79,6 +84,7 @@ fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resu
             .arg(out_dir)
             .args([
                 "k8s.io/kubernetes/cmd/kube-apiserver",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
                 "k8s.io/kubernetes/cmd/kubectl",
                 "./cmd/etcd",
             ]),
@@ -86,6 +92,11 @@ fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resu
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 
     verify_version(&staging.join("kube-apiserver"), &["--version"], version)?;
+    verify_version(
+        &staging.join("kube-controller-manager"),
+        &["--version"],
+        version,
+    )?;
     verify_version(&staging.join("kubectl"), &["version", "--client"], version)?;
     let etcd_version =
         required_version(&read(&module.join("go.mod"))?, "go.etcd.io/etcd/server/v3")?;

@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::render::{Child, FIELD_MANAGER, Held, render, service_monitor};
+use super::render::{Child, FIELD_MANAGER, LiveDeployment, render, service_monitor};
 use crate::remediation::record::set_condition;
 
 pub struct Context {
@@ -49,14 +49,29 @@ fn api_for(client: &Client, namespace: &str, child: &Child) -> Api<DynamicObject
     )
 }
 
-/// Services whose replicas an active scale remediation holds, with their
-/// Deployments as they are now.
-async fn held_services(
+/// The OMS Deployments that exist, read *before* the holds: a remediation
+/// records its hold before it scales, so either we see the hold, or the
+/// scale changes the resourceVersion we apply against and the apply conflicts.
+async fn live_deployments(
     client: &Client,
     namespace: &str,
-) -> Result<BTreeMap<String, Held>, kube::Error> {
+) -> Result<BTreeMap<String, LiveDeployment>, kube::Error> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let mut live = BTreeMap::new();
+    for service in OMS_SERVICES {
+        if let Some(d) = deployments.get_opt(service).await? {
+            live.insert(
+                service.to_owned(),
+                LiveDeployment {
+                    replicas: d.spec.and_then(|s| s.replicas).unwrap_or(1),
+                    resource_version: d.metadata.resource_version.unwrap_or_default(),
+                    held: false,
+                },
+            );
+        }
+    }
     let policies: Api<RemediationPolicy> = Api::namespaced(client.clone(), namespace);
-    let names: BTreeSet<String> = policies
+    let held: BTreeSet<String> = policies
         .list(&ListParams::default())
         .await?
         .into_iter()
@@ -64,20 +79,12 @@ async fn held_services(
         .filter(|a| a.kind == "scale")
         .filter_map(|a| a.target.strip_prefix("deployment/").map(str::to_owned))
         .collect();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let mut held = BTreeMap::new();
-    for name in names {
-        if let Some(d) = deployments.get_opt(&name).await? {
-            held.insert(
-                name,
-                Held {
-                    replicas: d.spec.and_then(|s| s.replicas).unwrap_or(1),
-                    resource_version: d.metadata.resource_version.unwrap_or_default(),
-                },
-            );
+    for name in held {
+        if let Some(d) = live.get_mut(&name) {
+            d.held = true;
         }
     }
-    Ok(held)
+    Ok(live)
 }
 
 async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), kube::Error> {
@@ -113,8 +120,8 @@ async fn service_monitors_installed(client: &Client) -> Result<bool, kube::Error
 
 pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = os.namespace().unwrap_or_default();
-    let held = held_services(&ctx.client, &namespace).await?;
-    for child in render(&os, &held) {
+    let live = live_deployments(&ctx.client, &namespace).await?;
+    for child in render(&os, &live) {
         apply(&ctx.client, &namespace, &child).await?;
     }
     if os.spec.service_monitors && service_monitors_installed(&ctx.client).await? {
@@ -227,6 +234,11 @@ async fn write_status(
 }
 
 fn error_policy(os: Arc<OrderSystem>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    if matches!(&error.0, kube::Error::Api(e) if e.code == 409) {
+        // A child changed since we read it (a remediation scaled it): read again.
+        tracing::debug!(order_system = %os.name_any(), %error, "child changed while applying; again");
+        return Action::requeue(Duration::from_millis(200));
+    }
     tracing::warn!(order_system = %os.name_any(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }

@@ -4,10 +4,13 @@
 //! controller applies every field of its children with server-side apply as
 //! `homeostat-order-system`, except
 //! - `spec.replicas` of a Deployment that a RemediationPolicy holds (an active
-//!   scale remediation): applied as the Deployment has it now, on condition
-//!   that it is unchanged since read (resourceVersion), until the policy
+//!   scale remediation): applied as the Deployment has it now until the policy
 //!   restores it. Leaving the field out instead would delete it while this
-//!   manager still owns it, and the Deployment would fall back to 1 replica;
+//!   manager still owns it, and the Deployment would fall back to 1 replica.
+//!   Every existing Deployment is applied on condition that it is unchanged
+//!   since read (resourceVersion): a remediation records its hold before it
+//!   scales, so a scale that lands after our read makes the apply conflict
+//!   and the next pass sees the hold, instead of undoing the scale;
 //! - the routing ConfigMap's weights: written once at creation (the initial
 //!   `paymentPrimaryWeight`), then owned by reroute remediations.
 
@@ -46,16 +49,17 @@ fn labels(system: &str, component: &str) -> Value {
     })
 }
 
-/// A Deployment whose replicas a remediation holds, as it is now.
+/// A service's Deployment as read before applying.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
+pub struct LiveDeployment {
     pub replicas: i32,
     pub resource_version: String,
+    /// An active scale remediation holds its replica count.
+    pub held: bool,
 }
 
-/// The objects of `os`. `held` are services whose replica count a
-/// remediation holds.
-pub fn render(os: &OrderSystem, held: &BTreeMap<String, Held>) -> Vec<Child> {
+/// The objects of `os`. `live` are the Deployments that exist, by service.
+pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<Child> {
     let name = os.name_any();
     let namespace = os.namespace().unwrap_or_default();
     let owner = os
@@ -156,12 +160,12 @@ pub fn render(os: &OrderSystem, held: &BTreeMap<String, Held>) -> Vec<Child> {
             }
         });
         let mut metadata = meta(service, service);
-        match held.get(service) {
-            Some(h) => {
-                spec["replicas"] = json!(h.replicas);
-                metadata["resourceVersion"] = json!(h.resource_version);
+        spec["replicas"] = json!(overrides.replicas.unwrap_or(1));
+        if let Some(d) = live.get(service) {
+            metadata["resourceVersion"] = json!(d.resource_version);
+            if d.held {
+                spec["replicas"] = json!(d.replicas);
             }
-            None => spec["replicas"] = json!(overrides.replicas.unwrap_or(1)),
         }
         children.push(Child {
             api_version: "apps/v1",
@@ -303,16 +307,27 @@ mod tests {
 
     #[test]
     fn a_held_deployment_leaves_its_replicas_to_the_remediation() {
-        let held = BTreeMap::from([(
-            "tax".to_owned(),
-            Held {
-                replicas: 5,
-                resource_version: "42".into(),
-            },
-        )]);
+        let live = BTreeMap::from([
+            (
+                "tax".to_owned(),
+                LiveDeployment {
+                    replicas: 5,
+                    resource_version: "42".into(),
+                    held: true,
+                },
+            ),
+            (
+                "orders".to_owned(),
+                LiveDeployment {
+                    replicas: 7,
+                    resource_version: "43".into(),
+                    held: false,
+                },
+            ),
+        ]);
         let children = render(
             &system(json!({"services": {"tax": {"replicas": 3}}})),
-            &held,
+            &live,
         );
         let tax = &find(&children, "Deployment", "tax").body;
         assert_eq!(tax["spec"]["replicas"], 5, "as the remediation set it");
@@ -320,9 +335,14 @@ mod tests {
             tax["metadata"]["resourceVersion"], "42",
             "only if unchanged since read"
         );
-        assert_eq!(
-            find(&children, "Deployment", "orders").body["spec"]["replicas"],
-            1
+        let orders = &find(&children, "Deployment", "orders").body;
+        assert_eq!(orders["spec"]["replicas"], 1, "not held: the spec's");
+        assert_eq!(orders["metadata"]["resourceVersion"], "43");
+        assert!(
+            find(&children, "Deployment", "fulfillment").body["metadata"]
+                .get("resourceVersion")
+                .is_none(),
+            "created unconditionally"
         );
     }
 
