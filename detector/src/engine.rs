@@ -6,7 +6,7 @@
 //! *culprit*: a caller that is slow only because its callee is slow appears
 //! in the culprit's evidence, not in a report of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use homeostat_api::{Severity, Signal};
 use ndarray::Array2;
@@ -118,6 +118,9 @@ pub struct Incident {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TickScores {
     pub series: BTreeMap<SeriesKey, Tick>,
+    /// `[lower, centre, upper]` of each scored series: the band outside
+    /// which its score passes the report threshold.
+    pub bands: BTreeMap<SeriesKey, [f64; 3]>,
     pub joint: BTreeMap<String, f64>,
     pub edges: BTreeMap<EdgeKey, Tick>,
 }
@@ -169,8 +172,15 @@ impl Engine {
     pub fn fit(&mut self, history: &History) -> Vec<FitProblem> {
         let mut problems = Vec::new();
         self.series.clear();
+        let callees: BTreeSet<&str> = history.edges.keys().map(|(_, c)| c.as_str()).collect();
         for ((service, signal), points) in &history.series {
-            let (scale, direction) = signal_model(*signal);
+            let (scale, mut direction) = signal_model(*signal);
+            // Traffic loss is judged where customers arrive. A callee's
+            // traffic follows its callers' routing: a reroute away from it
+            // must not keep its report open once it is healthy again.
+            if *signal == Signal::RequestRate && callees.contains(service.as_str()) {
+                direction = Direction::Neither;
+            }
             match Baseline::fit(points, scale) {
                 Ok(b) => {
                     self.series
@@ -218,7 +228,7 @@ impl Engine {
             let model = self.series.get(&key)?;
             for &(t, v) in history.series.get(&key)? {
                 let row = by_time.entry(t).or_insert([f64::NAN; 5]);
-                row[column] = model.baseline.z(t, v);
+                row[column] = model.joint_deviation(model.baseline.z(t, v));
             }
         }
         let complete: Vec<[f64; 5]> = by_time
@@ -423,6 +433,7 @@ impl Engine {
     fn score(&mut self, now: i64, observed: &Observation) -> TickScores {
         let config = self.config.scoring;
         let mut scores = TickScores::default();
+        let band_width = config.z_at(self.config.debounce.threshold);
         for (key, model) in &mut self.series {
             if let Some(&value) = observed.series.get(key)
                 && value.is_finite()
@@ -430,6 +441,9 @@ impl Engine {
                 scores
                     .series
                     .insert(key.clone(), model.observe(&config, now, value));
+                scores
+                    .bands
+                    .insert(key.clone(), model.band(now, band_width));
             }
         }
         for (key, model) in &mut self.edges {
@@ -444,7 +458,11 @@ impl Engine {
         for (service, model) in &self.joint {
             let vector: Option<Vec<f64>> = Signal::ALL
                 .iter()
-                .map(|s| scores.series.get(&(service.clone(), *s)).map(|t| t.z))
+                .map(|s| {
+                    let key = (service.clone(), *s);
+                    let z = scores.series.get(&key)?.z;
+                    Some(self.series.get(&key).map_or(z, |m| m.joint_deviation(z)))
+                })
                 .collect();
             if let Some(vector) = vector {
                 scores.joint.insert(
@@ -683,5 +701,70 @@ mod tests {
         let events = run(&mut engine, 720..760, 6.0);
         assert_eq!(opened_count(&events), 0);
         assert!(events.iter().all(|e| e.update().opened_at == 700 * STEP));
+    }
+    /// Observation at tick `i` with `service`'s traffic scaled by `factor`.
+    fn with_traffic(i: usize, slowdown: f64, service: &str, factor: f64) -> Observation {
+        let mut o = observe(i, slowdown);
+        if let Some(rate) = o.series.get_mut(&(service.to_owned(), Signal::RequestRate)) {
+            *rate *= factor;
+        }
+        o
+    }
+
+    #[test]
+    fn a_callee_losing_traffic_to_a_reroute_opens_nothing() {
+        let mut engine = fitted();
+        for i in 720..800 {
+            let o = with_traffic(i, 1.0, "payment-primary", 0.05);
+            let outcome = engine.tick(i as i64 * STEP, Some(&o));
+            assert!(outcome.events.is_empty(), "{:#?}", outcome.events);
+            // Still charted: the drop is visible in its z.
+            let rate = &outcome.scores.series[&("payment-primary".into(), Signal::RequestRate)];
+            assert!(rate.z < -10.0 && rate.score == 0.0, "{rate:?}");
+        }
+    }
+
+    #[test]
+    fn traffic_loss_where_customers_arrive_opens_a_report() {
+        let mut engine = fitted();
+        let events: Vec<ReportEvent> = (720..760)
+            .flat_map(|i| {
+                let o = with_traffic(i, 1.0, "orders", 0.05);
+                engine.tick(i as i64 * STEP, Some(&o)).events
+            })
+            .collect();
+        let opened = opened(&events);
+        assert_eq!(opened.len(), 1, "{opened:#?}");
+        assert_eq!(opened[0].service, "orders");
+        assert_eq!(opened[0].signal, Signal::RequestRate);
+    }
+
+    #[test]
+    fn a_rerouted_culprit_resolves_once_its_own_latency_is_normal() {
+        let mut engine = fitted();
+        run(&mut engine, 720..760, 6.0);
+        // Traffic moved away (probes only), the provider still slow: open.
+        let still_slow: Vec<ReportEvent> = (760..800)
+            .flat_map(|i| {
+                let o = with_traffic(i, 6.0, "payment-primary", 0.05);
+                engine.tick(i as i64 * STEP, Some(&o)).events
+            })
+            .collect();
+        assert!(
+            !still_slow
+                .iter()
+                .any(|e| matches!(e, ReportEvent::Resolve { .. }))
+        );
+        // The provider healed while it still gets little traffic: resolved.
+        let healed: Vec<ReportEvent> = (800..840)
+            .flat_map(|i| {
+                let o = with_traffic(i, 1.0, "payment-primary", 0.05);
+                engine.tick(i as i64 * STEP, Some(&o)).events
+            })
+            .collect();
+        assert!(
+            healed.iter().any(|e| matches!(e, ReportEvent::Resolve { update, .. } if update.service == "payment-primary")),
+            "{healed:#?}"
+        );
     }
 }

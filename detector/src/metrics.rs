@@ -40,6 +40,9 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 pub struct DetectorMetrics {
     registry: Registry,
     score: Family<SeriesLabels, FloatGauge>,
+    observed: Family<SeriesLabels, FloatGauge>,
+    band_lower: Family<SeriesLabels, FloatGauge>,
+    band_upper: Family<SeriesLabels, FloatGauge>,
     joint_score: Family<ServiceLabels, FloatGauge>,
     edge_score: Family<EdgeLabels, FloatGauge>,
     pub fit_duration: Histogram,
@@ -62,6 +65,9 @@ impl Default for DetectorMetrics {
         let fit_duration = Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]);
         let metrics = Self {
             score,
+            observed: Family::default(),
+            band_lower: Family::default(),
+            band_upper: Family::default(),
             joint_score,
             edge_score,
             fit_duration,
@@ -79,6 +85,21 @@ impl Default for DetectorMetrics {
             "score",
             "Anomaly score per service and signal, 0 to 1",
             metrics.score.clone(),
+        );
+        registry.register(
+            "observed",
+            "Value of each signal the detector scored last tick (seconds, ratio or requests/s)",
+            metrics.observed.clone(),
+        );
+        registry.register(
+            "band_lower",
+            "Lower edge of the baseline band of each signal, in its units",
+            metrics.band_lower.clone(),
+        );
+        registry.register(
+            "band_upper",
+            "Upper edge of the baseline band of each signal (beyond it the score passes the threshold)",
+            metrics.band_upper.clone(),
         );
         registry.register(
             "joint_score",
@@ -137,12 +158,16 @@ impl DetectorMetrics {
     /// Records one tick's scores.
     pub fn record(&self, scores: &TickScores) {
         for ((service, signal), tick) in &scores.series {
-            self.score
-                .get_or_create(&SeriesLabels {
-                    service: service.clone(),
-                    signal: signal.as_str().to_owned(),
-                })
-                .set(tick.score);
+            let labels = SeriesLabels {
+                service: service.clone(),
+                signal: signal.as_str().to_owned(),
+            };
+            self.score.get_or_create(&labels).set(tick.score);
+            self.observed.get_or_create(&labels).set(tick.observed);
+            if let Some([lower, _, upper]) = scores.bands.get(&(service.clone(), *signal)) {
+                self.band_lower.get_or_create(&labels).set(*lower);
+                self.band_upper.get_or_create(&labels).set(*upper);
+            }
         }
         for (service, score) in &scores.joint {
             self.joint_score

@@ -146,6 +146,14 @@ pub const PAYMENT_REFUND: ClientCall = call(
     Some("RefundRequest"),
     "Authorization",
 );
+pub const PAYMENT_STATUS: ClientCall = call(
+    "payment.status",
+    "payment",
+    "GET",
+    "/v1/status",
+    None,
+    "ProviderStatus",
+);
 pub const FULFILLMENT_CREATE: ClientCall = call(
     "fulfillment.create",
     "fulfillment",
@@ -191,6 +199,7 @@ pub const ALL_CALLS: &[ClientCall] = &[
     PAYMENT_CAPTURE,
     PAYMENT_VOID,
     PAYMENT_REFUND,
+    PAYMENT_STATUS,
     FULFILLMENT_CREATE,
     FULFILLMENT_CANCEL,
     NOTIFICATIONS_PUBLISH,

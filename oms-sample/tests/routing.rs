@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::Oms;
+use common::{Oms, histogram_count, observations_above};
 use homeostat_api::routing::{payment_routing, render_routing_data};
 use homeostat_test_support::{ControlPlane, wait_until};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -176,5 +176,73 @@ async fn routing_configmap_change_shifts_payment_traffic_within_a_second() {
     assert_eq!(
         providers(&oms, 5).await,
         BTreeMap::from([("payment-secondary".to_owned(), 5)])
+    );
+}
+
+#[tokio::test]
+async fn a_drained_provider_keeps_being_probed_so_its_health_stays_visible() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("routing");
+    std::fs::write(
+        &file,
+        "payment.payment-primary=0\npayment.payment-secondary=100\n",
+    )
+    .expect("write");
+    let oms = Oms::start(&["--routing-file", file.to_str().expect("utf-8 path")]).await;
+    // Slow the drained provider: the probes must show it, as customers would see it.
+    let fault = oms
+        .http
+        .post(format!("{}/admin/faults", oms.url("payment-primary")))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(&serde_json::json!({"kind": "latency", "latency_ms": 200, "jitter": 0, "duration_seconds": 60}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(fault.status().as_u16(), 201);
+    assert_eq!(
+        providers(&oms, 10).await,
+        BTreeMap::from([("payment-secondary".to_owned(), 10)]),
+        "no customer order goes to the drained provider"
+    );
+
+    let probe = ["service=\"payment-primary\"", "http_route=\"/v1/status\""];
+    wait_until(
+        "orders to probe the drained provider several times, each slowed by its fault",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let metrics = oms.metrics("payment-primary").await;
+            let probes = histogram_count(&metrics, "http_server_request_duration_seconds", &probe);
+            if probes < 6.0 {
+                return Err(format!("{probes} probes"));
+            }
+            let slow = observations_above(
+                &metrics,
+                "http_server_request_duration_seconds",
+                0.15,
+                &probe,
+            );
+            if probes >= 6.0 && slow >= 6.0 {
+                Ok(())
+            } else {
+                Err(format!("{probes} probes, {slow} slow"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // And orders records them as calls to that provider, which is what the
+    // detector reads to tell its health.
+    let orders = oms.metrics("orders").await;
+    assert!(
+        histogram_count(
+            &orders,
+            "http_client_request_duration_seconds",
+            &[
+                "peer_service=\"payment-primary\"",
+                "http_route=\"/v1/status\""
+            ],
+        ) >= 6.0,
+        "{orders}"
     );
 }

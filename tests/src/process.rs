@@ -6,14 +6,14 @@ use std::process::{Child, Command, Stdio};
 
 use crate::SupportError;
 
-pub(crate) struct ManagedProcess {
+pub struct ManagedProcess {
     what: &'static str,
     child: Child,
     log_path: PathBuf,
 }
 
 impl ManagedProcess {
-    pub(crate) fn spawn(
+    pub fn spawn(
         what: &'static str,
         mut command: Command,
         log_path: &Path,
@@ -36,12 +36,12 @@ impl ManagedProcess {
         })
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// An error describing the exit, when the process has already exited.
-    pub(crate) fn check_alive(&mut self) -> Result<(), SupportError> {
+    pub fn check_alive(&mut self) -> Result<(), SupportError> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(SupportError::Exited {
@@ -54,18 +54,18 @@ impl ManagedProcess {
     }
 
     /// The last `lines` lines of the process's output.
-    pub(crate) fn log_tail(&self, lines: usize) -> String {
+    pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    pub(crate) fn log_path(&self) -> &Path {
+    pub fn log_path(&self) -> &Path {
         &self.log_path
     }
 
     /// Kills the process and reaps it.
-    pub(crate) fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
         }

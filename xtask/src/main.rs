@@ -1,6 +1,7 @@
 //! Developer tasks for homeostat, run as `cargo xtask <task>`.
 
 mod crds;
+mod demo;
 mod nab;
 mod test;
 mod test_assets;
@@ -11,7 +12,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  demo           run the local self-healing demo
+  demo [--scenario FILE] [--json FILE] [--html FILE]
+                 run the local self-healing demo (default: tests/scenarios/payment-latency.yaml)
   test           build test assets if missing, then fmt, clippy, every test, NAB
   test-assets    build kube-apiserver, etcd and kubectl once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
@@ -43,13 +45,7 @@ fn main() -> ExitCode {
         "control-plane" => control_plane(rest),
         "test" => test::run(rest),
         "nab" => nab::run(rest),
-        "demo" => {
-            eprintln!(
-                "cargo xtask demo: the local self-healing demo is coming (issue 6). \
-                 Until then: `cargo xtask control-plane` runs the local API server."
-            );
-            Ok(())
-        }
+        "demo" => demo::run(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -19,6 +19,9 @@ pub enum Direction {
     Up,
     Down,
     Both,
+    /// Charted, never harmful: a callee's traffic, which follows its
+    /// callers' routing rather than its own health.
+    Neither,
 }
 
 /// Tuning shared by every series.
@@ -106,6 +109,7 @@ impl SeriesModel {
             Direction::Up => z,
             Direction::Down => -z,
             Direction::Both => z.abs(),
+            Direction::Neither => 0.0,
         };
         if z.abs() < config.learn_within {
             self.shift += config.learn_rate * deviation;
@@ -115,6 +119,16 @@ impl SeriesModel {
             z,
             observed: value,
             expected: scale.inverse(expected),
+        }
+    }
+
+    /// The deviation the joint model sees: none for a series that is never
+    /// harmful, so its moves cannot make a combination look unseen.
+    pub fn joint_deviation(&self, z: f64) -> f64 {
+        if self.direction == Direction::Neither {
+            0.0
+        } else {
+            z
         }
     }
 

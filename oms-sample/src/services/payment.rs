@@ -244,6 +244,27 @@ async fn get_authorization(
     book(&state).get_mut(&id).map(|a| Json(a.clone()))
 }
 
+/// What a provider says of itself; callers probe it to judge its health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderStatus {
+    pub provider: String,
+    /// Authorisations on record.
+    pub authorizations: usize,
+}
+
+/// The provider's status: cheap, and slowed or failed by faults like every
+/// other call, so probing it measures the provider as customers would.
+#[utoipa::path(get, path = "/v1/status", responses(
+    (status = 200, description = "The provider answers", body = ProviderStatus),
+))]
+async fn status(State(state): State<Shared>) -> Json<ProviderStatus> {
+    let book = book(&state);
+    Json(ProviderStatus {
+        provider: book.provider.to_owned(),
+        authorizations: book.authorizations.len(),
+    })
+}
+
 /// Capture an authorisation.
 #[utoipa::path(post, path = "/v1/authorizations/{id}/capture", params(("id" = String, Path, description = "Authorisation id")), responses(
     (status = 200, description = "Captured", body = Authorization),
@@ -293,6 +314,7 @@ pub fn api(provider: &'static str) -> OpenApiRouter {
         .routes(routes!(capture))
         .routes(routes!(void))
         .routes(routes!(refund))
+        .routes(routes!(status))
         .with_state(Arc::new(Mutex::new(Book::new(provider))))
 }
 

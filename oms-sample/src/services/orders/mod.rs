@@ -2,6 +2,7 @@
 //! lookups, and opens returns.
 
 mod events;
+pub mod probes;
 mod saga;
 pub mod store;
 
@@ -31,6 +32,7 @@ use crate::error::{ApiError, ErrorBody, JsonBody};
 use crate::routing::LiveRouting;
 use crate::server::ServiceContext;
 use crate::services::notifications::OrderEventKind;
+use homeostat_api::routing::PAYMENT_BACKENDS;
 
 /// The header that makes order creation safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -352,6 +354,12 @@ pub fn api(
     );
     let store = Arc::new(Mutex::new(OrderStore::default()));
     let events = EventPublisher::start(client.clone(), &ctx.metrics);
+    probes::spawn(
+        client.clone(),
+        routing.clone(),
+        PAYMENT_BACKENDS[0],
+        probes::PROBE_INTERVAL,
+    );
     let saga = Saga {
         client: client.clone(),
         routing,

@@ -1,0 +1,319 @@
+//! The outcome of a run as the JSON the issue specifies, computed from what
+//! was observed: pure, so every figure is unit-tested.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::scenario::FaultKind;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultRecord {
+    pub service: String,
+    pub kind: FaultKind,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportRecord {
+    pub name: String,
+    /// The service whose signal crossed first.
+    pub service: String,
+    pub signal: String,
+    /// The service at fault, as the detector named it.
+    pub culprit: String,
+    /// Peak score.
+    pub score: f64,
+    pub opened_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionOutcome {
+    pub policy: String,
+    pub kind: String,
+    /// The service the action answered for (the report's culprit).
+    pub target: String,
+    /// What it changed, before and after, e.g. "2" → "3" replicas or
+    /// "payment-primary=100, payment-secondary=0" → "…=50, …=50".
+    pub from: String,
+    pub to: String,
+    /// When it took effect, or was planned when it did not.
+    pub at: Timestamp,
+    pub restored_at: Option<Timestamp>,
+    pub dry_run: bool,
+    pub blocked_by: Option<String>,
+}
+
+impl ActionOutcome {
+    /// It changed something: neither a dry run nor blocked.
+    pub fn acted(&self) -> bool {
+        !self.dry_run && self.blocked_by.is_none()
+    }
+}
+
+/// One instant of orders' p99 latency and the detector's band.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandPoint {
+    pub at: Timestamp,
+    pub value: f64,
+    pub upper: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub warmup_ended_at: Timestamp,
+    pub faults: Vec<FaultRecord>,
+    pub reports: Vec<ReportRecord>,
+    pub actions: Vec<ActionOutcome>,
+    pub ttd_seconds: Option<f64>,
+    pub ttr_seconds: Option<f64>,
+    pub recovery_seconds: Option<f64>,
+    pub false_reports: usize,
+    pub false_actions: usize,
+}
+
+/// Consecutive points inside the band that count as recovered (6 s at the
+/// demo's 2 s tick): one lucky point is not a recovery.
+pub const RECOVERED_POINTS: usize = 3;
+
+fn seconds(from: Timestamp, to: Timestamp) -> f64 {
+    let d = to.as_millisecond() - from.as_millisecond();
+    (d as f64 / 1000.0 * 10.0).round() / 10.0
+}
+
+impl Outcome {
+    pub fn compute(
+        scenario: &str,
+        warmup_ended_at: Timestamp,
+        faults: Vec<FaultRecord>,
+        reports: Vec<ReportRecord>,
+        actions: Vec<ActionOutcome>,
+        orders_p99: &[BandPoint],
+    ) -> Self {
+        let faulted = |service: &str| faults.iter().any(|f| f.service == service);
+        let first = faults.iter().min_by_key(|f| f.started_at);
+        let ttd = first.and_then(|f| {
+            reports
+                .iter()
+                .filter(|r| r.culprit == f.service && r.opened_at >= f.started_at)
+                .map(|r| r.opened_at)
+                .min()
+                .map(|at| seconds(f.started_at, at))
+        });
+        let first_action = first.and_then(|f| {
+            actions
+                .iter()
+                .filter(|a| a.target == f.service && a.acted() && a.at >= f.started_at)
+                .map(|a| a.at)
+                .min()
+                .map(|at| (f, at))
+        });
+        let ttr = first_action.map(|(f, at)| seconds(f.started_at, at));
+        let recovery = first_action.and_then(|(f, acted)| {
+            let fault_end = f.ended_at.unwrap_or(Timestamp::MAX);
+            let mut inside = 0;
+            for p in orders_p99
+                .iter()
+                .filter(|p| p.at >= acted && p.at < fault_end)
+            {
+                if p.value <= p.upper {
+                    inside += 1;
+                    if inside == RECOVERED_POINTS {
+                        return Some(seconds(acted, p.at));
+                    }
+                } else {
+                    inside = 0;
+                }
+            }
+            None
+        });
+        let false_reports = reports.iter().filter(|r| !faulted(&r.culprit)).count();
+        let false_actions = actions
+            .iter()
+            .filter(|a| a.acted() && !faulted(&a.target))
+            .count();
+        Outcome {
+            scenario: scenario.to_owned(),
+            warmup_ended_at,
+            faults,
+            reports,
+            actions,
+            ttd_seconds: ttd,
+            ttr_seconds: ttr,
+            recovery_seconds: recovery,
+            false_reports,
+            false_actions,
+        }
+    }
+}
+
+/// Splits an operator action description into what changed, before and
+/// after: `deployment/tax 2→3` gives `("deployment/tax", "2", "3")`, and
+/// `omsconfigmap/oms-routing payment-primary 100→50, payment-secondary 0→50`
+/// gives `("omsconfigmap/oms-routing", "payment-primary=100, payment-secondary=0",
+/// "payment-primary=50, payment-secondary=50")`.
+pub fn split_change(description: &str) -> (String, String, String) {
+    let Some((object, change)) = description.split_once(' ') else {
+        return (description.to_owned(), String::new(), String::new());
+    };
+    let mut from = Vec::new();
+    let mut to = Vec::new();
+    for part in change.split(", ") {
+        let (name, values) = match part.rsplit_once(' ') {
+            Some((name, values)) => (Some(name), values),
+            None => (None, part),
+        };
+        let (before, after) = values.split_once('→').unwrap_or((values, values));
+        let label = |v: &str| name.map_or(v.to_owned(), |n| format!("{n}={v}"));
+        from.push(label(before));
+        to.push(label(after));
+    }
+    (object.to_owned(), from.join(", "), to.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).expect("time")
+    }
+
+    fn fault() -> FaultRecord {
+        FaultRecord {
+            service: "payment-primary".into(),
+            kind: FaultKind::Latency,
+            started_at: t(100),
+            ended_at: Some(t(280)),
+        }
+    }
+
+    fn report(culprit: &str, opened: i64) -> ReportRecord {
+        ReportRecord {
+            name: format!("{culprit}-latency-p99-{opened}"),
+            service: "orders".into(),
+            signal: "latency_p99".into(),
+            culprit: culprit.into(),
+            score: 0.97,
+            opened_at: t(opened),
+            resolved_at: None,
+        }
+    }
+
+    fn action(target: &str, at: i64) -> ActionOutcome {
+        ActionOutcome {
+            policy: "p".into(),
+            kind: "reroute".into(),
+            target: target.into(),
+            from: String::new(),
+            to: String::new(),
+            at: t(at),
+            restored_at: None,
+            dry_run: false,
+            blocked_by: None,
+        }
+    }
+
+    fn band(points: &[(i64, f64)]) -> Vec<BandPoint> {
+        points
+            .iter()
+            .map(|&(s, value)| BandPoint {
+                at: t(s),
+                value,
+                upper: 0.05,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn times_count_from_the_fault_and_the_first_action() {
+        let orders = band(&[
+            (110, 0.4),
+            (120, 0.3),
+            (122, 0.01),
+            (124, 0.4),
+            (126, 0.01),
+            (128, 0.02),
+            (130, 0.01),
+            (132, 0.01),
+        ]);
+        let o = Outcome::compute(
+            "s",
+            t(0),
+            vec![fault()],
+            vec![report("payment-primary", 109)],
+            vec![
+                action("payment-primary", 114),
+                action("payment-primary", 129),
+            ],
+            &orders,
+        );
+        assert_eq!(o.ttd_seconds, Some(9.0));
+        assert_eq!(o.ttr_seconds, Some(14.0));
+        // 122 alone is not a recovery; 126, 128, 130 are three in a row.
+        assert_eq!(o.recovery_seconds, Some(16.0));
+        assert_eq!((o.false_reports, o.false_actions), (0, 0));
+    }
+
+    #[test]
+    fn blame_and_actions_elsewhere_are_false_and_not_a_detection() {
+        let mut blocked = action("tax", 115);
+        blocked.blocked_by = Some("cooldown".into());
+        let o = Outcome::compute(
+            "s",
+            t(0),
+            vec![fault()],
+            vec![report("orders", 105), report("tax", 106)],
+            vec![action("orders", 112), blocked],
+            &[],
+        );
+        assert_eq!(o.ttd_seconds, None);
+        assert_eq!(o.ttr_seconds, None);
+        assert_eq!(o.recovery_seconds, None);
+        assert_eq!(o.false_reports, 2);
+        assert_eq!(o.false_actions, 1, "a blocked action changed nothing");
+    }
+
+    #[test]
+    fn recovery_after_the_fault_ended_does_not_count() {
+        let orders = band(&[(290, 0.01), (292, 0.01), (294, 0.01)]);
+        let o = Outcome::compute(
+            "s",
+            t(0),
+            vec![fault()],
+            vec![report("payment-primary", 109)],
+            vec![action("payment-primary", 114)],
+            &orders,
+        );
+        assert_eq!(o.recovery_seconds, None);
+    }
+
+    #[test]
+    fn a_run_without_faults_has_no_times() {
+        let o = Outcome::compute("s", t(0), vec![], vec![], vec![], &[]);
+        let json = serde_json::to_value(&o).expect("json");
+        for key in ["ttd_seconds", "ttr_seconds", "recovery_seconds"] {
+            assert!(json[key].is_null(), "{key}");
+        }
+        assert_eq!(json["false_reports"], 0);
+        assert_eq!(json["warmup_ended_at"], "2027-01-15T08:00:00Z");
+    }
+
+    #[test]
+    fn action_descriptions_split_into_before_and_after() {
+        assert_eq!(
+            split_change("deployment/tax 2→3"),
+            ("deployment/tax".into(), "2".into(), "3".into())
+        );
+        assert_eq!(
+            split_change("omsconfigmap/oms-routing payment-primary 100→50, payment-secondary 0→50"),
+            (
+                "omsconfigmap/oms-routing".into(),
+                "payment-primary=100, payment-secondary=0".into(),
+                "payment-primary=50, payment-secondary=50".into()
+            )
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! A scenario: load, warm-up, faults and load changes, as a YAML file.
+//! Unknown fields are an error, and so is anything out of range: a typo in
+//! a drill must not silently become a different drill.
+
+use std::path::{Path, PathBuf};
+
+use homeostat_api::oms::{OMS_SERVICES, is_oms_service};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub load: Load,
+    /// Baseline learning on live traffic before any fault.
+    pub warmup_seconds: f64,
+    /// Run length after warm-up.
+    pub observe_seconds: f64,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    #[serde(default)]
+    pub load_changes: Vec<LoadChange>,
+    #[serde(default)]
+    pub policies: Policies,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    pub orders_per_second: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    Latency,
+    Errors,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub service: String,
+    pub kind: FaultKind,
+    /// Latency: added delay (median, with jitter), in milliseconds.
+    #[serde(default)]
+    pub latency_ms: f64,
+    /// Errors: fraction of requests failing with 503.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Above 0: the fault grows linearly to full strength over this time.
+    #[serde(default)]
+    pub ramp_seconds: f64,
+    /// After warm-up.
+    pub start_seconds: f64,
+    pub duration_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadChange {
+    /// After warm-up.
+    pub at_seconds: f64,
+    pub orders_per_second: f64,
+}
+
+/// `default` (the sample policies in deploy/samples) or policy files.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Policies {
+    #[default]
+    Default,
+    Files(Vec<PathBuf>),
+}
+
+impl<'de> Deserialize<'de> for Policies {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Files(Vec<PathBuf>),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Word(w) if w == "default" => Ok(Policies::Default),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "policies must be `default` or a list of file paths, not {w:?}"
+            ))),
+            Raw::Files(files) => Ok(Policies::Files(files)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("scenario {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_norway::Error,
+    },
+    #[error("scenario {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The longest run a scenario may ask for, warm-up included.
+const MAX_SECONDS: f64 = 6.0 * 3600.0;
+
+impl Scenario {
+    /// Reads, parses and checks a scenario file; policy paths are taken
+    /// relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut scenario = Self::parse(&text).map_err(|e| match e {
+            ParseError::Yaml(source) => ScenarioError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            ParseError::Invalid(message) => ScenarioError::Invalid {
+                path: path.to_owned(),
+                message,
+            },
+        })?;
+        if let Policies::Files(files) = &mut scenario.policies {
+            let base = path.parent().unwrap_or(Path::new("."));
+            for file in files.iter_mut() {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
+        Ok(scenario)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let scenario: Scenario = serde_norway::from_str(text).map_err(ParseError::Yaml)?;
+        scenario.validate().map_err(ParseError::Invalid)?;
+        Ok(scenario)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let finite_in = |what: &str, v: f64, min: f64, max: f64| {
+            if v.is_finite() && v >= min && v <= max {
+                Ok(())
+            } else {
+                Err(format!("{what} must be from {min} to {max}, not {v}"))
+            }
+        };
+        if self.name.trim().is_empty() {
+            return Err("name must not be empty".into());
+        }
+        finite_in(
+            "load.orders_per_second",
+            self.load.orders_per_second,
+            0.1,
+            2000.0,
+        )?;
+        // The detector needs 30 two-second points after a full rate window.
+        finite_in("warmup_seconds", self.warmup_seconds, 90.0, MAX_SECONDS)?;
+        finite_in("observe_seconds", self.observe_seconds, 1.0, MAX_SECONDS)?;
+        for (i, f) in self.faults.iter().enumerate() {
+            let at = |field: &str| format!("faults[{i}].{field}");
+            if !is_oms_service(&f.service) {
+                return Err(format!(
+                    "{} {:?} is not an OMS service (one of {})",
+                    at("service"),
+                    f.service,
+                    OMS_SERVICES.join(", ")
+                ));
+            }
+            match f.kind {
+                FaultKind::Latency => finite_in(&at("latency_ms"), f.latency_ms, 1.0, 60_000.0)?,
+                FaultKind::Errors => finite_in(&at("error_rate"), f.error_rate, 0.001, 1.0)?,
+            }
+            finite_in(&at("ramp_seconds"), f.ramp_seconds, 0.0, MAX_SECONDS)?;
+            finite_in(
+                &at("start_seconds"),
+                f.start_seconds,
+                0.0,
+                self.observe_seconds,
+            )?;
+            finite_in(
+                &at("duration_seconds"),
+                f.duration_seconds,
+                1.0,
+                MAX_SECONDS,
+            )?;
+        }
+        for (i, c) in self.load_changes.iter().enumerate() {
+            finite_in(
+                &format!("load_changes[{i}].at_seconds"),
+                c.at_seconds,
+                0.0,
+                self.observe_seconds,
+            )?;
+            finite_in(
+                &format!("load_changes[{i}].orders_per_second"),
+                c.orders_per_second,
+                0.1,
+                2000.0,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The faults, each with its start and end in seconds after warm-up.
+    pub fn fault_windows(&self) -> impl Iterator<Item = (&Fault, f64, f64)> {
+        self.faults
+            .iter()
+            .map(|f| (f, f.start_seconds, f.start_seconds + f.duration_seconds))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Yaml(serde_norway::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name: payment-latency
+load:
+  orders_per_second: 40
+warmup_seconds: 90
+observe_seconds: 300
+faults:
+  - service: payment-primary
+    kind: latency
+    latency_ms: 300
+    error_rate: 0.0
+    ramp_seconds: 0
+    start_seconds: 30
+    duration_seconds: 180
+load_changes:
+  - at_seconds: 60
+    orders_per_second: 80
+policies: default
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let s = Scenario::parse(EXAMPLE).expect("parse");
+        assert_eq!(s.name, "payment-latency");
+        assert_eq!(s.faults[0].kind, FaultKind::Latency);
+        assert_eq!(s.load_changes[0].orders_per_second, 80.0);
+        assert_eq!(s.policies, Policies::Default);
+        let windows: Vec<(f64, f64)> = s.fault_windows().map(|(_, a, b)| (a, b)).collect();
+        assert_eq!(windows, [(30.0, 210.0)]);
+    }
+
+    #[test]
+    fn unknown_fields_are_an_error() {
+        let text = EXAMPLE.replace("latency_ms: 300", "latency_ms: 300\n    latncy: 5");
+        let err = Scenario::parse(&text).expect_err("unknown field");
+        assert!(err.to_string().contains("latncy"), "{err}");
+        let top = format!("{EXAMPLE}\nwarmup: 3\n");
+        assert!(Scenario::parse(&top).is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field() {
+        for (from, to, field) in [
+            (
+                "service: payment-primary",
+                "service: billing",
+                "faults[0].service",
+            ),
+            ("latency_ms: 300", "latency_ms: 0", "faults[0].latency_ms"),
+            ("warmup_seconds: 90", "warmup_seconds: 10", "warmup_seconds"),
+            (
+                "start_seconds: 30",
+                "start_seconds: 400",
+                "faults[0].start_seconds",
+            ),
+            (
+                "orders_per_second: 80",
+                "orders_per_second: -1",
+                "load_changes[0].orders_per_second",
+            ),
+            ("policies: default", "policies: mine", "policies"),
+        ] {
+            let err = Scenario::parse(&EXAMPLE.replace(from, to)).expect_err(to);
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn policy_files_are_relative_to_the_scenario() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.yaml");
+        let text = EXAMPLE.replace("policies: default", "policies: [mine.yaml, /abs/p.yaml]");
+        std::fs::write(&path, text).expect("write");
+        let s = Scenario::load(&path).expect("load");
+        assert_eq!(
+            s.policies,
+            Policies::Files(vec![
+                dir.path().join("mine.yaml"),
+                PathBuf::from("/abs/p.yaml")
+            ])
+        );
+    }
+
+    #[test]
+    fn the_project_scenarios_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("tests/scenarios") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "{n} scenarios");
+    }
+}
