@@ -7,13 +7,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::Duration;
-
 /// The image that serves every OMS service (one binary, a subcommand per service).
 pub const DEFAULT_OMS_IMAGE: &str = "ghcr.io/homeostat-dev/oms-sample:0.1.0";
 
 /// Desired state of one reference OMS: the image, per-service sizing, the
-/// load generator and optional fault drills. The operator turns it into
+/// payment routing and the load generator. The operator turns it into
 /// Deployments, Services, RBAC, the payment routing ConfigMap and ServiceMonitors.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -32,7 +30,6 @@ pub const DEFAULT_OMS_IMAGE: &str = "ghcr.io/homeostat-dev/oms-sample:0.1.0";
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(format!("!has(self.services) || self.services.all(name, name in {})", crate::oms::OMS_SERVICES_CEL)).message("services keys must be OMS service names: orders, inventory, tax, payment-primary, payment-secondary, fulfillment, notifications, returns"))]
-#[x_kube(validation = Rule::new(format!("!has(self.faults) || self.faults.all(f, f.service in {})", crate::oms::OMS_SERVICES_CEL)).message("faults[].service must be an OMS service name"))]
 pub struct OrderSystemSpec {
     /// Container image serving every OMS service.
     #[serde(default = "default_image")]
@@ -59,12 +56,6 @@ pub struct OrderSystemSpec {
     /// Synthetic customer traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_generator: Option<LoadGeneratorSpec>,
-
-    /// Declarative fault injection for drills. Each fault starts when it is
-    /// added and ends after its duration.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    pub faults: Vec<FaultSpec>,
 
     /// Create Prometheus Operator ServiceMonitors when that CRD is installed.
     #[serde(default = "default_true")]
@@ -122,46 +113,6 @@ pub struct LoadGeneratorSpec {
     #[serde(default = "default_return_percent")]
     #[schemars(range(min = 0, max = 100))]
     pub return_percent: i32,
-}
-
-/// What a fault does to the service it is injected into.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub enum FaultKind {
-    /// Adds latency drawn from a log-normal distribution around latencyMs.
-    Latency,
-    /// Fails a fraction (errorRate) of requests with 503.
-    Errors,
-}
-
-/// One fault drill.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.kind != 'Latency' || self.latencyMs > 0").message("a Latency fault needs latencyMs > 0"))]
-#[x_kube(validation = Rule::new("self.kind != 'Errors' || self.errorRate > 0.0").message("an Errors fault needs errorRate > 0"))]
-pub struct FaultSpec {
-    /// OMS service to degrade.
-    #[schemars(length(min = 1, max = 63))]
-    pub service: String,
-
-    /// Latency or Errors.
-    pub kind: FaultKind,
-
-    /// Latency: median added delay in milliseconds.
-    #[serde(default)]
-    #[schemars(range(min = 0, max = 60000))]
-    pub latency_ms: i32,
-
-    /// Errors: fraction of requests answered with 503, between 0 and 1.
-    #[serde(default)]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub error_rate: f64,
-
-    /// When set, the fault grows linearly to full strength over this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ramp: Option<Duration>,
-
-    /// How long the fault lasts.
-    pub duration: Duration,
 }
 
 /// Observed state of an OrderSystem.

@@ -32,6 +32,14 @@ impl Signal {
         Signal::RequestRate,
     ];
 
+    /// A latency quantile.
+    pub const fn is_latency(self) -> bool {
+        matches!(
+            self,
+            Signal::LatencyP50 | Signal::LatencyP95 | Signal::LatencyP99
+        )
+    }
+
     /// The name used in the API, metrics labels and reports.
     pub const fn as_str(self) -> &'static str {
         match self {

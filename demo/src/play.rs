@@ -32,7 +32,8 @@ pub struct Played {
 
 async fn instant(stack: &Stack, promql: &str) -> Option<f64> {
     let value = stack.prometheus.query(promql).await.ok()?;
-    value["data"]["result"][0]["value"][1]
+    // `query` answers with `data.result`.
+    value[0]["value"][1]
         .as_str()?
         .parse::<f64>()
         .ok()
@@ -105,7 +106,11 @@ pub async fn play(
     let total = scenario.warmup_seconds + scenario.observe_seconds;
     let started_at = Timestamp::now();
     // Load runs a little past the end so the last seconds are not a drop.
-    stack.set_load(scenario.load.orders_per_second, total + 60.0)?;
+    stack.set_load(
+        &scenario.load,
+        scenario.load.orders_per_second,
+        total + 60.0,
+    )?;
     timeline.say(&format!(
         "load: {} orders/s; warm-up for {:.0} s (the detector learns baselines from this live traffic)",
         scenario.load.orders_per_second, scenario.warmup_seconds
@@ -203,7 +208,7 @@ pub async fn play(
                 }
                 Due::Load(rate) => {
                     let left = scenario.observe_seconds - now + 60.0;
-                    stack.set_load(rate, left)?;
+                    stack.set_load(&scenario.load, rate, left)?;
                     load_changes.push((Timestamp::now(), rate));
                     timeline.say(&format!("LOAD     now {rate} orders/s"));
                 }

@@ -27,7 +27,23 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Load {
+    /// Requests per second to `orders` (held whatever the latency).
     pub orders_per_second: f64,
+    /// Share of requests that place an order, in percent.
+    #[serde(default = "default_new_order_percent")]
+    pub new_order_percent: u32,
+    /// Share that look an order up; the rest return an order (refunds go to
+    /// the provider that took the payment, whatever the routing).
+    #[serde(default = "default_lookup_percent")]
+    pub lookup_percent: u32,
+}
+
+fn default_new_order_percent() -> u32 {
+    70
+}
+
+fn default_lookup_percent() -> u32 {
+    25
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -161,6 +177,12 @@ impl Scenario {
             0.1,
             2000.0,
         )?;
+        if self.load.new_order_percent + self.load.lookup_percent > 100 {
+            return Err(format!(
+                "load.new_order_percent + load.lookup_percent must be at most 100, not {}",
+                self.load.new_order_percent + self.load.lookup_percent
+            ));
+        }
         // The detector needs 30 two-second points after a full rate window.
         finite_in("warmup_seconds", self.warmup_seconds, 90.0, MAX_SECONDS)?;
         finite_in("observe_seconds", self.observe_seconds, 1.0, MAX_SECONDS)?;
@@ -290,6 +312,11 @@ policies: default
                 "load_changes[0].orders_per_second",
             ),
             ("policies: default", "policies: mine", "policies"),
+            (
+                "orders_per_second: 40",
+                "orders_per_second: 40\n  lookup_percent: 50",
+                "load.new_order_percent + load.lookup_percent",
+            ),
         ] {
             let err = Scenario::parse(&EXAMPLE.replace(from, to)).expect_err(to);
             assert!(err.to_string().contains(field), "{to}: {err}");

@@ -16,6 +16,7 @@ use homeostat_test_support::{
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
+use crate::scenario::Load;
 use crate::timeline::Timeline;
 
 /// Namespace of the sample OrderSystem and policies.
@@ -221,8 +222,11 @@ impl Stack {
         let mut targets: Vec<ScrapeTarget> = OMS_SERVICES
             .iter()
             .enumerate()
-            .map(|(i, _)| {
-                ScrapeTarget::new("oms", format!("127.0.0.1:{}", oms_base_port + i as u16))
+            .map(|(i, service)| {
+                ScrapeTarget::new(
+                    format!("oms-{service}"),
+                    format!("127.0.0.1:{}", oms_base_port + i as u16),
+                )
             })
             .collect();
         targets.push(ScrapeTarget::new(
@@ -263,10 +267,12 @@ impl Stack {
     }
 
     /// Starts a load generator at `rate` for `seconds`, replacing the running one.
-    pub fn set_load(&mut self, rate: f64, seconds: f64) -> anyhow::Result<()> {
+    pub fn set_load(&mut self, load: &Load, rate: f64, seconds: f64) -> anyhow::Result<()> {
         let mut command = Command::new(self.layout.binary("oms")?);
         command
             .args(["loadgen", "--target", &self.oms_url("orders")])
+            .arg(format!("--new-orders={}", load.new_order_percent))
+            .arg(format!("--lookups={}", load.lookup_percent))
             .arg(format!("--rate={rate}"))
             .arg(format!("--duration={seconds}"))
             .arg(format!("--seed={}", 42 + self.loadgens_started));

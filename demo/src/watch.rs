@@ -123,8 +123,8 @@ impl Seen {
                 }
                 if restored && !previous.is_some_and(|p| p.1) {
                     lines.push(format!(
-                        "RESTORED {} {} for {}: back to {}",
-                        a.policy, a.kind, a.target, a.from
+                        "RESTORED {} {} for {}: undone ({} → {})",
+                        a.policy, a.kind, a.target, a.from, a.to
                     ));
                 }
             }

@@ -59,6 +59,16 @@ impl Default for EngineConfig {
     }
 }
 
+/// Smallest spread of a latency baseline (log scale). The OMS's latency
+/// buckets are 25% apart, so a p99 cannot be read finer than about one
+/// bucket; a baseline fitted on a few steady minutes would otherwise call a
+/// one-bucket wobble (1.5x scores 0.5) an incident. 2x still scores 0.75.
+pub const LATENCY_MIN_SPREAD: f64 = 0.1;
+
+/// Smallest latency increase that can be an incident, in seconds: below
+/// it no customer notices, whatever the ratio to a sub-millisecond baseline.
+pub const LATENCY_MIN_EFFECT_SECONDS: f64 = 0.002;
+
 /// How a signal is compared and which way is harmful.
 pub fn signal_model(signal: Signal) -> (Scale, Direction) {
     match signal {
@@ -66,6 +76,16 @@ pub fn signal_model(signal: Signal) -> (Scale, Direction) {
         Signal::ErrorRatio => (Scale::Linear, Direction::Up),
         // Traffic growth is business, not an incident; traffic loss is.
         Signal::RequestRate => (Scale::Log, Direction::Down),
+    }
+}
+
+/// A fitted series' model: latency gets the resolution floors above.
+fn model_for(signal: Signal, baseline: Baseline, direction: Direction) -> SeriesModel {
+    if signal.is_latency() {
+        SeriesModel::new(baseline.with_min_spread(LATENCY_MIN_SPREAD), direction)
+            .with_min_effect(LATENCY_MIN_EFFECT_SECONDS)
+    } else {
+        SeriesModel::new(baseline, direction)
     }
 }
 
@@ -184,7 +204,7 @@ impl Engine {
             match Baseline::fit(points, scale) {
                 Ok(b) => {
                     self.series
-                        .insert((service.clone(), *signal), SeriesModel::new(b, direction));
+                        .insert((service.clone(), *signal), model_for(*signal, b, direction));
                 }
                 Err(error) => problems.push(FitProblem {
                     series: format!("{service} {signal}"),
@@ -197,7 +217,8 @@ impl Engine {
             if let Ok(b) = Baseline::fit(points, Scale::Log) {
                 self.edges.insert(
                     (caller.clone(), callee.clone()),
-                    SeriesModel::new(b, Direction::Up),
+                    SeriesModel::new(b.with_min_spread(LATENCY_MIN_SPREAD), Direction::Up)
+                        .with_min_effect(LATENCY_MIN_EFFECT_SECONDS),
                 );
             }
         }
@@ -323,10 +344,13 @@ impl Engine {
         // caller that crossed the threshold a tick before its callee is not
         // reported as the culprit.
         let threshold = self.config.debounce.threshold;
+        // A culprit whose report is still open keeps explaining its
+        // symptoms while it recovers: a caller's rate window drains later
+        // than its callee's, and must not become a culprit of its own then.
         let symptoms: Vec<Symptom> = strongest
             .iter()
             .filter_map(|(service, &(signal, score))| {
-                if score < threshold {
+                if score < threshold && !self.incidents.contains_key(service) {
                     return None;
                 }
                 let since = match self.phases.get(service).copied().unwrap_or_default() {
@@ -766,5 +790,23 @@ mod tests {
             healed.iter().any(|e| matches!(e, ReportEvent::Resolve { update, .. } if update.service == "payment-primary")),
             "{healed:#?}"
         );
+    }
+    #[test]
+    fn a_caller_still_draining_its_window_stays_a_symptom_of_the_recovering_culprit() {
+        let mut engine = fitted();
+        run(&mut engine, 720..760, 6.0);
+        // payment-primary serves normally again; orders and its calls to
+        // payment-primary still read slow for a few ticks (their windows lag).
+        let events: Vec<ReportEvent> = (760..766)
+            .flat_map(|i| {
+                let mut o = observe(i, 6.0);
+                for signal in [Signal::LatencyP50, Signal::LatencyP95, Signal::LatencyP99] {
+                    let key = ("payment-primary".to_owned(), signal);
+                    o.series.insert(key.clone(), normal(&key.0, signal, i));
+                }
+                engine.tick(i as i64 * STEP, Some(&o)).events
+            })
+            .collect();
+        assert_eq!(opened_count(&events), 0, "{events:#?}");
     }
 }

@@ -60,8 +60,8 @@ async fn kubectl_explain_shows_field_descriptions_and_short_names_resolve() {
         text.contains("The service the detector holds responsible"),
         "{text}"
     );
-    let text = explain_eventually(&plane, "oms.spec.faults.kind").await;
-    assert!(text.contains("Latency or Errors"), "{text}");
+    let text = explain_eventually(&plane, "oms.spec.loadGenerator.ordersPerSecond").await;
+    assert!(text.contains("held regardless of latency"), "{text}");
 
     for short in ["oms", "rp", "ar"] {
         let get = plane

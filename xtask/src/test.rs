@@ -22,6 +22,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.is_empty() {
         nab::run(&[])?;
     }
+    // The end-to-end tests run the binaries as processes.
+    workspace::run(&mut workspace::cargo(&[
+        "build",
+        "--workspace",
+        "--bins",
+        "--locked",
+    ]))?;
     workspace::run(
         workspace::cargo(&["test", "--workspace", "--locked"])
             .env("HOMEOSTAT_TEST_ASSETS", &assets)

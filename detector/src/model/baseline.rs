@@ -125,6 +125,15 @@ impl Baseline {
         }
     }
 
+    /// The same baseline with its spread at least `floor` (on its scale):
+    /// for values that cannot be read finer than that.
+    pub fn with_min_spread(self, floor: f64) -> Self {
+        Self {
+            spread: self.spread.max(floor),
+            ..self
+        }
+    }
+
     /// Expected value at `unix_seconds`, on the baseline's scale.
     pub fn expected(&self, unix_seconds: i64) -> f64 {
         self.centre

@@ -88,6 +88,9 @@ pub struct SeriesModel {
     pub direction: Direction,
     /// Learned since the fit, on the baseline's scale.
     pub shift: f64,
+    /// Smallest move, in the signal's own units, that can be harmful at
+    /// all: a p99 up from 0.5 ms to 0.8 ms is a large ratio and no incident.
+    pub min_effect: f64,
 }
 
 impl SeriesModel {
@@ -96,7 +99,13 @@ impl SeriesModel {
             baseline,
             direction,
             shift: 0.0,
+            min_effect: 0.0,
         }
+    }
+
+    /// The same model, ignoring moves smaller than `min_effect`.
+    pub fn with_min_effect(self, min_effect: f64) -> Self {
+        Self { min_effect, ..self }
     }
 
     /// Scores `value` observed at `unix_seconds`, then learns it if normal.
@@ -105,7 +114,9 @@ impl SeriesModel {
         let expected = self.baseline.expected(unix_seconds) + self.shift;
         let deviation = scale.forward(value) - expected;
         let z = deviation / self.baseline.spread;
+        let negligible = (value - scale.inverse(expected)).abs() < self.min_effect;
         let harmful = match self.direction {
+            _ if negligible => 0.0,
             Direction::Up => z,
             Direction::Down => -z,
             Direction::Both => z.abs(),
@@ -206,6 +217,26 @@ mod tests {
     }
 
     #[test]
+    fn a_negligible_move_is_no_alarm_however_large_the_ratio() {
+        let config = ScoringConfig::default();
+        // p99 steady at 0.5 ms (the lowest bucket), 2 ms minimum effect.
+        let points: Vec<(i64, f64)> = (0..60)
+            .map(|i| (i * 2, 0.0005 * (1.0 + 0.01 * noise(i as usize))))
+            .collect();
+        let baseline = Baseline::fit(&points, Scale::Log).expect("fit");
+        let mut model = SeriesModel::new(baseline, Direction::Up).with_min_effect(0.002);
+        assert_eq!(
+            model.observe(&config, 200, 0.0009).score,
+            0.0,
+            "0.5 → 0.9 ms"
+        );
+        assert!(
+            model.observe(&config, 202, 0.010).score > 0.9,
+            "0.5 → 10 ms"
+        );
+    }
+
+    #[test]
     fn a_ramp_alarms_before_it_ends() {
         let mut model = fitted(720);
         // Ten times slower over five minutes: an incident growing.
@@ -221,6 +252,7 @@ mod tests {
         let mut latency_model = fitted(720);
         assert!(latency_model.observe(&config, 0, 0.0005).score < 0.01);
         let mut rate_model = SeriesModel {
+            min_effect: 0.0,
             direction: Direction::Down,
             ..fitted(720)
         };
