@@ -51,7 +51,7 @@ pub fn markers(outcome: &Outcome) -> Vec<Marker> {
         let label = match (&a.blocked_by, a.dry_run) {
             (Some(g), _) => format!("{} blocked ({g})", a.kind),
             (None, true) => format!("{} (dry run)", a.kind),
-            (None, false) => format!("{} → {}", a.kind, a.to),
+            (None, false) => format!("{} {}", a.kind, short(&a.to)),
         };
         out.push(Marker {
             at: a.at,
@@ -61,12 +61,21 @@ pub fn markers(outcome: &Outcome) -> Vec<Marker> {
         if let Some(at) = a.restored_at {
             out.push(Marker {
                 at,
-                label: format!("restored {}", a.from),
+                label: format!("restored ({})", a.kind),
                 color: "#9467bd",
             });
         }
     }
     out
+}
+
+/// `payment-primary=50, payment-secondary=50` as `50/50`; replicas as they are.
+fn short(change: &str) -> String {
+    change
+        .split(", ")
+        .map(|part| part.rsplit_once('=').map_or(part, |(_, v)| v))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn escape(s: &str) -> String {
@@ -83,27 +92,62 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 20.0;
 const BOTTOM: f64 = 30.0;
 
+/// The y axis: linear from 0, or logarithmic (latency spans 1 ms to 1 s).
+#[derive(Clone, Copy)]
+enum Axis {
+    Linear { max: f64 },
+    Log { min: f64, max: f64 },
+}
+
+impl Axis {
+    /// Position in [0, 1]; `None` for a value a log axis cannot show.
+    fn fraction(self, v: f64) -> Option<f64> {
+        match self {
+            Axis::Linear { max } => Some(v / max.max(1e-12)),
+            Axis::Log { min, max } => (v > 0.0).then(|| {
+                ((v.log10() - min.log10()) / (max.log10() - min.log10()).max(1e-12)).max(0.0)
+            }),
+        }
+    }
+
+    fn ticks(self) -> Vec<f64> {
+        match self {
+            Axis::Linear { max } => (0..=4).map(|i| max * f64::from(i) / 4.0).collect(),
+            Axis::Log { min, max } => {
+                let mut t = 10f64.powf(min.log10().ceil());
+                let mut out = Vec::new();
+                while t <= max {
+                    out.push(t);
+                    t *= 10.0;
+                }
+                out
+            }
+        }
+    }
+}
+
 struct Frame {
     x0: f64,
     x1: f64,
-    y0: f64,
-    y1: f64,
+    axis: Axis,
 }
 
 impl Frame {
     fn x(&self, t: f64) -> f64 {
         LEFT + (t - self.x0) / (self.x1 - self.x0).max(1e-9) * (W - LEFT - RIGHT)
     }
-    fn y(&self, v: f64) -> f64 {
-        H - BOTTOM - (v - self.y0) / (self.y1 - self.y0).max(1e-12) * (H - TOP - BOTTOM)
+    fn y(&self, v: f64) -> Option<f64> {
+        let f = self.axis.fraction(v)?;
+        Some(H - BOTTOM - f * (H - TOP - BOTTOM))
     }
     fn path(&self, points: &[(f64, f64)], scale: f64) -> String {
         let mut d = String::new();
         let mut last_t = f64::NEG_INFINITY;
         for &(t, v) in points {
+            let Some(y) = self.y(v * scale) else { continue };
             // A gap of more than three steps breaks the line.
             let cmd = if t - last_t > 7.0 { 'M' } else { 'L' };
-            let _ = write!(d, "{cmd}{:.1},{:.1} ", self.x(t), self.y(v * scale));
+            let _ = write!(d, "{cmd}{:.1},{y:.1} ", self.x(t));
             last_t = t;
         }
         d
@@ -118,29 +162,43 @@ struct Chart<'a> {
     lines: Vec<(&'a str, &'a str, &'a Points)>,
     band: Option<(&'a Points, &'a Points)>,
     threshold: Option<f64>,
+    /// Fixed top of a linear axis; otherwise a log axis fitted to the data.
     y_max: Option<f64>,
 }
 
 fn render_chart(chart: &Chart, zero: f64, end: f64, start: f64, markers: &[Marker]) -> String {
-    let mut y1: f64 = chart.y_max.unwrap_or(0.0);
-    if chart.y_max.is_none() {
-        for (_, _, points) in &chart.lines {
-            for (_, v) in points.iter() {
-                y1 = y1.max(v * chart.scale);
+    let axis = match chart.y_max {
+        Some(max) => Axis::Linear { max },
+        None => {
+            let values = chart
+                .lines
+                .iter()
+                .flat_map(|(_, _, p)| p.iter())
+                .chain(
+                    chart
+                        .band
+                        .iter()
+                        .flat_map(|(l, u)| l.iter().chain(u.iter())),
+                )
+                .map(|(_, v)| v * chart.scale)
+                .filter(|v| *v > 0.0);
+            let (min, max) = values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            if max > 0.0 {
+                Axis::Log {
+                    min: min * 0.8,
+                    max: max * 1.25,
+                }
+            } else {
+                Axis::Linear { max: 1.0 }
             }
         }
-        if let Some((_, upper)) = chart.band {
-            for (_, v) in upper.iter() {
-                y1 = y1.max(v * chart.scale);
-            }
-        }
-        y1 = (y1 * 1.1).max(1e-9);
-    }
+    };
     let frame = Frame {
         x0: start - zero,
         x1: end - zero,
-        y0: 0.0,
-        y1,
+        axis,
     };
     let rel = |p: &Points| -> Points { p.iter().map(|(t, v)| (t - zero, *v)).collect() };
     let mut svg = format!(
@@ -160,12 +218,11 @@ fn render_chart(chart: &Chart, zero: f64, end: f64, start: f64, markers: &[Marke
         r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="#999"/>"##,
         H - BOTTOM
     );
-    for i in 0..=4 {
-        let v = y1 * i as f64 / 4.0;
-        let y = frame.y(v);
+    for v in axis.ticks() {
+        let Some(y) = frame.y(v) else { continue };
         let _ = write!(
             svg,
-            r##"<text x="{}" y="{:.1}" font-size="10" text-anchor="end">{v:.3}</text><line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#eee"/>"##,
+            r##"<text x="{}" y="{:.1}" font-size="10" text-anchor="end">{v}</text><line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#eee"/>"##,
             LEFT - 4.0,
             y + 3.0,
             W - RIGHT
@@ -196,7 +253,9 @@ fn render_chart(chart: &Chart, zero: f64, end: f64, start: f64, markers: &[Marke
         if !upper.is_empty() {
             let mut d = frame.path(&upper, chart.scale);
             for &(t, v) in lower.iter().rev() {
-                let _ = write!(d, "L{:.1},{:.1} ", frame.x(t), frame.y(v * chart.scale));
+                if let Some(y) = frame.y(v * chart.scale) {
+                    let _ = write!(d, "L{:.1},{y:.1} ", frame.x(t));
+                }
             }
             let _ = write!(
                 svg,
@@ -204,8 +263,9 @@ fn render_chart(chart: &Chart, zero: f64, end: f64, start: f64, markers: &[Marke
             );
         }
     }
-    if let Some(th) = chart.threshold {
-        let y = frame.y(th);
+    if let Some(th) = chart.threshold
+        && let Some(y) = frame.y(th)
+    {
         let _ = write!(
             svg,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#d62728" stroke-dasharray="4 3"><title>report threshold</title></line>"##,
@@ -233,10 +293,17 @@ fn render_chart(chart: &Chart, zero: f64, end: f64, start: f64, markers: &[Marke
             m.color,
             escape(&m.label)
         );
+        // Labels right of the line, or left of it in the right half; five
+        // rows so that close markers do not overprint.
+        let (dx, anchor) = if x > W * 0.6 {
+            (-2.0, "end")
+        } else {
+            (2.0, "start")
+        };
         let _ = write!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="9" fill="{}">{}</text>"#,
-            x + 2.0,
+            r#"<text x="{:.1}" y="{:.1}" font-size="9" fill="{}" text-anchor="{anchor}">{}</text>"#,
+            x + dx,
             TOP + 10.0 + (i % 5) as f64 * 10.0,
             m.color,
             escape(&m.label)
