@@ -17,34 +17,27 @@ pub struct Marker {
     pub color: &'static str,
 }
 
+fn marker(at: Timestamp, label: String, color: &'static str) -> Marker {
+    Marker { at, label, color }
+}
+
 pub fn markers(outcome: &Outcome) -> Vec<Marker> {
+    const FAULT: &str = "#d62728";
     let mut out = Vec::new();
     for f in &outcome.faults {
-        out.push(Marker {
-            at: f.started_at,
-            label: format!("fault {}", f.service),
-            color: "#d62728",
-        });
+        out.push(marker(f.started_at, format!("fault {}", f.service), FAULT));
         if let Some(end) = f.ended_at {
-            out.push(Marker {
-                at: end,
-                label: format!("fault {} over", f.service),
-                color: "#d62728",
-            });
+            out.push(marker(end, format!("fault {} over", f.service), FAULT));
         }
     }
     for r in &outcome.reports {
-        out.push(Marker {
-            at: r.opened_at,
-            label: format!("report {}", r.culprit),
-            color: "#ff7f0e",
-        });
+        out.push(marker(
+            r.opened_at,
+            format!("report {}", r.culprit),
+            "#ff7f0e",
+        ));
         if let Some(at) = r.resolved_at {
-            out.push(Marker {
-                at,
-                label: format!("resolved {}", r.culprit),
-                color: "#2ca02c",
-            });
+            out.push(marker(at, format!("resolved {}", r.culprit), "#2ca02c"));
         }
     }
     for a in &outcome.actions {
@@ -53,17 +46,9 @@ pub fn markers(outcome: &Outcome) -> Vec<Marker> {
             (None, true) => format!("{} (dry run)", a.kind),
             (None, false) => format!("{} {}", a.kind, short(&a.to)),
         };
-        out.push(Marker {
-            at: a.at,
-            label,
-            color: "#1f77b4",
-        });
+        out.push(marker(a.at, label, "#1f77b4"));
         if let Some(at) = a.restored_at {
-            out.push(Marker {
-                at,
-                label: format!("restored ({})", a.kind),
-                color: "#9467bd",
-            });
+            out.push(marker(at, format!("restored ({})", a.kind), "#9467bd"));
         }
     }
     out
@@ -336,11 +321,7 @@ pub fn render(
     let end = ended_at.as_millisecond() as f64 / 1000.0;
     let mut marks = markers(outcome);
     for (at, rate) in load_changes {
-        marks.push(Marker {
-            at: *at,
-            label: format!("load {rate}/s"),
-            color: "#7f7f7f",
-        });
+        marks.push(marker(*at, format!("load {rate}/s"), "#7f7f7f"));
     }
     let mut html = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>homeostat demo: {name}</title>

@@ -190,6 +190,14 @@ fn print_summary(o: &Outcome) {
 async fn main() -> ExitCode {
     homeostat_test_support::install_crypto_provider();
     let cli = Cli::parse();
+    let terminated = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
     tokio::select! {
         result = demo(cli) => match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -202,6 +210,10 @@ async fn main() -> ExitCode {
             // Dropping the demo's future stopped every process it started.
             eprintln!("homeostat-demo: interrupted; everything it started is stopped");
             ExitCode::from(130)
+        }
+        () = terminated => {
+            eprintln!("homeostat-demo: terminated; everything it started is stopped");
+            ExitCode::from(143)
         }
     }
 }

@@ -63,7 +63,10 @@ pub async fn run(
     let server = tokio::spawn(axum::serve(listener, router(metrics.clone())).into_future());
 
     let mut writer = ReportWriter::new(client, &config.namespace);
-    let mut engine = Engine::new(config.engine);
+    let mut engine = Engine::new(EngineConfig {
+        rate_window_seconds: config.rate_window.as_secs_f64(),
+        ..config.engine
+    });
     let open = writer
         .open_reports()
         .await

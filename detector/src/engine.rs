@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub edge_threshold: f64,
     /// Gaussians in each service's joint model; 0 turns it off.
     pub joint_components: usize,
+    /// The rate window of the queries: with the request rate it tells how
+    /// many requests a latency quantile was read from.
+    pub rate_window_seconds: f64,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +58,7 @@ impl Default for EngineConfig {
             debounce: DebounceConfig::default(),
             edge_threshold: 0.5,
             joint_components: 2,
+            rate_window_seconds: 20.0,
         }
     }
 }
@@ -77,6 +81,21 @@ pub fn signal_model(signal: Signal) -> (Scale, Direction) {
         // Traffic growth is business, not an incident; traffic loss is.
         Signal::RequestRate => (Scale::Log, Direction::Down),
     }
+}
+
+/// Whether a latency quantile read from `requests` requests says anything:
+/// at least one request must lie above it (p99 needs 100, p95 20, p50 2).
+/// Below that the "p99" is just the slowest request of a quiet window, and
+/// one slow request would hold a low-traffic service over its band for a
+/// whole window.
+pub fn enough_requests(signal: Signal, requests: f64) -> bool {
+    let quantile = match signal {
+        Signal::LatencyP50 => 0.5,
+        Signal::LatencyP95 => 0.95,
+        Signal::LatencyP99 => 0.99,
+        Signal::ErrorRatio | Signal::RequestRate => return true,
+    };
+    requests * (1.0 - quantile) >= 1.0 - 1e-9
 }
 
 /// A fitted series' model: latency gets the resolution floors above.
@@ -458,9 +477,15 @@ impl Engine {
         let config = self.config.scoring;
         let mut scores = TickScores::default();
         let band_width = config.z_at(self.config.debounce.threshold);
+        let window = self.config.rate_window_seconds;
         for (key, model) in &mut self.series {
+            let requests = observed
+                .series
+                .get(&(key.0.clone(), Signal::RequestRate))
+                .map_or(f64::INFINITY, |rate| rate * window);
             if let Some(&value) = observed.series.get(key)
                 && value.is_finite()
+                && enough_requests(key.1, requests)
             {
                 scores
                     .series
@@ -808,5 +833,29 @@ mod tests {
             })
             .collect();
         assert_eq!(opened_count(&events), 0, "{events:#?}");
+    }
+    #[test]
+    fn quantiles_need_enough_requests_to_be_judged() {
+        assert!(enough_requests(Signal::LatencyP99, 100.0));
+        assert!(!enough_requests(Signal::LatencyP99, 40.0));
+        assert!(enough_requests(Signal::LatencyP95, 40.0));
+        assert!(enough_requests(Signal::LatencyP50, 2.0));
+        assert!(enough_requests(Signal::ErrorRatio, 0.0));
+    }
+
+    #[test]
+    fn one_slow_request_in_a_quiet_window_is_not_a_p99_incident() {
+        let mut engine = fitted();
+        // payment-primary at 1 req/s (20 requests a window): its p99 is its
+        // slowest request; 6x on that alone opens nothing.
+        for i in 720..760 {
+            let mut o = with_traffic(i, 1.0, "payment-primary", 1.0 / 40.0);
+            let key = ("payment-primary".to_owned(), Signal::LatencyP99);
+            let normal_p99 = o.series[&key];
+            o.series.insert(key.clone(), normal_p99 * 6.0);
+            let outcome = engine.tick(i as i64 * STEP, Some(&o));
+            assert!(!outcome.scores.series.contains_key(&key));
+            assert!(opened_count(&outcome.events) == 0, "{:#?}", outcome.events);
+        }
     }
 }

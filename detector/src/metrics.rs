@@ -245,6 +245,9 @@ mod tests {
         scores
             .series
             .insert(("orders".into(), Signal::LatencyP99), tick);
+        scores
+            .bands
+            .insert(("orders".into(), Signal::LatencyP99), [0.5, 1.0, 1.5]);
         scores.joint.insert("orders".into(), 0.1);
         scores.edges.insert(("orders".into(), "tax".into()), tick);
         metrics.record(&scores);

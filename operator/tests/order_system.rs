@@ -208,37 +208,17 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
     eventually("every child garbage-collected", 120, || async {
         let mut left = Vec::new();
         for name in homeostat_api::oms::OMS_SERVICES {
-            if deployments
-                .get_opt(name)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
+            if exists(&deployments, name).await? {
                 left.push(format!("deployment/{name}"));
             }
-            if services
-                .get_opt(name)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
+            if exists(&services, name).await? {
                 left.push(format!("service/{name}"));
             }
         }
-        if deployments
-            .get_opt("shop-loadgen")
-            .await
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
+        if exists(&deployments, "shop-loadgen").await? {
             left.push("deployment/shop-loadgen".into());
         }
-        if configmaps
-            .get_opt("oms-routing")
-            .await
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
+        if exists(&configmaps, "oms-routing").await? {
             left.push("configmap/oms-routing".into());
         }
         if left.is_empty() {
@@ -248,6 +228,16 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
         }
     })
     .await;
+}
+
+async fn exists<K>(api: &Api<K>, name: &str) -> Result<bool, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name)
+        .await
+        .map(|o| o.is_some())
+        .map_err(|e| e.to_string())
 }
 
 async fn deployment_scale(client: &kube::Client, ns: &str, name: &str, n: i32) {
