@@ -23,6 +23,10 @@ pub struct Symptom {
     pub expected: f64,
     /// Unix seconds when its score first crossed the threshold.
     pub since: i64,
+    /// Its error ratio is over the threshold too (whatever its strongest
+    /// signal): callers retry or fail its calls, so they slow down even
+    /// though each call to it is quick.
+    pub failing: bool,
 }
 
 /// What a caller sees of a callee: client-side latency against its baseline.
@@ -51,9 +55,11 @@ pub struct Localised {
 pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -> Vec<Localised> {
     let by_service: BTreeMap<&str, &Symptom> =
         symptoms.iter().map(|s| (s.service.as_str(), s)).collect();
+    let failing = |service: &str| by_service.get(service).is_some_and(|s| s.failing);
     let slowed: Vec<&CallEdge> = edges
         .iter()
-        .filter(|e| e.score >= edge_threshold && e.caller != e.callee)
+        .filter(|e| e.caller != e.callee)
+        .filter(|e| e.score >= edge_threshold || failing(e.callee.as_str()))
         .collect();
 
     // caller → degraded callees it blames.
@@ -106,6 +112,13 @@ pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -
                 let symptom = by_service[service];
                 let direct = edges.iter().find(|e| e.callee == culprit.service);
                 evidence.push(match direct {
+                    Some(_) if culprit.failing => format!(
+                        "{} {} {}: its calls to {} fail and are retried or given up",
+                        symptom.service,
+                        symptom.signal,
+                        change(symptom.observed, symptom.expected),
+                        culprit.service,
+                    ),
                     Some(edge) => format!(
                         "{} {} {}: its calls to {} account for the increase ({})",
                         symptom.service,
@@ -225,6 +238,7 @@ mod tests {
             observed: 0.01 * ratio,
             expected: 0.01,
             since,
+            failing: false,
         }
     }
 
@@ -329,6 +343,36 @@ mod tests {
             ..symptom("inventory", 1.0, 0)
         };
         assert_eq!(errors.ratio(), f64::INFINITY);
+    }
+
+    #[test]
+    fn callers_of_a_failing_service_are_its_symptoms_though_their_calls_are_quick() {
+        let inventory = Symptom {
+            signal: Signal::ErrorRatio,
+            observed: 0.3,
+            expected: 0.0,
+            failing: true,
+            ..symptom("inventory", 1.0, 102)
+        };
+        // fulfillment and returns slowed by retries crossed first; each call
+        // to inventory is as quick as ever (its 503s are fast).
+        let symptoms = [
+            symptom("fulfillment", 100.0, 100),
+            symptom("returns", 30.0, 100),
+            inventory,
+        ];
+        let edges = [
+            edge("fulfillment", "inventory", 0.0, 1.0),
+            edge("returns", "inventory", 0.1, 1.0),
+        ];
+        let found = localise(&symptoms, &edges, 0.7);
+        assert_eq!(names(&found), ["inventory"]);
+        assert_eq!(found[0].explains, ["fulfillment", "returns"]);
+        assert!(
+            found[0].evidence[1].contains("its calls to inventory fail"),
+            "{:?}",
+            found[0].evidence
+        );
     }
 
     #[test]

@@ -377,6 +377,10 @@ impl Engine {
                     Phase::Quiet => now,
                 };
                 let tick = scores.series.get(&(service.clone(), signal))?;
+                let failing = scores
+                    .series
+                    .get(&(service.clone(), Signal::ErrorRatio))
+                    .is_some_and(|t| t.score >= threshold);
                 Some(Symptom {
                     service: service.clone(),
                     signal,
@@ -384,6 +388,7 @@ impl Engine {
                     observed: tick.observed,
                     expected: tick.expected,
                     since,
+                    failing,
                 })
             })
             .collect();
