@@ -98,23 +98,13 @@ enum Due {
     Load(f64),
 }
 
-pub async fn play(
+/// Live traffic while the detector has nothing to judge yet, with progress;
+/// then the detector, fitted on that traffic.
+async fn warm_up(
     stack: &mut Stack,
     scenario: &Scenario,
     timeline: &mut Timeline,
-) -> anyhow::Result<Played> {
-    let total = scenario.warmup_seconds + scenario.observe_seconds;
-    let started_at = Timestamp::now();
-    // Load runs a little past the end so the last seconds are not a drop.
-    stack.set_load(
-        &scenario.load,
-        scenario.load.orders_per_second,
-        total + 60.0,
-    )?;
-    timeline.say(&format!(
-        "load: {} orders/s; warm-up for {:.0} s (the detector learns baselines from this live traffic)",
-        scenario.load.orders_per_second, scenario.warmup_seconds
-    ));
+) -> anyhow::Result<()> {
     let warmup = Instant::now();
     let mut next_status = warmup + STATUS_EVERY;
     while warmup.elapsed().as_secs_f64() < scenario.warmup_seconds {
@@ -140,6 +130,27 @@ pub async fn play(
         "starting the detector: baselines from the last {history} s"
     ));
     stack.start_detector(history).await?;
+    Ok(())
+}
+
+pub async fn play(
+    stack: &mut Stack,
+    scenario: &Scenario,
+    timeline: &mut Timeline,
+) -> anyhow::Result<Played> {
+    let total = scenario.warmup_seconds + scenario.observe_seconds;
+    let started_at = Timestamp::now();
+    // Load runs a little past the end so the last seconds are not a drop.
+    stack.set_load(
+        &scenario.load,
+        scenario.load.orders_per_second,
+        total + 60.0,
+    )?;
+    timeline.say(&format!(
+        "load: {} orders/s; warm-up for {:.0} s (the detector learns baselines from this live traffic)",
+        scenario.load.orders_per_second, scenario.warmup_seconds
+    ));
+    warm_up(stack, scenario, timeline).await?;
     let zero = Instant::now();
     let warmup_ended_at = Timestamp::now();
     timeline.start_clock(zero);
