@@ -17,11 +17,17 @@ fn time_of(value: &serde_json::Value) -> Option<jiff::Timestamp> {
 #[test]
 fn a_slow_payment_provider_is_named_rerouted_around_and_restored() {
     let demo = PathBuf::from(env!("CARGO_BIN_EXE_homeostat-demo"));
-    let bin_dir = demo.parent().expect("target dir").to_owned();
+    // The processes under test: release builds when given (cargo xtask test
+    // gives them, as the demo runs them), else the ones beside this test.
+    let bin_dir = std::env::var_os("HOMEOSTAT_DEMO_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| demo.parent().expect("target dir").to_owned());
     for binary in ["oms", "homeostat-operator", "homeostat-detector"] {
         assert!(
             bin_dir.join(binary).is_file(),
-            "{} is missing: run `cargo build --workspace --bins` first (cargo xtask test does)",
+            "{} is missing: build it first (`cargo build --release --bins -p homeostat-oms \
+             -p homeostat-operator -p homeostat-detector`, with HOMEOSTAT_DEMO_BIN_DIR=target/release; \
+             cargo xtask test does both)",
             bin_dir.join(binary).display()
         );
     }

@@ -22,16 +22,34 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.is_empty() {
         nab::run(&[])?;
     }
-    // The end-to-end tests run the binaries as processes.
+    // The end-to-end tests run the binaries as processes; the demo's runs
+    // them optimised, as `cargo xtask demo` does (a debug OMS on 2 busy
+    // cores is slow enough to look like an incident).
     workspace::run(&mut workspace::cargo(&[
         "build",
         "--workspace",
         "--bins",
         "--locked",
     ]))?;
+    workspace::run(&mut workspace::cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "--bins",
+        "-p",
+        "homeostat-oms",
+        "-p",
+        "homeostat-operator",
+        "-p",
+        "homeostat-detector",
+    ]))?;
     workspace::run(
         workspace::cargo(&["test", "--workspace", "--locked"])
             .env("HOMEOSTAT_TEST_ASSETS", &assets)
+            .env(
+                "HOMEOSTAT_DEMO_BIN_DIR",
+                workspace::target_dir().join("release"),
+            )
             .args(args),
     )
 }
