@@ -211,7 +211,8 @@ impl Stack {
                 &format!("{NAMESPACE}/oms-routing"),
             ])
             .arg(format!("--base-port={oms_base_port}"));
-        let mut oms = ManagedProcess::spawn("oms up", command, &layout.log("oms"))?;
+        let mut oms = ManagedProcess::spawn("oms up", command, &layout.log("oms"))?
+            .with_grace(Duration::from_secs(10));
         for (i, service) in OMS_SERVICES.iter().enumerate() {
             let url = format!("http://127.0.0.1:{}/readyz", oms_base_port + i as u16);
             wait_http_ok(service, &url, &mut oms).await?;

@@ -246,6 +246,7 @@ mod contract_tests {
             routing: LiveRouting::new(&Default::default()),
             call_timeout: Duration::from_secs(1),
             ship_delay: Duration::from_secs(1),
+            database: None,
         }
     }
 

@@ -6,12 +6,13 @@
 //! publishes events to `notifications`; `returns` handles reverse logistics.
 //! Every service exposes OpenTelemetry-named Prometheus metrics, health
 //! endpoints, its OpenAPI document and a token-protected fault injector.
-//! State is in memory: this is a workload to observe, not a system of record.
+//! Every stateful service keeps its state in its own PostgreSQL schema
+//! ([`db`]), so any service can run with replicas and survives restarts.
 
-pub mod bounded;
 pub mod catalog;
 pub mod client;
 pub mod contract;
+pub mod db;
 pub mod error;
 pub mod faults;
 pub mod loadgen;

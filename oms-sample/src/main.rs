@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use homeostat_api::oms::OMS_SERVICES;
 use homeostat_api::routing::payment_routing;
 use homeostat_oms::client::Peers;
+use homeostat_oms::db::DatabaseConfig;
+use homeostat_oms::db::local::LocalPostgres;
 use homeostat_oms::loadgen::{self, LoadOptions};
 use homeostat_oms::routing::RoutingSource;
 use homeostat_oms::{telemetry, up};
@@ -114,6 +116,15 @@ struct Common {
     /// Delay between confirmation and shipping, in milliseconds.
     #[arg(long, default_value_t = 2_000)]
     ship_delay_ms: u64,
+    /// PostgreSQL that the stateful services keep their state in
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`); each service uses its
+    /// own schema. `oms up` without it starts a throwaway PostgreSQL of its own.
+    #[arg(long, env = "OMS_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Connections each service's pool may open.
+    #[arg(long, env = "OMS_DB_POOL_SIZE", default_value_t = homeostat_oms::db::DEFAULT_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_pool_size: u32,
 }
 
 impl Common {
@@ -148,10 +159,19 @@ impl Common {
         })
     }
 
+    fn database(&self, url: Option<&str>) -> Option<DatabaseConfig> {
+        url.or(self.database_url.as_deref())
+            .map(|url| DatabaseConfig {
+                url: url.to_owned(),
+                pool_size: self.db_pool_size,
+            })
+    }
+
     fn options(
         &self,
         services: Vec<(String, SocketAddr)>,
         peers: Peers,
+        database: Option<DatabaseConfig>,
     ) -> anyhow::Result<up::RunOptions> {
         Ok(up::RunOptions {
             services,
@@ -161,6 +181,7 @@ impl Common {
             initial_routing: payment_routing(self.primary_weight),
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             ship_delay: Duration::from_millis(self.ship_delay_ms),
+            database,
         })
     }
 }
@@ -238,11 +259,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 })
                 .collect();
-            up::run(
-                common.options(services, Peers::local(base_port))?,
+            // The quick path stays one command: without a database URL, a
+            // throwaway PostgreSQL lives as long as this process.
+            let local = match common.database_url {
+                Some(_) => None,
+                None => Some(LocalPostgres::start().await?),
+            };
+            if let Some(local) = &local {
+                println!("{:<18} {}", "postgres", local.url());
+            }
+            let database = common.database(local.as_ref().map(LocalPostgres::url));
+            let result = up::run(
+                common.options(services, Peers::local(base_port), database)?,
                 shutdown_signal(),
             )
-            .await
+            .await;
+            drop(local);
+            result
         }
         Command::Orders(args) => serve("orders", args).await,
         Command::Inventory(args) => serve("inventory", args).await,
@@ -288,6 +321,7 @@ async fn serve(service: &str, args: ServiceArgs) -> anyhow::Result<()> {
     let options = args.common.options(
         vec![(service.to_owned(), args.listen)],
         Peers::from_template(&args.peers),
+        args.common.database(None),
     )?;
     up::run(options, shutdown_signal()).await
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::client::Peers;
+use crate::db::DatabaseConfig;
 use crate::routing::{LiveRouting, RoutingSource, follow};
 use crate::server;
 use crate::services::{self, Environment};
@@ -26,6 +27,8 @@ pub struct RunOptions {
     pub initial_routing: RoutingTable,
     pub call_timeout: Duration,
     pub ship_delay: Duration,
+    /// Where the stateful services keep their state.
+    pub database: Option<DatabaseConfig>,
 }
 
 /// Binds every listener first (so a taken port fails before anything
@@ -38,6 +41,7 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
         routing: routing.clone(),
         call_timeout: options.call_timeout,
         ship_delay: options.ship_delay,
+        database: options.database.clone(),
     };
 
     let mut listeners = Vec::new();
@@ -45,7 +49,7 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("{name} cannot listen on {address}"))?;
-        let router = services::build(name, &env).map_err(|e| anyhow::anyhow!(e.message))?;
+        let router = services::build(name, &env).await?;
         listeners.push((name.clone(), listener, router));
     }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use homeostat_api::oms::OMS_SERVICES;
+use homeostat_test_support::process::terminate;
 use homeostat_test_support::wait_until;
 use serde_json::{Value, json};
 
@@ -173,12 +174,12 @@ impl Oms {
 }
 
 impl Drop for Oms {
+    /// SIGTERM first, so that `oms up` stops the PostgreSQL it started and
+    /// deletes its files.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child, Duration::from_secs(10));
     }
 }
-
 pub fn order_request(sku: &str, quantity: u32, card: &str) -> Value {
     json!({
         "customer_id": "cust-1",

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::SupportError;
 
@@ -10,6 +11,8 @@ pub struct ManagedProcess {
     what: &'static str,
     child: Child,
     log_path: PathBuf,
+    /// SIGTERM and this long to exit before SIGKILL; `None`: SIGKILL at once.
+    grace: Option<Duration>,
 }
 
 impl ManagedProcess {
@@ -33,7 +36,15 @@ impl ManagedProcess {
             what,
             child,
             log_path: log_path.to_owned(),
+            grace: None,
         })
+    }
+
+    /// Stop with SIGTERM and up to `grace` to exit, for a process that must
+    /// clean up after itself (e.g. `oms up` stopping its PostgreSQL).
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = Some(grace);
+        self
     }
 
     pub fn pid(&self) -> u32 {
@@ -64,12 +75,9 @@ impl ManagedProcess {
         &self.log_path
     }
 
-    /// Kills the process and reaps it.
+    /// Stops the process (see [`Self::with_grace`]) and reaps it.
     pub fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        terminate(&mut self.child, self.grace.unwrap_or_default());
     }
 }
 
@@ -77,4 +85,22 @@ impl Drop for ManagedProcess {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Stops a child the way an orchestrator does: SIGTERM, then SIGKILL when it
+/// has not exited after `grace` (at once for a zero grace).
+pub fn terminate(child: &mut Child, grace: Duration) {
+    if !grace.is_zero() && matches!(child.try_wait(), Ok(None)) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }

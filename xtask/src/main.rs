@@ -3,6 +3,7 @@
 mod crds;
 mod demo;
 mod nab;
+mod system;
 mod test;
 mod test_assets;
 mod workspace;

@@ -1,13 +1,15 @@
 //! `cargo xtask test`: the whole check, as CI runs it.
 
-use crate::{nab, test_assets, workspace};
+use crate::{nab, system, test_assets, workspace};
 
-/// Builds test assets when missing, then runs rustfmt, clippy, every test
+/// Builds test assets and installs Prometheus and PostgreSQL when missing,
+/// then runs rustfmt, clippy, every test
 /// and the detector's NAB target check. Extra arguments go to `cargo test`
 /// (e.g. a test name filter); with them the NAB check is left out.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
     eprintln!("test assets: {}", assets.display());
+    system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL])?;
 
     workspace::run(&mut workspace::cargo(&["fmt", "--all", "--", "--check"]))?;
     workspace::run(&mut workspace::cargo(&[

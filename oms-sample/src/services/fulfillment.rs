@@ -4,22 +4,23 @@
 //! live stock, and records the shipment.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::types::Json as DbJson;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::inventory::{StockLevels, StockQuery};
 use super::{Line, validate_lines};
-use crate::bounded::BoundedMap;
 use crate::catalog::{self, Warehouse};
 use crate::client::{CallError, ServiceClient};
 use crate::contract;
+use crate::db::{self, from_bigint, parse_id, parse_state, state_text, to_bigint};
 use crate::error::{ApiError, ErrorBody, JsonBody};
 
 /// Extra cost of each shipment beyond the first, in cents: customers and
@@ -148,21 +149,50 @@ pub fn plan(
     })
 }
 
-#[derive(Default)]
-struct Shipments {
-    by_id: BoundedMap<String, Shipment>,
-    by_order: BoundedMap<String, String>,
-    next_id: u64,
-}
-
 #[derive(Clone)]
 struct AppState {
-    shipments: Arc<Mutex<Shipments>>,
+    pool: PgPool,
     inventory: ServiceClient,
 }
 
-fn shipments(state: &AppState) -> std::sync::MutexGuard<'_, Shipments> {
-    crate::sync::lock(&state.shipments)
+#[derive(sqlx::FromRow)]
+struct ShipmentRow {
+    id: uuid::Uuid,
+    order_id: String,
+    legs: DbJson<Vec<Leg>>,
+    total_cost_cents: i64,
+    state: String,
+}
+
+impl ShipmentRow {
+    fn into_shipment(self) -> Result<Shipment, ApiError> {
+        Ok(Shipment {
+            id: self.id.to_string(),
+            order_id: self.order_id,
+            legs: self.legs.0,
+            total_cost_cents: from_bigint(self.total_cost_cents),
+            state: parse_state(&self.state)?,
+        })
+    }
+}
+
+macro_rules! shipment_columns {
+    () => {
+        "id, order_id, legs, total_cost_cents, state"
+    };
+}
+
+async fn shipment_of_order(pool: &PgPool, order_id: &str) -> Result<Option<Shipment>, ApiError> {
+    sqlx::query_as::<_, ShipmentRow>(concat!(
+        "SELECT ",
+        shipment_columns!(),
+        " FROM shipments WHERE order_id = $1"
+    ))
+    .bind(order_id)
+    .fetch_optional(pool)
+    .await?
+    .map(ShipmentRow::into_shipment)
+    .transpose()
 }
 
 fn upstream(err: CallError) -> ApiError {
@@ -192,13 +222,7 @@ async fn create_shipment(
         ));
     }
     validate_lines(&request.lines)?;
-    if let Some(existing) = {
-        let book = shipments(&state);
-        book.by_order
-            .get(&request.order_id)
-            .and_then(|id| book.by_id.get(id))
-            .cloned()
-    } {
+    if let Some(existing) = shipment_of_order(&state.pool, &request.order_id).await? {
         return Ok((StatusCode::OK, Json(existing)));
     }
     let query = StockQuery {
@@ -222,26 +246,29 @@ async fn create_shipment(
         .collect();
     let (legs, total) = plan(&request.lines, &request.region, &stock)?;
 
-    let mut book = shipments(&state);
-    if let Some(existing) = book
-        .by_order
-        .get(&request.order_id)
-        .and_then(|id| book.by_id.get(id))
-    {
-        return Ok((StatusCode::OK, Json(existing.clone())));
+    // One shipment per order, whichever replica plans it first.
+    let inserted = sqlx::query_as::<_, ShipmentRow>(concat!(
+        "INSERT INTO shipments (id, order_id, legs, total_cost_cents, state)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (order_id) DO NOTHING
+         RETURNING ",
+        shipment_columns!(),
+        ""
+    ))
+    .bind(db::new_id())
+    .bind(&request.order_id)
+    .bind(DbJson(&legs))
+    .bind(to_bigint(total, "total_cost_cents")?)
+    .bind(state_text(ShipmentState::Planned))
+    .fetch_optional(&state.pool)
+    .await?;
+    match inserted {
+        Some(row) => Ok((StatusCode::CREATED, Json(row.into_shipment()?))),
+        None => shipment_of_order(&state.pool, &request.order_id)
+            .await?
+            .map(|existing| (StatusCode::OK, Json(existing)))
+            .ok_or_else(|| ApiError::unavailable("the order's shipment vanished; retry")),
     }
-    book.next_id += 1;
-    let shipment = Shipment {
-        id: format!("shp-{}", book.next_id),
-        order_id: request.order_id.clone(),
-        legs,
-        total_cost_cents: total,
-        state: ShipmentState::Planned,
-    };
-    book.by_order
-        .insert(shipment.order_id.clone(), shipment.id.clone());
-    book.by_id.insert(shipment.id.clone(), shipment.clone());
-    Ok((StatusCode::CREATED, Json(shipment)))
 }
 
 /// Cancel a planned shipment. Idempotent.
@@ -253,23 +280,25 @@ async fn cancel_shipment(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Shipment>, ApiError> {
-    let mut book = shipments(&state);
-    let shipment = book
-        .by_id
-        .get_mut(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no shipment {id}")))?;
-    shipment.state = ShipmentState::Cancelled;
-    Ok(Json(shipment.clone()))
+    sqlx::query_as::<_, ShipmentRow>(concat!(
+        "UPDATE shipments SET state = $2 WHERE id = $1 RETURNING ",
+        shipment_columns!(),
+        ""
+    ))
+    .bind(parse_id(&id, "shipment")?)
+    .bind(state_text(ShipmentState::Cancelled))
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no shipment {id}")))?
+    .into_shipment()
+    .map(Json)
 }
 
-pub fn api(inventory: ServiceClient) -> OpenApiRouter {
+pub fn api(pool: PgPool, inventory: ServiceClient) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(create_shipment))
         .routes(routes!(cancel_shipment))
-        .with_state(AppState {
-            shipments: Arc::default(),
-            inventory,
-        })
+        .with_state(AppState { pool, inventory })
 }
 
 #[cfg(test)]

@@ -16,8 +16,11 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use sqlx::PgPool;
+
 use crate::catalog;
 use crate::client::{Peers, ServiceClient};
+use crate::db::{DatabaseConfig, DbError, Store};
 use crate::error::ApiError;
 use crate::routing::LiveRouting;
 use crate::server::{ServiceContext, service_router};
@@ -80,17 +83,39 @@ pub struct Environment {
     pub call_timeout: Duration,
     /// `orders` only: how long after confirmation an order ships.
     pub ship_delay: Duration,
+    /// Where the stateful services keep their state; tax needs none.
+    pub database: Option<DatabaseConfig>,
 }
 
-fn service_name(name: &str) -> Result<&'static str, ApiError> {
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no OMS service called {0:?}")]
+    UnknownService(String),
+    #[error("{0} keeps its state in PostgreSQL: pass --database-url (or set OMS_DATABASE_URL)")]
+    NoDatabase(&'static str),
+    #[error("{service}: {source}")]
+    Database {
+        service: &'static str,
+        #[source]
+        source: DbError,
+    },
+}
+
+fn service_name(name: &str) -> Result<&'static str, BuildError> {
     homeostat_api::oms::OMS_SERVICES
         .iter()
         .find(|s| **s == name)
         .copied()
-        .ok_or_else(|| ApiError::not_found(format!("no OMS service called {name:?}")))
+        .ok_or_else(|| BuildError::UnknownService(name.to_owned()))
 }
 
-fn service_api(service: &'static str, ctx: &ServiceContext, env: &Environment) -> OpenApiRouter {
+/// The service's API. `pool` is its store's pool (`None` only for tax).
+fn service_api(
+    service: &'static str,
+    ctx: &ServiceContext,
+    env: &Environment,
+    pool: Option<PgPool>,
+) -> Result<OpenApiRouter, BuildError> {
     let client = || {
         ServiceClient::new(
             service,
@@ -99,33 +124,63 @@ fn service_api(service: &'static str, ctx: &ServiceContext, env: &Environment) -
             env.call_timeout,
         )
     };
-    match service {
-        "orders" => orders::api(ctx, client(), env.routing.clone(), env.ship_delay),
-        "inventory" => inventory::api(),
-        "tax" => tax::api(),
-        "fulfillment" => fulfillment::api(client()),
-        "notifications" => notifications::api(ctx),
-        "returns" => returns::api(ctx, client()),
-        // payment-primary and payment-secondary: one API, two providers.
-        provider => payment::api(provider),
+    if service == "tax" {
+        return Ok(tax::api());
     }
+    let pool = pool.ok_or(BuildError::NoDatabase(service))?;
+    Ok(match service {
+        "orders" => orders::api(ctx, pool, client(), env.routing.clone(), env.ship_delay),
+        "inventory" => inventory::api(pool),
+        "fulfillment" => fulfillment::api(pool, client()),
+        "notifications" => notifications::api(ctx, pool),
+        "returns" => returns::api(ctx, pool, client()),
+        // payment-primary and payment-secondary: one API, two providers.
+        provider => payment::api(provider, pool),
+    })
 }
 
-/// Builds the router of the service called `name`. Must run inside a Tokio
-/// runtime (`orders` starts its event publisher).
-pub fn build(name: &str, env: &Environment) -> Result<Router, ApiError> {
+/// Builds the router of the service called `name`: creates and migrates its
+/// schema and opens its pool first. Must run inside a Tokio runtime
+/// (`orders` starts its event publisher).
+pub async fn build(name: &str, env: &Environment) -> Result<Router, BuildError> {
     let service = service_name(name)?;
+    let pool = match Store::of_service(service) {
+        None => None,
+        Some(store) => {
+            let database = env
+                .database
+                .as_ref()
+                .ok_or(BuildError::NoDatabase(service))?;
+            let failed = |source| BuildError::Database { service, source };
+            let pool = database.open(store).await.map_err(failed)?;
+            if store == Store::Inventory {
+                inventory::ledger::seed(&pool)
+                    .await
+                    .map_err(|e| failed(DbError::Seed(e)))?;
+            }
+            Some(pool)
+        }
+    };
     let ctx = ServiceContext::new(service, &env.admin_token);
-    let api = service_api(service, &ctx, env);
+    let api = service_api(service, &ctx, env, pool)?;
     Ok(service_router(ctx, api))
 }
 
-/// The OpenAPI document the service called `name` publishes at `/openapi.json`.
-pub fn openapi(name: &str, env: &Environment) -> Result<utoipa::openapi::OpenApi, ApiError> {
+/// The OpenAPI document the service called `name` publishes at
+/// `/openapi.json`; connects to no database.
+pub fn openapi(name: &str, env: &Environment) -> Result<utoipa::openapi::OpenApi, BuildError> {
     let service = service_name(name)?;
     let ctx = ServiceContext::new(service, &env.admin_token);
+    let database = env
+        .database
+        .clone()
+        .unwrap_or_else(|| DatabaseConfig::new("postgres://localhost/oms"));
+    let pool = Store::of_service(service)
+        .map(|store| database.lazy(store))
+        .transpose()
+        .map_err(|source| BuildError::Database { service, source })?;
     Ok(crate::server::document(
         &ctx,
-        service_api(service, &ctx, env),
+        service_api(service, &ctx, env, pool)?,
     ))
 }

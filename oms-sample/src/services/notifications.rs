@@ -1,23 +1,20 @@
 //! `notifications`: consumes order events (confirmation, shipped …) off the
-//! customer's critical path. Delivery is at-least-once; events are deduplicated by id.
-
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
+//! customer's critical path. Delivery is at-least-once; events are deduplicated by id
+//! in PostgreSQL, so a redelivery to any replica is recognised.
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::db::{parse_state, state_text};
 use crate::error::{ApiError, ErrorBody, JsonBody};
 use crate::metrics::ServiceMetrics;
 use crate::server::ServiceContext;
-
-/// Events kept for lookups; older ones are forgotten.
-const RETAINED_EVENTS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -60,16 +57,9 @@ pub struct EventFilter {
     pub order_id: String,
 }
 
-#[derive(Default)]
-struct Inbox {
-    seen: BTreeSet<String>,
-    order: VecDeque<String>,
-    by_order: BTreeMap<String, Vec<OrderEvent>>,
-}
-
 #[derive(Clone)]
 struct AppState {
-    inbox: Arc<Mutex<Inbox>>,
+    pool: PgPool,
     metrics: ServiceMetrics,
 }
 
@@ -88,58 +78,76 @@ async fn publish(
             "event_id must have 1 to 128 characters",
         ));
     }
-    let mut inbox = crate::sync::lock(&state.inbox);
-    let duplicate = !inbox.seen.insert(event.event_id.clone());
-    if !duplicate {
-        state
-            .metrics
-            .outcome("delivered", &format!("{:?}", event.kind).to_lowercase());
-        inbox.order.push_back(event.event_id.clone());
-        inbox
-            .by_order
-            .entry(event.order_id.clone())
-            .or_default()
-            .push(event.clone());
-        if inbox.order.len() > RETAINED_EVENTS
-            && let Some(old) = inbox.order.pop_front()
-        {
-            inbox.seen.remove(&old);
-        }
-        if inbox.by_order.len() > RETAINED_EVENTS
-            && let Some(first) = inbox.by_order.keys().next().cloned()
-        {
-            inbox.by_order.remove(&first);
-        }
+    // Recording the id and the effect is one statement: a redelivery, to any
+    // replica, finds the id and does nothing.
+    let first = sqlx::query(
+        "INSERT INTO events (event_id, order_id, kind, at, detail) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&event.event_id)
+    .bind(&event.order_id)
+    .bind(state_text(event.kind))
+    .bind(&event.at)
+    .bind(&event.detail)
+    .execute(&state.pool)
+    .await?
+    .rows_affected()
+        == 1;
+    if first {
+        state.metrics.outcome("delivered", &state_text(event.kind));
     }
     Ok((
         StatusCode::ACCEPTED,
         Json(EventReceipt {
             event_id: event.event_id,
-            duplicate,
+            duplicate: !first,
         }),
     ))
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    event_id: String,
+    order_id: String,
+    kind: String,
+    at: String,
+    detail: Option<String>,
 }
 
 /// The events received for an order.
 #[utoipa::path(get, path = "/v1/events", params(EventFilter), responses(
     (status = 200, description = "Events in arrival order", body = EventList),
 ))]
-async fn list(State(state): State<AppState>, Query(filter): Query<EventFilter>) -> Json<EventList> {
-    let inbox = crate::sync::lock(&state.inbox);
-    Json(EventList {
-        events: inbox
-            .by_order
-            .get(&filter.order_id)
-            .cloned()
-            .unwrap_or_default(),
-    })
+async fn list(
+    State(state): State<AppState>,
+    Query(filter): Query<EventFilter>,
+) -> Result<Json<EventList>, ApiError> {
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT event_id, order_id, kind, at, detail FROM events WHERE order_id = $1 ORDER BY seq",
+    )
+    .bind(&filter.order_id)
+    .fetch_all(&state.pool)
+    .await?;
+    let events = rows
+        .into_iter()
+        .map(|row| {
+            Ok(OrderEvent {
+                event_id: row.event_id,
+                order_id: row.order_id,
+                kind: parse_state(&row.kind)?,
+                at: row.at,
+                detail: row.detail,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(EventList { events }))
 }
 
-pub fn api(ctx: &ServiceContext) -> OpenApiRouter {
+pub fn api(ctx: &ServiceContext, pool: PgPool) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(publish, list))
         .with_state(AppState {
-            inbox: Arc::default(),
+            pool,
             metrics: ctx.metrics.clone(),
         })
 }

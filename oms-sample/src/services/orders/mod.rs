@@ -6,8 +6,6 @@ pub mod probes;
 mod saga;
 pub mod store;
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
@@ -82,12 +80,6 @@ impl CreateOrderRequest {
         }
         Ok(())
     }
-
-    fn fingerprint(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
-        self.hash(&mut hasher);
-        hasher.finish()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -108,17 +100,11 @@ pub struct RoutingWeights {
 
 #[derive(Clone)]
 struct AppState {
-    store: Arc<Mutex<OrderStore>>,
+    store: OrderStore,
     saga: Saga,
     client: ServiceClient,
     events: EventPublisher,
     ship_delay: Duration,
-}
-
-impl AppState {
-    fn store(&self) -> std::sync::MutexGuard<'_, OrderStore> {
-        crate::sync::lock(&self.store)
-    }
 }
 
 /// Place an order. Runs the saga to a terminal state before answering.
@@ -153,7 +139,7 @@ async fn create_order(
         ),
     };
     let order = Order {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::db::new_id().to_string(),
         customer_id: request.customer_id.clone(),
         state: OrderState::Pending,
         reason: None,
@@ -167,9 +153,7 @@ async fn create_order(
         saga_log: Vec::new(),
         created_at: now_rfc3339(),
     };
-    let admission = state
-        .store()
-        .admit(order, key.as_deref(), request.fingerprint());
+    let admission = state.store.admit(order, key.as_deref(), &request).await?;
     let order = match admission {
         Admission::Replay(existing) => return Ok((StatusCode::OK, Json(existing))),
         Admission::KeyReused => {
@@ -189,9 +173,7 @@ async fn create_order(
         async move { saga.run(&id, &request).await }.instrument(tracing::Span::current());
     let finished = tokio::spawn(saga_run)
         .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| ApiError::unavailable("the order saga stopped unexpectedly"))?;
+        .map_err(|_| ApiError::unavailable("the order saga stopped unexpectedly"))??;
     if finished.state == OrderState::Confirmed {
         schedule_shipping(&state, &finished.id);
     }
@@ -204,13 +186,18 @@ fn schedule_shipping(state: &AppState, order_id: &str) {
     let id = order_id.to_owned();
     tokio::spawn(async move {
         tokio::time::sleep(state.ship_delay).await;
-        let shipped = state.store().update(&id, |o| {
-            if o.state == OrderState::Confirmed {
-                o.state = OrderState::Shipped;
+        let shipped = state
+            .store
+            .transition(&id, &[OrderState::Confirmed], OrderState::Shipped, None)
+            .await;
+        match shipped {
+            Ok(Some(order)) if order.state == OrderState::Shipped => {
+                state.events.publish(&id, OrderEventKind::Shipped, None);
             }
-        });
-        if shipped.is_some_and(|o| o.state == OrderState::Shipped) {
-            state.events.publish(&id, OrderEventKind::Shipped, None);
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(order_id = id, error = %err.message, "order not marked shipped")
+            }
         }
     });
 }
@@ -225,9 +212,9 @@ async fn get_order(
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
     state
-        .store()
+        .store
         .get(&id)
-        .cloned()
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no order {id}")))
 }
@@ -246,9 +233,9 @@ async fn create_return(
     JsonBody(request): JsonBody<CreateReturnRequest>,
 ) -> Result<(StatusCode, Json<ReturnAuthorization>), ApiError> {
     let order = state
-        .store()
+        .store
         .get(&id)
-        .cloned()
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
     if !matches!(order.state, OrderState::Confirmed | OrderState::Shipped) {
         return Err(ApiError::conflict(
@@ -299,7 +286,7 @@ async fn create_return(
             .sum()
     };
     // Refund the returned share of what was paid, tax and discount included.
-    let refund_cents = quote.total_cents * value(&lines) / value(&order.lines).max(1);
+    let refund_cents = share(quote.total_cents, value(&lines), value(&order.lines))?;
     let rma: ReturnAuthorization = state
         .client
         .call(
@@ -320,11 +307,29 @@ async fn create_return(
             Some("refund_refused") => ApiError::conflict("refund_refused", e.to_string()),
             _ => ApiError::new(StatusCode::BAD_GATEWAY, "returns_failed", e.to_string()),
         })?;
-    state
-        .store()
-        .update(&id, |o| o.state = OrderState::Returned);
-    state.events.publish(&id, OrderEventKind::Returned, None);
+    let returned = state
+        .store
+        .transition(
+            &id,
+            &[OrderState::Confirmed, OrderState::Shipped],
+            OrderState::Returned,
+            None,
+        )
+        .await?;
+    if returned.is_some_and(|o| o.state == OrderState::Returned) {
+        state.events.publish(&id, OrderEventKind::Returned, None);
+    }
     Ok((StatusCode::CREATED, Json(rma)))
+}
+
+/// `part / whole` of `total`, rounded down: never more than `total` when
+/// `part <= whole`, computed without overflow.
+fn share(total: u64, part: u64, whole: u64) -> Result<u64, ApiError> {
+    let exact = u128::from(total) * u128::from(part) / u128::from(whole.max(1));
+    u64::try_from(exact)
+        .ok()
+        .filter(|cents| *cents <= total)
+        .ok_or_else(|| ApiError::unprocessable("invalid_refund", "refund exceeds the order total"))
 }
 
 /// The payment routing weights in force.
@@ -343,6 +348,7 @@ async fn payment_routing(State(state): State<AppState>) -> Json<RoutingWeights> 
 
 pub fn api(
     ctx: &ServiceContext,
+    pool: sqlx::PgPool,
     client: ServiceClient,
     routing: LiveRouting,
     ship_delay: Duration,
@@ -352,7 +358,7 @@ pub fn api(
         "Payment routing weights in force",
         routing.weights_metric(),
     );
-    let store = Arc::new(Mutex::new(OrderStore::default()));
+    let store = OrderStore::new(pool);
     let events = EventPublisher::start(client.clone(), &ctx.metrics);
     probes::spawn(
         client.clone(),

@@ -4,15 +4,14 @@
 //! void the payment, release the stock) and the order ends `rejected` with the
 //! reason. Every call carries the order id, so retries are idempotent.
 
-use std::sync::{Arc, Mutex};
-
 use homeostat_api::routing::{PAYMENT_BACKENDS, PAYMENT_ROUTE};
 
 use super::CreateOrderRequest;
 use super::events::EventPublisher;
-use super::store::{Order, OrderState, OrderStore};
+use super::store::{Fact, Order, OrderState, OrderStore};
 use crate::client::{CallError, ServiceClient};
 use crate::contract;
+use crate::error::ApiError;
 use crate::metrics::ServiceMetrics;
 use crate::routing::LiveRouting;
 use crate::services::fulfillment::{Shipment, ShipmentRequest};
@@ -50,7 +49,7 @@ enum Done {
 pub struct Saga {
     pub client: ServiceClient,
     pub routing: LiveRouting,
-    pub store: Arc<Mutex<OrderStore>>,
+    pub store: OrderStore,
     pub events: EventPublisher,
     pub metrics: ServiceMetrics,
 }
@@ -68,25 +67,45 @@ fn failure(code: &'static str, err: &CallError) -> Failure {
     }
 }
 
+/// The saga does not go on with a step it could not record.
+fn unrecorded(err: ApiError) -> Failure {
+    Failure {
+        code: "order_store_unavailable",
+        detail: err.message,
+    }
+}
+
 impl Saga {
-    fn record(&self, order_id: &str, change: impl FnOnce(&mut Order)) -> Option<Order> {
-        crate::sync::lock(&self.store).update(order_id, change)
+    async fn record(
+        &self,
+        order_id: &str,
+        fact: Fact<'_>,
+        entry: Option<&str>,
+    ) -> Result<(), Failure> {
+        self.store
+            .record(order_id, fact, entry)
+            .await
+            .map_err(unrecorded)
     }
 
-    fn log(&self, order_id: &str, entry: String) {
-        self.record(order_id, |o| o.saga_log.push(entry));
+    async fn log(&self, order_id: &str, entry: &str) -> Result<(), Failure> {
+        self.store.log(order_id, entry).await.map_err(unrecorded)
     }
 
     /// Runs the saga for a stored pending order; returns it in its final state.
-    pub async fn run(&self, order_id: &str, request: &CreateOrderRequest) -> Option<Order> {
+    pub async fn run(
+        &self,
+        order_id: &str,
+        request: &CreateOrderRequest,
+    ) -> Result<Order, ApiError> {
         self.events.publish(order_id, OrderEventKind::Created, None);
         let mut done = Vec::new();
-        match self.forward(order_id, request, &mut done).await {
+        let (state, reason) = match self.forward(order_id, request, &mut done).await {
             Ok(()) => {
                 self.metrics.outcome("confirmed", "");
                 self.events
                     .publish(order_id, OrderEventKind::Confirmed, None);
-                self.record(order_id, |o| o.state = OrderState::Confirmed)
+                (OrderState::Confirmed, None)
             }
             Err(failure) => {
                 self.compensate(order_id, done).await;
@@ -94,12 +113,13 @@ impl Saga {
                 let reason = format!("{}: {}", failure.code, failure.detail);
                 self.events
                     .publish(order_id, OrderEventKind::Rejected, Some(reason.clone()));
-                self.record(order_id, |o| {
-                    o.state = OrderState::Rejected;
-                    o.reason = Some(reason);
-                })
+                (OrderState::Rejected, Some(reason))
             }
-        }
+        };
+        self.store
+            .transition(order_id, &[OrderState::Pending], state, reason.as_deref())
+            .await?
+            .ok_or_else(|| ApiError::unavailable(format!("order {order_id} vanished")))
     }
 
     async fn forward(
@@ -129,10 +149,14 @@ impl Saga {
         done.push(Done::Reserved {
             reservation_id: reservation.id.clone(),
         });
-        self.record(order_id, |o| {
-            o.reservation_id = Some(reservation.id.clone());
-            o.saga_log.push(format!("reserved {}", reservation.id));
-        });
+        self.record(
+            order_id,
+            Fact::Reserved {
+                reservation_id: &reservation.id,
+            },
+            Some(&format!("reserved {}", reservation.id)),
+        )
+        .await?;
 
         let quote_request = QuoteRequest {
             lines: request.lines.clone(),
@@ -151,10 +175,12 @@ impl Saga {
             .await
             .map_err(|e| failure("pricing_failed", &e))?;
         let total = quote.total_cents;
-        self.record(order_id, |o| {
-            o.quote = Some(quote);
-            o.saga_log.push(format!("priced {total}"));
-        });
+        self.record(
+            order_id,
+            Fact::Priced { quote: &quote },
+            Some(&format!("priced {total}")),
+        )
+        .await?;
 
         let provider = self.routing.pick(PAYMENT_ROUTE, PAYMENT_BACKENDS[0]);
         let authorize = AuthorizeRequest {
@@ -163,7 +189,14 @@ impl Saga {
             currency: "EUR".to_owned(),
             card_token: request.card_token.clone(),
         };
-        self.record(order_id, |o| o.payment_provider = Some(provider.clone()));
+        self.record(
+            order_id,
+            Fact::ProviderChosen {
+                provider: &provider,
+            },
+            None,
+        )
+        .await?;
         let authorization: Authorization = self
             .client
             .call_idempotent(
@@ -182,11 +215,14 @@ impl Saga {
             provider: provider.clone(),
             authorization_id: authorization.id.clone(),
         });
-        self.record(order_id, |o| {
-            o.authorization_id = Some(authorization.id.clone());
-            o.saga_log
-                .push(format!("authorized {} at {provider}", authorization.id));
-        });
+        self.record(
+            order_id,
+            Fact::Authorized {
+                authorization_id: &authorization.id,
+            },
+            Some(&format!("authorized {} at {provider}", authorization.id)),
+        )
+        .await?;
 
         let shipment_request = ShipmentRequest {
             order_id: order_id.to_owned(),
@@ -210,12 +246,15 @@ impl Saga {
         done.push(Done::Routed {
             shipment_id: shipment.id.clone(),
         });
-        self.record(order_id, |o| {
-            o.shipment_id = Some(shipment.id.clone());
-            let from: Vec<&str> = shipment.legs.iter().map(|l| l.warehouse.as_str()).collect();
-            o.saga_log
-                .push(format!("routed {} from {}", shipment.id, from.join("+")));
-        });
+        let from: Vec<&str> = shipment.legs.iter().map(|l| l.warehouse.as_str()).collect();
+        self.record(
+            order_id,
+            Fact::Routed {
+                shipment_id: &shipment.id,
+            },
+            Some(&format!("routed {} from {}", shipment.id, from.join("+"))),
+        )
+        .await?;
 
         let _: Authorization = self
             .client
@@ -238,7 +277,7 @@ impl Saga {
             authorization_id: authorization.id.clone(),
             amount_cents: total,
         });
-        self.log(order_id, "captured payment".to_owned());
+        self.log(order_id, "captured payment").await?;
 
         let commit = CommitRequest {
             allocations: shipment
@@ -264,7 +303,7 @@ impl Saga {
             )
             .await
             .map_err(|e| failure("stock_commit_failed", &e))?;
-        self.log(order_id, "committed stock".to_owned());
+        self.log(order_id, "committed stock").await?;
         Ok(())
     }
 
@@ -281,13 +320,16 @@ impl Saga {
                     COMPENSATION_ATTEMPTS,
                 )
                 .await;
-            match result {
-                Ok(_) => self.log(order_id, undo.what),
+            let entry = match result {
+                Ok(_) => undo.what,
                 Err(err) => {
                     self.metrics.outcome("compensation_failed", "saga");
                     tracing::error!(order_id, step = ?step, error = %err, "compensation failed");
-                    self.log(order_id, format!("FAILED to undo ({}): {err}", undo.what));
+                    format!("FAILED to undo ({}): {err}", undo.what)
                 }
+            };
+            if let Err(err) = self.store.log(order_id, &entry).await {
+                tracing::error!(order_id, entry, error = %err.message, "saga log entry not recorded");
             }
         }
     }
@@ -340,6 +382,8 @@ impl Done {
                 id: authorization_id,
                 body: Some(RefundRequest {
                     amount_cents: *amount_cents,
+                    // Retries of this compensation never refund twice.
+                    refund_id: Some(format!("saga-undo-capture-{authorization_id}")),
                 }),
             },
         }

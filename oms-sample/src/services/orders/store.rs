@@ -1,16 +1,18 @@
-//! Orders in memory, with the idempotency keys that created them. Bounded:
-//! the oldest orders are forgotten past [`MAX_ORDERS`].
-
-use std::collections::{BTreeMap, HashMap, VecDeque};
+//! Orders in PostgreSQL, with the requests and idempotency keys that created
+//! them and the saga's log. Every replica of `orders` reads and writes the
+//! same rows, so an order is found, and a key is honoured, whichever replica
+//! is asked.
 
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::types::Json;
 use utoipa::ToSchema;
 
+use super::CreateOrderRequest;
+use crate::db::{parse_id, parse_state, state_text};
+use crate::error::ApiError;
 use crate::services::Line;
 use crate::services::tax::Quote;
-
-/// Orders kept for lookups and returns.
-pub const MAX_ORDERS: usize = crate::bounded::DEFAULT_CAPACITY;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
@@ -51,13 +53,6 @@ pub struct Order {
     pub created_at: String,
 }
 
-/// What an idempotency key maps to: the order and a fingerprint of the request.
-#[derive(Debug, Clone)]
-struct KeyRecord {
-    order_id: String,
-    fingerprint: u64,
-}
-
 #[derive(Debug, PartialEq)]
 pub enum Admission {
     /// A new order was stored and its saga must run.
@@ -68,72 +63,265 @@ pub enum Admission {
     KeyReused,
 }
 
-#[derive(Debug, Default)]
+/// What a retry with a known key gets: the first order when the request is
+/// the same, a refusal when it is not.
+pub fn replay(
+    first_request: &serde_json::Value,
+    request: &serde_json::Value,
+    first: Order,
+) -> Admission {
+    if first_request == request {
+        Admission::Replay(first)
+    } else {
+        Admission::KeyReused
+    }
+}
+
+/// A fact the saga learned, stored on the order with its log entry.
+#[derive(Debug, Clone, Copy)]
+pub enum Fact<'a> {
+    Reserved { reservation_id: &'a str },
+    Priced { quote: &'a Quote },
+    ProviderChosen { provider: &'a str },
+    Authorized { authorization_id: &'a str },
+    Routed { shipment_id: &'a str },
+}
+
+impl Fact<'_> {
+    /// The statement that stores the fact ($1 the order, $2 the value).
+    fn update(&self) -> &'static str {
+        match self {
+            Fact::Reserved { .. } => {
+                "UPDATE orders SET reservation_id = $2, updated_at = now() WHERE id = $1"
+            }
+            Fact::Priced { .. } => "UPDATE orders SET quote = $2, updated_at = now() WHERE id = $1",
+            Fact::ProviderChosen { .. } => {
+                "UPDATE orders SET payment_provider = $2, updated_at = now() WHERE id = $1"
+            }
+            Fact::Authorized { .. } => {
+                "UPDATE orders SET authorization_id = $2, updated_at = now() WHERE id = $1"
+            }
+            Fact::Routed { .. } => {
+                "UPDATE orders SET shipment_id = $2, updated_at = now() WHERE id = $1"
+            }
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: uuid::Uuid,
+    customer_id: String,
+    state: String,
+    reason: Option<String>,
+    lines: Json<Vec<Line>>,
+    region: String,
+    quote: Option<Json<Quote>>,
+    payment_provider: Option<String>,
+    authorization_id: Option<String>,
+    reservation_id: Option<String>,
+    shipment_id: Option<String>,
+    saga_log: Vec<String>,
+    created_at: String,
+}
+
+impl OrderRow {
+    fn into_order(self) -> Result<Order, ApiError> {
+        Ok(Order {
+            id: self.id.to_string(),
+            customer_id: self.customer_id,
+            state: parse_state(&self.state)?,
+            reason: self.reason,
+            lines: self.lines.0,
+            region: self.region,
+            quote: self.quote.map(|q| q.0),
+            payment_provider: self.payment_provider,
+            authorization_id: self.authorization_id,
+            reservation_id: self.reservation_id,
+            shipment_id: self.shipment_id,
+            saga_log: self.saga_log,
+            created_at: self.created_at,
+        })
+    }
+}
+
+macro_rules! select_order {
+    () => {
+        r#"
+    SELECT o.id, o.customer_id, o.state, o.reason, o.lines, o.region, o.quote,
+           o.payment_provider, o.authorization_id, o.reservation_id, o.shipment_id,
+           coalesce((SELECT array_agg(l.entry ORDER BY l.id) FROM saga_log l WHERE l.order_id = o.id),
+                    '{}') AS saga_log,
+           to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
+    FROM orders o"#
+    };
+}
+
+#[derive(Clone)]
 pub struct OrderStore {
-    orders: HashMap<String, Order>,
-    keys: HashMap<String, KeyRecord>,
-    age: VecDeque<(String, Option<String>)>,
+    pool: PgPool,
 }
 
 impl OrderStore {
-    /// Stores `order` unless `key` was seen before.
-    pub fn admit(&mut self, order: Order, key: Option<&str>, fingerprint: u64) -> Admission {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Stores `order` unless `key` was used before (by any replica).
+    pub async fn admit(
+        &self,
+        order: Order,
+        key: Option<&str>,
+        request: &CreateOrderRequest,
+    ) -> Result<Admission, ApiError> {
+        let request = serde_json::to_value(request)
+            .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))?;
         if let Some(key) = key
-            && let Some(record) = self.keys.get(key)
+            && let Some(admission) = self.by_key(key, &request).await?
         {
-            if record.fingerprint != fingerprint {
-                return Admission::KeyReused;
-            }
-            if let Some(existing) = self.orders.get(&record.order_id) {
-                return Admission::Replay(existing.clone());
-            }
+            return Ok(admission);
         }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO orders (id, customer_id, state, lines, region, request, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz)",
+        )
+        .bind(parse_id(&order.id, "order")?)
+        .bind(&order.customer_id)
+        .bind(state_text(order.state))
+        .bind(Json(&order.lines))
+        .bind(&order.region)
+        .bind(Json(&request))
+        .bind(&order.created_at)
+        .execute(&mut *tx)
+        .await?;
         if let Some(key) = key {
-            self.keys.insert(
-                key.to_owned(),
-                KeyRecord {
-                    order_id: order.id.clone(),
-                    fingerprint,
-                },
-            );
-        }
-        self.age
-            .push_back((order.id.clone(), key.map(str::to_owned)));
-        self.orders.insert(order.id.clone(), order.clone());
-        while self.age.len() > MAX_ORDERS {
-            if let Some((id, key)) = self.age.pop_front() {
-                self.orders.remove(&id);
-                if let Some(key) = key {
-                    self.keys.remove(&key);
-                }
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (key, order_id) VALUES ($1, $2)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(parse_id(&order.id, "order")?)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                // Another replica took the key since we looked.
+                tx.rollback().await?;
+                return self.by_key(key, &request).await?.ok_or_else(|| {
+                    ApiError::unavailable("the idempotency key's order vanished; retry")
+                });
             }
         }
-        Admission::New(order)
+        tx.commit().await?;
+        Ok(Admission::New(order))
     }
 
-    pub fn get(&self, id: &str) -> Option<&Order> {
-        self.orders.get(id)
+    async fn by_key(
+        &self,
+        key: &str,
+        request: &serde_json::Value,
+    ) -> Result<Option<Admission>, ApiError> {
+        let first: Option<(uuid::Uuid, Json<serde_json::Value>)> = sqlx::query_as(
+            "SELECT o.id, o.request FROM idempotency_keys k JOIN orders o ON o.id = k.order_id
+             WHERE k.key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, first_request)) = first else {
+            return Ok(None);
+        };
+        let order = self
+            .get(&id.to_string())
+            .await?
+            .ok_or_else(|| ApiError::unavailable("the idempotency key's order vanished; retry"))?;
+        Ok(Some(replay(&first_request.0, request, order)))
     }
 
-    /// Applies `change` to a stored order and returns the result.
-    pub fn update(&mut self, id: &str, change: impl FnOnce(&mut Order)) -> Option<Order> {
-        let order = self.orders.get_mut(id)?;
-        change(order);
-        Some(order.clone())
+    pub async fn get(&self, id: &str) -> Result<Option<Order>, ApiError> {
+        let Ok(uuid) = uuid::Uuid::parse_str(id) else {
+            return Ok(None);
+        };
+        sqlx::query_as::<_, OrderRow>(concat!(select_order!(), " WHERE o.id = $1"))
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(OrderRow::into_order)
+            .transpose()
     }
 
-    pub fn count_by_state(&self) -> BTreeMap<OrderState, usize> {
-        let mut counts = BTreeMap::new();
-        for order in self.orders.values() {
-            *counts.entry(order.state).or_default() += 1;
+    /// Appends to the saga's log.
+    pub async fn log(&self, id: &str, entry: &str) -> Result<(), ApiError> {
+        sqlx::query("INSERT INTO saga_log (order_id, entry) VALUES ($1, $2)")
+            .bind(parse_id(id, "order")?)
+            .bind(entry)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores what the saga learned and its log entry, together.
+    pub async fn record(
+        &self,
+        id: &str,
+        fact: Fact<'_>,
+        entry: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let uuid = parse_id(id, "order")?;
+        let mut tx = self.pool.begin().await?;
+        let query = sqlx::query(fact.update()).bind(uuid);
+        let query = match fact {
+            Fact::Priced { quote } => query.bind(Json(quote)),
+            Fact::Reserved {
+                reservation_id: value,
+            }
+            | Fact::ProviderChosen { provider: value }
+            | Fact::Authorized {
+                authorization_id: value,
+            }
+            | Fact::Routed { shipment_id: value } => query.bind(value),
+        };
+        query.execute(&mut *tx).await?;
+        if let Some(entry) = entry {
+            sqlx::query("INSERT INTO saga_log (order_id, entry) VALUES ($1, $2)")
+                .bind(uuid)
+                .bind(entry)
+                .execute(&mut *tx)
+                .await?;
         }
-        counts
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves the order to `state` when it is in one of `from`; returns the
+    /// order as it is afterwards (`None` when there is no such order).
+    pub async fn transition(
+        &self,
+        id: &str,
+        from: &[OrderState],
+        state: OrderState,
+        reason: Option<&str>,
+    ) -> Result<Option<Order>, ApiError> {
+        let from: Vec<String> = from.iter().map(|s| state_text(*s)).collect();
+        sqlx::query(
+            "UPDATE orders SET state = $3, reason = coalesce($4, reason), updated_at = now()
+             WHERE id = $1 AND state = ANY($2)",
+        )
+        .bind(parse_id(id, "order")?)
+        .bind(&from)
+        .bind(state_text(state))
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        self.get(id).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn order(id: &str) -> Order {
         Order {
@@ -155,36 +343,22 @@ mod tests {
 
     #[test]
     fn same_key_and_request_replays_the_order() {
-        let mut store = OrderStore::default();
-        assert!(matches!(
-            store.admit(order("o1"), Some("k"), 1),
-            Admission::New(_)
-        ));
+        let request = json!({"customer_id": "c", "promo_code": null});
         assert_eq!(
-            store.admit(order("o2"), Some("k"), 1),
+            replay(&request, &request.clone(), order("o1")),
             Admission::Replay(order("o1"))
         );
-        assert!(store.get("o2").is_none());
     }
 
     #[test]
     fn same_key_with_another_request_is_refused() {
-        let mut store = OrderStore::default();
-        store.admit(order("o1"), Some("k"), 1);
-        assert_eq!(store.admit(order("o2"), Some("k"), 2), Admission::KeyReused);
-    }
-
-    #[test]
-    fn without_a_key_every_request_is_a_new_order() {
-        let mut store = OrderStore::default();
-        assert!(matches!(
-            store.admit(order("o1"), None, 1),
-            Admission::New(_)
-        ));
-        assert!(matches!(
-            store.admit(order("o2"), None, 1),
-            Admission::New(_)
-        ));
-        assert_eq!(store.count_by_state().get(&OrderState::Pending), Some(&2));
+        assert_eq!(
+            replay(
+                &json!({"customer_id": "c"}),
+                &json!({"customer_id": "d"}),
+                order("o1")
+            ),
+            Admission::KeyReused
+        );
     }
 }

@@ -1,0 +1,347 @@
+//! A throwaway PostgreSQL cluster on a free loopback port, for `oms up`, the
+//! demo and the tests: `initdb` into a temporary directory, `postgres`
+//! listening on 127.0.0.1 only, everything deleted when it is dropped.
+//! Durability settings stay PostgreSQL's defaults (fsync, synchronous commit).
+
+use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+use tempfile::TempDir;
+
+/// The role and database the cluster is created with.
+const USER: &str = "oms";
+// A macro so that SQL using it stays a string literal.
+macro_rules! database {
+    () => {
+        "oms"
+    };
+}
+const DATABASE: &str = database!();
+const DIR_PREFIX: &str = "homeostat-postgres-";
+/// Holds the pid of the process that made the cluster.
+const OWNER_FILE: &str = "owner.pid";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalPostgresError {
+    #[error(
+        "PostgreSQL's server binaries (initdb, postgres) were not found on PATH, in \
+         $HOMEOSTAT_PG_BIN or in /usr/lib/postgresql/*/bin: install them \
+         (Debian: apt-get install postgresql) or pass --database-url"
+    )]
+    NotInstalled,
+    #[error(
+        "running as root, PostgreSQL needs an unprivileged user to run as, and neither \
+         `postgres` nor `nobody` exists"
+    )]
+    NoUser,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("initdb failed ({status}):\n{output}")]
+    Initdb { status: String, output: String },
+    #[error("PostgreSQL exited while starting ({status}); its log:\n{log}")]
+    Exited { status: String, log: String },
+    #[error(
+        "PostgreSQL did not accept connections within {READY_TIMEOUT:?}: {last}; its log:\n{log}"
+    )]
+    NotReady { last: String, log: String },
+    #[error("cannot create database {DATABASE}: {0}")]
+    CreateDatabase(#[source] sqlx::Error),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalPostgresError {
+    let what = what.into();
+    move |source| LocalPostgresError::Io { what, source }
+}
+
+/// A running throwaway cluster; dropping it stops the server and deletes its files.
+pub struct LocalPostgres {
+    child: Child,
+    url: String,
+    log_path: PathBuf,
+    // Dropped last: the server must be stopped before its files go.
+    dir: TempDir,
+}
+
+impl LocalPostgres {
+    /// Creates a cluster and starts it; returns once the `oms` database accepts connections.
+    pub async fn start() -> Result<Self, LocalPostgresError> {
+        let bin = server_binaries()?;
+        let run_as = unprivileged_user()?;
+        remove_abandoned_clusters();
+        let dir = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir()
+            .map_err(io("create the PostgreSQL directory"))?;
+        std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+            .map_err(io("write the PostgreSQL directory's owner"))?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .map_err(io(format!("chown {}", dir.path().display())))?;
+        }
+        let data = dir.path().join("data");
+        let log_path = dir.path().join("postgres.log");
+
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("--pgdata")
+            .arg(&data)
+            .args(["--auth=trust", "--username", USER, "--encoding=UTF8"])
+            .args(["--no-locale", "--no-instructions"]);
+        as_user(&mut initdb, run_as);
+        let output = initdb.output().map_err(io("run initdb"))?;
+        if !output.status.success() {
+            return Err(LocalPostgresError::Initdb {
+                status: output.status.to_string(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            });
+        }
+
+        let port = free_port()?;
+        let log = File::create(&log_path).map_err(io("create the PostgreSQL log"))?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&log_path, Some(uid), Some(gid))
+                .map_err(io("chown the PostgreSQL log"))?;
+        }
+        let log_err = log.try_clone().map_err(io("open the PostgreSQL log"))?;
+        let mut postgres = stops_with_this_process(&bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])
+            // TCP only: no socket file outside the cluster's own directory.
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", "max_connections=300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        as_user(&mut postgres, run_as);
+        let child = postgres.spawn().map_err(io("start postgres"))?;
+        let mut server = Self {
+            child,
+            url: format!("postgres://{USER}@127.0.0.1:{port}/{DATABASE}"),
+            log_path,
+            dir,
+        };
+        server.wait_ready(port).await?;
+        Ok(server)
+    }
+
+    /// `postgres://oms@127.0.0.1:PORT/oms`
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The cluster's directory (data and log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self, port: u16) -> Result<(), LocalPostgresError> {
+        let admin = format!("postgres://{USER}@127.0.0.1:{port}/postgres");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(LocalPostgresError::Exited {
+                    status: status.to_string(),
+                    log: self.log(),
+                });
+            }
+            match PgConnection::connect(&admin).await {
+                Ok(mut conn) => {
+                    sqlx::query(concat!("CREATE DATABASE ", database!()))
+                        .execute(&mut conn)
+                        .await
+                        .map_err(LocalPostgresError::CreateDatabase)?;
+                    let _ = conn.close().await;
+                    return Ok(());
+                }
+                Err(err) if Instant::now() >= deadline => {
+                    return Err(LocalPostgresError::NotReady {
+                        last: err.to_string(),
+                        log: self.log(),
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Stops the server: a fast shutdown (SIGINT), then SIGKILL if it lingers.
+    fn stop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The directory holding `initdb` and `postgres`.
+fn server_binaries() -> Result<PathBuf, LocalPostgresError> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    let from_env = std::env::var_os("HOMEOSTAT_PG_BIN").map(PathBuf::from);
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    // Debian keeps the server out of PATH, one directory per major version.
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    debian.sort_by_key(|dir| {
+        dir.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    debian.reverse();
+    from_env
+        .into_iter()
+        .chain(on_path)
+        .chain(debian)
+        .find(|dir| has_both(dir))
+        .ok_or(LocalPostgresError::NotInstalled)
+}
+
+/// PostgreSQL refuses to run as root: pick `postgres` (or `nobody`) then.
+fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPostgresError> {
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .map_err(io("read the current user"))?;
+    if uid != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(io("read /etc/passwd"))?;
+    ["postgres", "nobody"]
+        .iter()
+        .find_map(|name| passwd_entry(&passwd, name))
+        .map(Some)
+        .ok_or(LocalPostgresError::NoUser)
+}
+
+/// `(uid, gid)` of `name` in an `/etc/passwd` text.
+fn passwd_entry(passwd: &str, name: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        let _password = fields.next()?;
+        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    })
+}
+
+/// `postgres` under `setpriv --pdeathsig INT` where util-linux has it, so
+/// that a SIGKILLed owner (which runs no destructor) still takes the server
+/// down with a fast shutdown.
+fn stops_with_this_process(postgres: &Path) -> Command {
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file());
+    match setpriv {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.args(["--pdeathsig", "INT", "--"]).arg(postgres);
+            command
+        }
+        None => Command::new(postgres),
+    }
+}
+
+/// Deletes the directories of clusters whose owner died without cleaning up
+/// (SIGKILL) once their server has stopped too.
+fn remove_abandoned_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let alive = |pid: &str| {
+        let pid = pid.trim();
+        !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && Path::new("/proc").join(pid).exists()
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(DIR_PREFIX));
+        let Ok(owner) = std::fs::read_to_string(path.join(OWNER_FILE)) else {
+            continue;
+        };
+        // postmaster.pid's first line is the server's pid; it is removed at shutdown.
+        let server_running = std::fs::read_to_string(path.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().map(alive))
+            .unwrap_or(false);
+        if is_ours && !alive(&owner) && !server_running {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn as_user(command: &mut Command, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
+        // HOME of root is not readable by the postgres user.
+        command.env("HOME", "/");
+    }
+}
+
+fn free_port() -> Result<u16, LocalPostgresError> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(io("find a free loopback port"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passwd_entry;
+
+    #[test]
+    fn finds_a_user_in_passwd() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\npostgres:x:101:104::/var/lib/postgresql:/bin/bash\n";
+        assert_eq!(passwd_entry(passwd, "postgres"), Some((101, 104)));
+        assert_eq!(passwd_entry(passwd, "nobody"), None);
+        assert_eq!(
+            passwd_entry("postgres:x:abc:1::/:/bin/sh", "postgres"),
+            None
+        );
+    }
+}

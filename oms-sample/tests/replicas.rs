@@ -1,0 +1,221 @@
+//! Two replicas of every service on one real PostgreSQL: two `oms up`
+//! processes sharing a database, each calling its own services, as two pods
+//! of each Deployment behind their Services would. Stock, money, idempotency
+//! keys and lookups must hold across them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Oms, order_request};
+use futures::future::join_all;
+use homeostat_oms::db::local::LocalPostgres;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+async fn replicas(postgres: &LocalPostgres) -> (Oms, Oms) {
+    let a = Oms::start(&["--database-url", postgres.url()]).await;
+    let b = Oms::start(&["--database-url", postgres.url()]).await;
+    (a, b)
+}
+
+async fn db(postgres: &LocalPostgres) -> PgConnection {
+    PgConnection::connect(postgres.url())
+        .await
+        .expect("connect to the test database")
+}
+
+async fn create(oms: &Oms, body: &Value, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = oms
+        .http
+        .post(format!("{}/v1/orders", oms.url("orders")))
+        .timeout(Duration::from_secs(60))
+        .json(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.expect("create order");
+    let status = response.status();
+    (status, response.json().await.expect("order json"))
+}
+
+#[tokio::test]
+async fn two_replicas_never_oversell_nor_charge_twice() {
+    let postgres = LocalPostgres::start().await.expect("PostgreSQL");
+    let (a, b) = replicas(&postgres).await;
+
+    // A warehouse count: 40 posters left, all in WH-CENTRAL.
+    const STOCK: i64 = 40;
+    const ORDERS: usize = 60;
+    let mut conn = db(&postgres).await;
+    sqlx::raw_sql(
+        "UPDATE inventory.stock SET on_hand = CASE warehouse WHEN 'WH-CENTRAL' THEN 40 ELSE 0 END
+           WHERE sku = 'SKU-POSTER';
+         UPDATE inventory.sku_totals SET on_hand = 40, held = 0 WHERE sku = 'SKU-POSTER';",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("set the poster stock");
+
+    // 60 customers at once, half through each replica.
+    let body = order_request("SKU-POSTER", 1, "tok_visa");
+    let answers = join_all((0..ORDERS).map(|i| {
+        let oms = if i % 2 == 0 { &a } else { &b };
+        create(oms, &body, None)
+    }))
+    .await;
+    let mut confirmed = Vec::new();
+    for (status, order) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{order}");
+        match order["state"].as_str() {
+            Some("confirmed") => confirmed.push(order.clone()),
+            Some("rejected") => assert!(
+                order["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("out_of_stock")),
+                "only stock may run out: {order}"
+            ),
+            _ => panic!("not terminal: {order}"),
+        }
+    }
+    assert_eq!(
+        confirmed.len() as i64,
+        STOCK,
+        "every poster sold, none twice"
+    );
+
+    // The ledger agrees: nothing on hand, nothing held, no negative stock.
+    let (on_hand, held): (i64, i64) =
+        sqlx::query_as("SELECT on_hand, held FROM inventory.sku_totals WHERE sku = 'SKU-POSTER'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("poster totals");
+    assert_eq!((on_hand, held), (0, 0));
+    let warehouses: i64 = sqlx::query_scalar(
+        "SELECT sum(on_hand)::bigint FROM inventory.stock WHERE sku = 'SKU-POSTER'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("poster stock");
+    assert_eq!(warehouses, 0);
+
+    // Money: captured at the providers = the totals of the confirmed orders,
+    // one authorisation per order.
+    let confirmed_total: u64 = confirmed
+        .iter()
+        .map(|o| o["quote"]["total_cents"].as_u64().expect("total"))
+        .sum();
+    let (captured, authorizations): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(amount_cents), 0)::bigint, count(*) FROM (
+             SELECT amount_cents, state FROM payment_primary.authorizations
+             UNION ALL SELECT amount_cents, state FROM payment_secondary.authorizations) a
+         WHERE state = 'captured'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("captured money");
+    assert_eq!(captured as u64, confirmed_total);
+    assert_eq!(authorizations as usize, confirmed.len());
+
+    // Every order reads the same through either replica.
+    for order in &answers {
+        let id = order.1["id"].as_str().expect("id");
+        let (_, via_a) = a.get("orders", &format!("/v1/orders/{id}")).await;
+        let (_, via_b) = b.get("orders", &format!("/v1/orders/{id}")).await;
+        assert_eq!(via_a, via_b);
+        assert_eq!(via_a["state"], order.1["state"]);
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_creates_one_order_across_replicas() {
+    let postgres = LocalPostgres::start().await.expect("PostgreSQL");
+    let (a, b) = replicas(&postgres).await;
+    let body = order_request("SKU-MUG", 2, "tok_visa");
+
+    // The same retry reaches both replicas at once, several times.
+    let answers = join_all((0..8).map(|i| {
+        let oms = if i % 2 == 0 { &a } else { &b };
+        create(oms, &body, Some("checkout-7f3a"))
+    }))
+    .await;
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    let id = answers[0].1["id"].as_str().expect("id").to_owned();
+    for (status, order) in &answers {
+        assert!(
+            *status == StatusCode::CREATED || *status == StatusCode::OK,
+            "{order}"
+        );
+        assert_eq!(order["id"], id.as_str());
+    }
+
+    // Once done, a retry on either replica answers the finished order.
+    let (status, again) = create(&b, &body, Some("checkout-7f3a")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["state"], "confirmed", "{again}");
+    let (status, refused) = create(
+        &a,
+        &order_request("SKU-MUG", 3, "tok_visa"),
+        Some("checkout-7f3a"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused["error"], "idempotency_key_reused");
+
+    // One order, one authorisation: charged once.
+    let mut conn = db(&postgres).await;
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
+        .fetch_one(&mut conn)
+        .await
+        .expect("orders");
+    let authorizations: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM payment_primary.authorizations)
+              + (SELECT count(*) FROM payment_secondary.authorizations)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("authorizations");
+    assert_eq!((orders, authorizations), (1, 1));
+}
+
+#[tokio::test]
+async fn a_refund_retried_with_its_id_is_paid_once() {
+    let postgres = LocalPostgres::start().await.expect("PostgreSQL");
+    let (a, b) = replicas(&postgres).await;
+    let order = a.order("SKU-HOODIE", "tok_visa").await;
+    let provider = order["payment_provider"].as_str().expect("provider");
+    let auth = order["authorization_id"].as_str().expect("authorization");
+    let path = format!("/v1/authorizations/{auth}/refund");
+    let refund = serde_json::json!({ "amount_cents": 100, "refund_id": "rf-1" });
+
+    // The same refund, retried on both replicas of the provider.
+    for oms in [&a, &b, &a] {
+        let (status, body) = oms.post(provider, &path, &refund).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["refunded_cents"], 100, "{body}");
+    }
+    // Another amount under the same id is refused; a new id refunds again.
+    let (status, body) = b
+        .post(
+            provider,
+            &path,
+            &serde_json::json!({ "amount_cents": 200, "refund_id": "rf-1" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "refund_id_reused");
+    let (status, body) = b
+        .post(
+            provider,
+            &path,
+            &serde_json::json!({ "amount_cents": 200, "refund_id": "rf-2" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["refunded_cents"], 300);
+}

@@ -1,0 +1,87 @@
+//! Servers the demo and the tests run from the system's packages: installed
+//! from Debian's packages when missing and we are root on Debian, otherwise
+//! named exactly, so the user knows what to install.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::workspace;
+
+/// A server the project runs but does not build.
+pub struct SystemPackage {
+    /// Debian's package name.
+    pub debian: &'static str,
+    /// Whether it is usable as it is.
+    pub present: fn() -> bool,
+    /// What to install on a system other than Debian.
+    pub elsewhere: &'static str,
+}
+
+pub const PROMETHEUS: SystemPackage = SystemPackage {
+    debian: "prometheus",
+    present: || on_path("prometheus") && on_path("promtool"),
+    elsewhere: "a Prometheus 2.x or 3.x release with `prometheus` and `promtool` on the PATH",
+};
+
+/// The OMS's throwaway clusters need `initdb` and `postgres` (Debian keeps
+/// them in /usr/lib/postgresql/<version>/bin).
+pub const POSTGRESQL: SystemPackage = SystemPackage {
+    debian: "postgresql",
+    present: || {
+        on_path("initdb")
+            || std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+                versions
+                    .flatten()
+                    .any(|v| v.path().join("bin/initdb").is_file())
+            })
+    },
+    elsewhere: "PostgreSQL 13 or newer with `initdb` and `postgres` on the PATH",
+};
+
+fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Installs whichever of `packages` is missing, or says what to install.
+pub fn ensure(packages: &[&SystemPackage]) -> anyhow::Result<()> {
+    let missing: Vec<&SystemPackage> = packages
+        .iter()
+        .copied()
+        .filter(|p| !(p.present)())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|p| p.debian).collect();
+    if Path::new("/etc/debian_version").is_file() && is_root() {
+        eprintln!(
+            "installing from Debian's packages: apt-get install {}",
+            names.join(" ")
+        );
+        workspace::run(Command::new("apt-get").arg("update"))?;
+        workspace::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(&names)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        return Ok(());
+    }
+    let elsewhere: Vec<&str> = missing.iter().map(|p| p.elsewhere).collect();
+    bail!(
+        "not installed: {} (Debian/Ubuntu: `sudo apt-get install {}`; elsewhere {}); install and run again",
+        names.join(", "),
+        names.join(" "),
+        elsewhere.join("; ")
+    )
+}
