@@ -18,6 +18,12 @@ pub fn is_oms_service(name: &str) -> bool {
     OMS_SERVICES.contains(&name)
 }
 
+/// Whether the service keeps state, and so needs a database (every service
+/// but `tax`, which prices baskets from the catalogue alone).
+pub fn keeps_state(name: &str) -> bool {
+    is_oms_service(name) && name != "tax"
+}
+
 /// The CEL list literal of the service names, for schema rules.
 pub(crate) const OMS_SERVICES_CEL: &str = "['orders', 'inventory', 'tax', 'payment-primary', 'payment-secondary', 'fulfillment', 'notifications', 'returns']";
 

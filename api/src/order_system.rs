@@ -60,6 +60,44 @@ pub struct OrderSystemSpec {
     /// Create Prometheus Operator ServiceMonitors when that CRD is installed.
     #[serde(default = "default_true")]
     pub service_monitors: bool,
+
+    /// The PostgreSQL database the stateful services (all but tax) keep their
+    /// state in, each in a schema of its own that it creates and migrates at
+    /// start. Without it those services cannot start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSpec>,
+}
+
+/// Where the OMS's database is.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// The Secret, in the OrderSystem's namespace, whose key holds the
+    /// connection URL: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
+    /// (add `?sslmode=require` for TLS).
+    pub url_secret: SecretKey,
+
+    /// Connections each replica's pool may open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub pool_size: Option<i32>,
+}
+
+/// One key of a Secret in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKey {
+    /// The Secret's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// The key within the Secret.
+    #[serde(default = "default_url_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
 }
 
 /// Image pull policy of the OMS containers.
@@ -150,6 +188,9 @@ pub struct ServiceStatus {
     pub ready_replicas: i32,
 }
 
+fn default_url_key() -> String {
+    "url".to_owned()
+}
 fn default_image() -> String {
     DEFAULT_OMS_IMAGE.to_owned()
 }

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use homeostat_api::oms::OMS_SERVICES;
+use homeostat_api::oms::{OMS_SERVICES, keeps_state};
 use homeostat_api::routing::{payment_routing, render_routing_data};
 use homeostat_api::{ImagePullPolicy, OrderSystem};
 use kube::{Resource, ResourceExt};
@@ -148,6 +148,19 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
         });
         if let Some(policy) = pull_policy {
             container["imagePullPolicy"] = json!(policy);
+        }
+        if let Some(database) = os.spec.database.as_ref().filter(|_| keeps_state(service)) {
+            let mut env = vec![json!({
+                "name": "OMS_DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {
+                    "name": database.url_secret.name,
+                    "key": database.url_secret.key,
+                }},
+            })];
+            if let Some(size) = database.pool_size {
+                env.push(json!({"name": "OMS_DB_POOL_SIZE", "value": size.to_string()}));
+            }
+            container["env"] = json!(env);
         }
         if let Some(resources) = &overrides.resources {
             container["resources"] = serde_json::to_value(resources).unwrap_or(Value::Null);
@@ -303,6 +316,32 @@ mod tests {
                 .contains(&json!("shop/oms-routing")),
             "{orders}"
         );
+    }
+
+    #[test]
+    fn stateful_services_read_the_database_url_from_the_secret() {
+        let children = render(
+            &system(json!({"database": {"urlSecret": {"name": "oms-db"}, "poolSize": 4}})),
+            &BTreeMap::new(),
+        );
+        let env = |service: &str| {
+            find(&children, "Deployment", service).body["spec"]["template"]["spec"]["containers"][0]
+                ["env"]
+                .clone()
+        };
+        for service in OMS_SERVICES {
+            if service == "tax" {
+                assert!(env(service).is_null(), "tax keeps no state");
+                continue;
+            }
+            assert_eq!(
+                env(service)[0],
+                json!({"name": "OMS_DATABASE_URL",
+                       "valueFrom": {"secretKeyRef": {"name": "oms-db", "key": "url"}}}),
+                "{service}"
+            );
+            assert_eq!(env(service)[1]["value"], "4");
+        }
     }
 
     #[test]
