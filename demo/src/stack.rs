@@ -198,7 +198,7 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
-        say("starting the OMS (its routing table follows the ConfigMap)");
+        say("starting the OMS on a throwaway PostgreSQL (its routing table follows the ConfigMap)");
         let oms_base_port = free_port_range(OMS_SERVICES.len() as u16)?;
         let admin_token = random_token();
         let mut command = Command::new(&oms_bin);

@@ -11,7 +11,7 @@ use homeostat_api::oms::OMS_SERVICES;
 use homeostat_api::routing::payment_routing;
 use homeostat_oms::client::Peers;
 use homeostat_oms::db::DatabaseConfig;
-use homeostat_oms::db::local::LocalPostgres;
+use homeostat_oms::db::local::{Durability, LocalPostgres};
 use homeostat_oms::loadgen::{self, LoadOptions};
 use homeostat_oms::routing::RoutingSource;
 use homeostat_oms::{telemetry, up};
@@ -263,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // throwaway PostgreSQL lives as long as this process.
             let local = match common.database_url {
                 Some(_) => None,
-                None => Some(LocalPostgres::start().await?),
+                None => Some(LocalPostgres::start_with(Durability::Throwaway).await?),
             };
             if let Some(local) = &local {
                 println!("{:<18} {}", "postgres", local.url());

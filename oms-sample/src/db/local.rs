@@ -64,6 +64,19 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalPostgresEr
     move |source| LocalPostgresError::Io { what, source }
 }
 
+/// What a commit waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// PostgreSQL's defaults: a commit returns once its WAL is on disk.
+    Full,
+    /// For a cluster deleted when its owner exits (`oms up`): commits return
+    /// before their WAL is flushed (`synchronous_commit = off`; fsync stays
+    /// on, so nothing is ever corrupted). A server crash can lose the last
+    /// fraction of a second of commits — of a database that dies with its
+    /// owner anyway — and commits stop queueing behind the disk.
+    Throwaway,
+}
+
 /// A running throwaway cluster; dropping it stops the server and deletes its files.
 pub struct LocalPostgres {
     child: Child,
@@ -74,8 +87,13 @@ pub struct LocalPostgres {
 }
 
 impl LocalPostgres {
-    /// Creates a cluster and starts it; returns once the `oms` database accepts connections.
+    /// Creates a cluster with PostgreSQL's durability defaults and starts it;
+    /// returns once the `oms` database accepts connections.
     pub async fn start() -> Result<Self, LocalPostgresError> {
+        Self::start_with(Durability::Full).await
+    }
+
+    pub async fn start_with(durability: Durability) -> Result<Self, LocalPostgresError> {
         let bin = server_binaries()?;
         let run_as = unprivileged_user()?;
         remove_abandoned_clusters();
@@ -126,6 +144,10 @@ impl LocalPostgres {
             // TCP only: no socket file outside the cluster's own directory.
             .args(["-c", "unix_socket_directories="])
             .args(["-c", "max_connections=300"])
+            .args(match durability {
+                Durability::Full => &[][..],
+                Durability::Throwaway => &["-c", "synchronous_commit=off"][..],
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));

@@ -154,6 +154,9 @@ impl DatabaseConfig {
         PgPoolOptions::new()
             .max_connections(self.pool_size.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // No ping before every use: a dead connection fails its query,
+            // the request is answered 503 and the pool replaces it.
+            .test_before_acquire(false)
             .connect_with(options.options([
                 ("search_path", schema),
                 ("statement_timeout", STATEMENT_TIMEOUT_MS),

@@ -215,12 +215,7 @@ async fn create_shipment(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<ShipmentRequest>,
 ) -> Result<(StatusCode, Json<Shipment>), ApiError> {
-    if request.order_id.is_empty() || request.order_id.len() > 128 {
-        return Err(ApiError::unprocessable(
-            "invalid_order_id",
-            "order_id must have 1 to 128 characters",
-        ));
-    }
+    super::validate_name(crate::services::NameField::OrderId, &request.order_id)?;
     validate_lines(&request.lines)?;
     if let Some(existing) = shipment_of_order(&state.pool, &request.order_id).await? {
         return Ok((StatusCode::OK, Json(existing)));

@@ -73,6 +73,39 @@ pub fn validate_lines(lines: &[Line]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A caller-chosen name: an order id, a refund or a restock id.
+#[derive(Debug, Clone, Copy)]
+pub enum NameField {
+    OrderId,
+    RefundId,
+    RestockId,
+}
+
+/// Checks a caller-chosen name: 1 to 128 characters.
+pub fn validate_name(field: NameField, value: &str) -> Result<(), ApiError> {
+    let (code, name) = match field {
+        NameField::OrderId => ("invalid_order_id", "order_id"),
+        NameField::RefundId => ("invalid_refund_id", "refund_id"),
+        NameField::RestockId => ("invalid_restock_id", "restock_id"),
+    };
+    if value.is_empty() || value.len() > 128 {
+        return Err(ApiError::unprocessable(
+            code,
+            format!("{name} must have 1 to 128 characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// 201 for what this request created, 200 for what an earlier one did.
+pub fn created_or_found(created: bool) -> axum::http::StatusCode {
+    if created {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    }
+}
+
 /// What the services need from their surroundings.
 #[derive(Clone)]
 pub struct Environment {

@@ -120,12 +120,7 @@ async fn create_return(
             format!("unknown provider {:?}", request.provider),
         ));
     }
-    if request.order_id.is_empty() || request.order_id.len() > 128 {
-        return Err(ApiError::unprocessable(
-            "invalid_order_id",
-            "order_id must have 1 to 128 characters",
-        ));
-    }
+    super::validate_name(crate::services::NameField::OrderId, &request.order_id)?;
     // Claim the return before any money moves: one replica refunds, the
     // others answer with the claim.
     let id = db::new_id();

@@ -106,20 +106,10 @@ async fn reserve(
     State(state): State<Shared>,
     JsonBody(request): JsonBody<ReserveRequest>,
 ) -> Result<(StatusCode, Json<Reservation>), ApiError> {
-    if request.order_id.is_empty() || request.order_id.len() > 128 {
-        return Err(ApiError::unprocessable(
-            "invalid_order_id",
-            "order_id must have 1 to 128 characters",
-        ));
-    }
+    crate::services::validate_name(crate::services::NameField::OrderId, &request.order_id)?;
     validate_lines(&request.lines)?;
     let (reservation, created) = ledger::reserve(&state, &request.order_id, &request.lines).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(reservation)))
+    Ok((super::created_or_found(created), Json(reservation)))
 }
 
 /// Look a reservation up.
@@ -199,15 +189,8 @@ async fn restock(
             format!("unknown warehouse {warehouse:?}"),
         ));
     }
-    if request
-        .restock_id
-        .as_ref()
-        .is_some_and(|r| r.is_empty() || r.len() > 128)
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_restock_id",
-            "restock_id must have 1 to 128 characters",
-        ));
+    if let Some(restock_id) = &request.restock_id {
+        super::validate_name(crate::services::NameField::RestockId, restock_id)?;
     }
     let restocked_units = ledger::restock(
         &state,

@@ -87,23 +87,39 @@ pub enum Fact<'a> {
     Routed { shipment_id: &'a str },
 }
 
+/// The log half of a fact's statement.
+macro_rules! log_entry {
+    () => {
+        "INSERT INTO saga_log (order_id, entry) SELECT $1, $3::text WHERE $3::text IS NOT NULL"
+    };
+}
+use log_entry;
+
 impl Fact<'_> {
-    /// The statement that stores the fact ($1 the order, $2 the value).
-    fn update(&self) -> &'static str {
+    /// The statement that stores the fact and its log entry in one round
+    /// trip ($1 the order, $2 the value, $3 the entry or NULL).
+    fn statement(&self) -> &'static str {
         match self {
-            Fact::Reserved { .. } => {
-                "UPDATE orders SET reservation_id = $2, updated_at = now() WHERE id = $1"
-            }
-            Fact::Priced { .. } => "UPDATE orders SET quote = $2, updated_at = now() WHERE id = $1",
-            Fact::ProviderChosen { .. } => {
-                "UPDATE orders SET payment_provider = $2, updated_at = now() WHERE id = $1"
-            }
-            Fact::Authorized { .. } => {
-                "UPDATE orders SET authorization_id = $2, updated_at = now() WHERE id = $1"
-            }
-            Fact::Routed { .. } => {
-                "UPDATE orders SET shipment_id = $2, updated_at = now() WHERE id = $1"
-            }
+            Fact::Reserved { .. } => concat!(
+                "WITH fact AS (UPDATE orders SET reservation_id = $2, updated_at = now() WHERE id = $1) ",
+                log_entry!()
+            ),
+            Fact::Priced { .. } => concat!(
+                "WITH fact AS (UPDATE orders SET quote = $2, updated_at = now() WHERE id = $1) ",
+                log_entry!()
+            ),
+            Fact::ProviderChosen { .. } => concat!(
+                "WITH fact AS (UPDATE orders SET payment_provider = $2, updated_at = now() WHERE id = $1) ",
+                log_entry!()
+            ),
+            Fact::Authorized { .. } => concat!(
+                "WITH fact AS (UPDATE orders SET authorization_id = $2, updated_at = now() WHERE id = $1) ",
+                log_entry!()
+            ),
+            Fact::Routed { .. } => concat!(
+                "WITH fact AS (UPDATE orders SET shipment_id = $2, updated_at = now() WHERE id = $1) ",
+                log_entry!()
+            ),
         }
     }
 }
@@ -261,16 +277,14 @@ impl OrderStore {
         Ok(())
     }
 
-    /// Stores what the saga learned and its log entry, together.
+    /// Stores what the saga learned and its log entry, in one statement.
     pub async fn record(
         &self,
         id: &str,
         fact: Fact<'_>,
         entry: Option<&str>,
     ) -> Result<(), ApiError> {
-        let uuid = parse_id(id, "order")?;
-        let mut tx = self.pool.begin().await?;
-        let query = sqlx::query(fact.update()).bind(uuid);
+        let query = sqlx::query(fact.statement()).bind(parse_id(id, "order")?);
         let query = match fact {
             Fact::Priced { quote } => query.bind(Json(quote)),
             Fact::Reserved {
@@ -282,15 +296,7 @@ impl OrderStore {
             }
             | Fact::Routed { shipment_id: value } => query.bind(value),
         };
-        query.execute(&mut *tx).await?;
-        if let Some(entry) = entry {
-            sqlx::query("INSERT INTO saga_log (order_id, entry) VALUES ($1, $2)")
-                .bind(uuid)
-                .bind(entry)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        query.bind(entry).execute(&self.pool).await?;
         Ok(())
     }
 

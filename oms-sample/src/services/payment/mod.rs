@@ -74,14 +74,7 @@ async fn authorize(
     JsonBody(request): JsonBody<AuthorizeRequest>,
 ) -> Result<(StatusCode, Json<Authorization>), ApiError> {
     let (auth, created) = state.authorize(&request).await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(auth),
-    ))
+    Ok((super::created_or_found(created), Json(auth)))
 }
 
 /// Look an authorisation up.
@@ -156,15 +149,8 @@ async fn refund(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<RefundRequest>,
 ) -> Result<Json<Authorization>, ApiError> {
-    if request
-        .refund_id
-        .as_ref()
-        .is_some_and(|r| r.is_empty() || r.len() > 128)
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_refund_id",
-            "refund_id must have 1 to 128 characters",
-        ));
+    if let Some(refund_id) = &request.refund_id {
+        super::validate_name(crate::services::NameField::RefundId, refund_id)?;
     }
     state
         .refund(&id, request.amount_cents, request.refund_id.as_deref())

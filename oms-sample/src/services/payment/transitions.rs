@@ -18,12 +18,7 @@ pub enum Verdict {
 
 /// Checks a request before anything is written; declines happen here.
 pub fn check_authorize(request: &AuthorizeRequest, provider: &str) -> Result<(), ApiError> {
-    if request.order_id.is_empty() || request.order_id.len() > 128 {
-        return Err(ApiError::unprocessable(
-            "invalid_order_id",
-            "order_id must have 1 to 128 characters",
-        ));
-    }
+    crate::services::validate_name(crate::services::NameField::OrderId, &request.order_id)?;
     if request.currency != "EUR" {
         return Err(ApiError::unprocessable(
             "unsupported_currency",
