@@ -93,7 +93,6 @@ macro_rules! log_entry {
         "INSERT INTO saga_log (order_id, entry) SELECT $1, $3::text WHERE $3::text IS NOT NULL"
     };
 }
-use log_entry;
 
 impl Fact<'_> {
     /// The statement that stores the fact and its log entry in one round
