@@ -68,3 +68,19 @@ async fn a_lost_database_is_answered_503_with_retry_after() {
     assert_eq!(status, 200);
     assert!(!body.to_string().contains("127.0.0.1"), "{body}");
 }
+
+#[tokio::test]
+async fn a_providers_status_is_a_write_to_its_book() {
+    let postgres = LocalPostgres::start().await.expect("PostgreSQL");
+    let oms = Oms::start(&["--database-url", postgres.url()]).await;
+    let (status, first) = oms.get("payment-secondary", "/v1/status").await;
+    assert_eq!(status, 200, "{first}");
+    let (_, second) = oms.get("payment-secondary", "/v1/status").await;
+    let beats = |body: &serde_json::Value| body["heartbeats"].as_u64().expect("heartbeats");
+    assert!(beats(&second) > beats(&first), "{first} then {second}");
+
+    // A book that takes no writes is an unhealthy provider, and says so.
+    drop(postgres);
+    let (status, body) = oms.get("payment-secondary", "/v1/status").await;
+    assert_eq!(status, 503, "{body}");
+}

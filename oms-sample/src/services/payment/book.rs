@@ -215,12 +215,18 @@ impl Book {
         Ok(auth)
     }
 
-    /// Authorisations neither captured nor voided yet.
-    pub async fn open_authorizations(&self) -> Result<u64, ApiError> {
-        let open: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM authorizations WHERE state = 'authorized'")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(from_bigint(open))
+    /// Records a heartbeat (a write, committed like an authorisation) and
+    /// counts the authorisations neither captured nor voided yet.
+    pub async fn heartbeat(&self) -> Result<(u64, u64), ApiError> {
+        let (beats, open): (i64, i64) = sqlx::query_as(
+            "WITH beat AS (
+                 UPDATE heartbeat SET beats = beats + 1, beat_at = now() RETURNING beats
+             )
+             SELECT (SELECT beats FROM beat),
+                    (SELECT count(*) FROM authorizations WHERE state = 'authorized')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((from_bigint(beats), from_bigint(open)))
     }
 }

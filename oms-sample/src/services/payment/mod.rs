@@ -95,18 +95,24 @@ pub struct ProviderStatus {
     pub provider: String,
     /// Authorisations neither captured nor voided yet.
     pub open_authorizations: u64,
+    /// Status calls so far, each one a write to the provider's book.
+    pub heartbeats: u64,
 }
 
-/// The provider's status: cheap, and slowed or failed by faults like every
-/// other call, so probing it measures the provider as customers would.
+/// The provider's status. It writes a heartbeat to the provider's book, so
+/// it fails when the book cannot take writes and costs what an authorisation
+/// costs; and faults slow or fail it like every other call. Probing it thus
+/// measures the provider as customers would find it.
 #[utoipa::path(get, path = "/v1/status", responses(
     (status = 200, description = "The provider answers", body = ProviderStatus),
     (status = 503, description = "Its database does not answer", body = ErrorBody),
 ))]
 async fn status(State(state): State<Shared>) -> Result<Json<ProviderStatus>, ApiError> {
+    let (heartbeats, open_authorizations) = state.heartbeat().await?;
     Ok(Json(ProviderStatus {
         provider: state.provider.to_owned(),
-        open_authorizations: state.open_authorizations().await?,
+        open_authorizations,
+        heartbeats,
     }))
 }
 
