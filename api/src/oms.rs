@@ -24,6 +24,12 @@ pub fn keeps_state(name: &str) -> bool {
     is_oms_service(name) && name != "tax"
 }
 
+/// Whether the service sends or receives order events, and so needs the
+/// NATS server: `orders` publishes them, `notifications` consumes them.
+pub fn handles_events(name: &str) -> bool {
+    matches!(name, "orders" | "notifications")
+}
+
 /// The CEL list literal of the service names, for schema rules.
 pub(crate) const OMS_SERVICES_CEL: &str = "['orders', 'inventory', 'tax', 'payment-primary', 'payment-secondary', 'fulfillment', 'notifications', 'returns']";
 

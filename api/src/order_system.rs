@@ -66,6 +66,21 @@ pub struct OrderSystemSpec {
     /// start. Without it those services cannot start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseSpec>,
+
+    /// The NATS server (JetStream on) the order events go through: `orders`
+    /// publishes them from its outbox, `notifications` consumes them. Without
+    /// it those two services cannot start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsSpec>,
+}
+
+/// Where the OMS's order events go.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsSpec {
+    /// The Secret, in the OrderSystem's namespace, whose key holds the NATS
+    /// URL: `nats://HOST:4222`, or `nats://USER:PASSWORD@HOST:4222`.
+    pub nats_url_secret: SecretKey,
 }
 
 /// Where the OMS's database is.

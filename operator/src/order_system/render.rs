@@ -16,9 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use homeostat_api::oms::{OMS_SERVICES, keeps_state};
+use homeostat_api::oms::{OMS_SERVICES, handles_events, keeps_state};
 use homeostat_api::routing::{payment_routing, render_routing_data};
-use homeostat_api::{ImagePullPolicy, OrderSystem};
+use homeostat_api::{ImagePullPolicy, OrderSystem, SecretKey};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -149,17 +149,17 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
         if let Some(policy) = pull_policy {
             container["imagePullPolicy"] = json!(policy);
         }
+        let mut env = Vec::new();
         if let Some(database) = os.spec.database.as_ref().filter(|_| keeps_state(service)) {
-            let mut env = vec![json!({
-                "name": "OMS_DATABASE_URL",
-                "valueFrom": {"secretKeyRef": {
-                    "name": database.url_secret.name,
-                    "key": database.url_secret.key,
-                }},
-            })];
+            env.push(from_secret("OMS_DATABASE_URL", &database.url_secret));
             if let Some(size) = database.pool_size {
                 env.push(json!({"name": "OMS_DB_POOL_SIZE", "value": size.to_string()}));
             }
+        }
+        if let Some(events) = os.spec.events.as_ref().filter(|_| handles_events(service)) {
+            env.push(from_secret("OMS_NATS_URL", &events.nats_url_secret));
+        }
+        if !env.is_empty() {
             container["env"] = json!(env);
         }
         if let Some(resources) = &overrides.resources {
@@ -262,6 +262,14 @@ pub fn service_monitor(os: &OrderSystem) -> Child {
     }
 }
 
+/// An environment variable read from one key of a Secret.
+fn from_secret(variable: &str, secret: &SecretKey) -> Value {
+    json!({
+        "name": variable,
+        "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +349,29 @@ mod tests {
                 "{service}"
             );
             assert_eq!(env(service)[1]["value"], "4");
+        }
+    }
+
+    #[test]
+    fn orders_and_notifications_read_the_nats_url_from_the_secret() {
+        let children = render(
+            &system(json!({"events": {"natsUrlSecret": {"name": "oms-nats"}}})),
+            &BTreeMap::new(),
+        );
+        for service in OMS_SERVICES {
+            let env = find(&children, "Deployment", service).body["spec"]["template"]["spec"]
+                ["containers"][0]["env"]
+                .clone();
+            if matches!(service, "orders" | "notifications") {
+                assert_eq!(
+                    env,
+                    json!([{"name": "OMS_NATS_URL",
+                            "valueFrom": {"secretKeyRef": {"name": "oms-nats", "key": "url"}}}]),
+                    "{service}"
+                );
+            } else {
+                assert!(env.is_null(), "{service} neither sends nor receives events");
+            }
         }
     }
 
