@@ -170,14 +170,6 @@ pub const FULFILLMENT_CANCEL: ClientCall = call(
     None,
     "Shipment",
 );
-pub const NOTIFICATIONS_PUBLISH: ClientCall = call(
-    "notifications.publish",
-    "notifications",
-    "POST",
-    "/v1/events",
-    Some("OrderEvent"),
-    "EventReceipt",
-);
 pub const RETURNS_CREATE: ClientCall = call(
     "returns.create",
     "returns",
@@ -202,7 +194,6 @@ pub const ALL_CALLS: &[ClientCall] = &[
     PAYMENT_STATUS,
     FULFILLMENT_CREATE,
     FULFILLMENT_CANCEL,
-    NOTIFICATIONS_PUBLISH,
     RETURNS_CREATE,
 ];
 
@@ -247,6 +238,7 @@ mod contract_tests {
             call_timeout: Duration::from_secs(1),
             ship_delay: Duration::from_secs(1),
             database: None,
+            bus: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! Every stateful service keeps its state in its own PostgreSQL schema
 //! ([`db`]), so any service can run with replicas and survives restarts.
 
+pub mod bus;
 pub mod catalog;
 pub mod client;
 pub mod contract;
@@ -22,4 +23,5 @@ pub mod server;
 pub mod services;
 pub mod sync;
 pub mod telemetry;
+pub mod throwaway;
 pub mod up;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use homeostat_api::oms::OMS_SERVICES;
 use homeostat_api::routing::payment_routing;
+use homeostat_oms::bus::BusConfig;
+use homeostat_oms::bus::local::LocalNats;
 use homeostat_oms::client::Peers;
 use homeostat_oms::db::DatabaseConfig;
 use homeostat_oms::db::local::{Durability, LocalPostgres};
@@ -125,6 +127,12 @@ struct Common {
     #[arg(long, env = "OMS_DB_POOL_SIZE", default_value_t = homeostat_oms::db::DEFAULT_POOL_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     db_pool_size: u32,
+    /// NATS server (JetStream on) for order events: `orders` publishes them
+    /// through its outbox, `notifications` consumes them
+    /// (`nats://HOST:PORT`). `oms up` without it starts a throwaway
+    /// nats-server of its own.
+    #[arg(long, env = "OMS_NATS_URL", hide_env_values = true)]
+    nats_url: Option<String>,
 }
 
 impl Common {
@@ -167,11 +175,16 @@ impl Common {
             })
     }
 
+    fn bus(&self, url: Option<String>) -> Option<BusConfig> {
+        url.or_else(|| self.nats_url.clone()).map(BusConfig::new)
+    }
+
     fn options(
         &self,
         services: Vec<(String, SocketAddr)>,
         peers: Peers,
         database: Option<DatabaseConfig>,
+        bus: Option<BusConfig>,
     ) -> anyhow::Result<up::RunOptions> {
         Ok(up::RunOptions {
             services,
@@ -182,6 +195,7 @@ impl Common {
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             ship_delay: Duration::from_millis(self.ship_delay_ms),
             database,
+            bus,
         })
     }
 }
@@ -269,11 +283,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{:<18} {}", "postgres", local.url());
             }
             let database = common.database(local.as_ref().map(LocalPostgres::url));
+            // And a throwaway NATS server, without a NATS URL.
+            let local_nats = match common.nats_url {
+                Some(_) => None,
+                None => Some(LocalNats::start().await?),
+            };
+            if let Some(local_nats) = &local_nats {
+                println!("{:<18} {}", "nats", local_nats.url());
+            }
+            let bus = common.bus(local_nats.as_ref().map(LocalNats::url));
             let result = up::run(
-                common.options(services, Peers::local(base_port), database)?,
+                common.options(services, Peers::local(base_port), database, bus)?,
                 shutdown_signal(),
             )
             .await;
+            drop(local_nats);
             drop(local);
             result
         }
@@ -322,6 +346,7 @@ async fn serve(service: &str, args: ServiceArgs) -> anyhow::Result<()> {
         vec![(service.to_owned(), args.listen)],
         Peers::from_template(&args.peers),
         args.common.database(None),
+        args.common.bus(None),
     )?;
     up::run(options, shutdown_signal()).await
 }

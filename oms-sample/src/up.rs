@@ -10,6 +10,7 @@ use homeostat_api::routing::RoutingTable;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::bus::BusConfig;
 use crate::client::Peers;
 use crate::db::DatabaseConfig;
 use crate::routing::{LiveRouting, RoutingSource, follow};
@@ -29,6 +30,8 @@ pub struct RunOptions {
     pub ship_delay: Duration,
     /// Where the stateful services keep their state.
     pub database: Option<DatabaseConfig>,
+    /// Where order events go.
+    pub bus: Option<BusConfig>,
 }
 
 /// Binds every listener first (so a taken port fails before anything
@@ -42,6 +45,7 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
         call_timeout: options.call_timeout,
         ship_delay: options.ship_delay,
         database: options.database.clone(),
+        bus: options.bus.clone(),
     };
 
     let mut listeners = Vec::new();

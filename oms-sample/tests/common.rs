@@ -226,3 +226,11 @@ fn sum_series(metrics: &str, prefix: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+impl Oms {
+    /// SIGKILL: every service dies at once, mid-work, as in a node crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

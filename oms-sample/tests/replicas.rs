@@ -9,15 +9,21 @@ use std::time::Duration;
 
 use common::{Oms, order_request};
 use futures::future::join_all;
+use homeostat_oms::bus::local::LocalNats;
 use homeostat_oms::db::local::LocalPostgres;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-async fn replicas(postgres: &LocalPostgres) -> (Oms, Oms) {
-    let a = Oms::start(&["--database-url", postgres.url()]).await;
-    let b = Oms::start(&["--database-url", postgres.url()]).await;
-    (a, b)
+/// Two replicas of every service on one database and one broker; the
+/// broker is returned to be kept alive.
+async fn replicas(postgres: &LocalPostgres) -> (Oms, Oms, LocalNats) {
+    let nats = LocalNats::start().await.expect("NATS");
+    let url = nats.url();
+    let shared = ["--database-url", postgres.url(), "--nats-url", &url];
+    let a = Oms::start(&shared).await;
+    let b = Oms::start(&shared).await;
+    (a, b, nats)
 }
 
 async fn db(postgres: &LocalPostgres) -> PgConnection {
@@ -43,7 +49,7 @@ async fn create(oms: &Oms, body: &Value, key: Option<&str>) -> (StatusCode, Valu
 #[tokio::test]
 async fn two_replicas_never_oversell_nor_charge_twice() {
     let postgres = LocalPostgres::start().await.expect("PostgreSQL");
-    let (a, b) = replicas(&postgres).await;
+    let (a, b, _nats) = replicas(&postgres).await;
 
     // A warehouse count: 40 posters left, all in WH-CENTRAL.
     const STOCK: i64 = 40;
@@ -131,7 +137,7 @@ async fn two_replicas_never_oversell_nor_charge_twice() {
 #[tokio::test]
 async fn an_idempotency_key_creates_one_order_across_replicas() {
     let postgres = LocalPostgres::start().await.expect("PostgreSQL");
-    let (a, b) = replicas(&postgres).await;
+    let (a, b, _nats) = replicas(&postgres).await;
     let body = order_request("SKU-MUG", 2, "tok_visa");
 
     // The same retry reaches both replicas at once, several times.
@@ -186,7 +192,7 @@ async fn an_idempotency_key_creates_one_order_across_replicas() {
 #[tokio::test]
 async fn a_refund_retried_with_its_id_is_paid_once() {
     let postgres = LocalPostgres::start().await.expect("PostgreSQL");
-    let (a, b) = replicas(&postgres).await;
+    let (a, b, _nats) = replicas(&postgres).await;
     let order = a.order("SKU-HOODIE", "tok_visa").await;
     let provider = order["payment_provider"].as_str().expect("provider");
     let auth = order["authorization_id"].as_str().expect("authorization");

@@ -16,7 +16,7 @@ const PACKAGES: [&str; 4] = [
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
-    system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL])?;
+    system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL, &system::NATS])?;
     let mut build = workspace::cargo(&["build", "--release", "--locked", "--bins"]);
     for package in PACKAGES {
         build.args(["-p", package]);

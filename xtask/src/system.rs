@@ -40,6 +40,14 @@ pub const POSTGRESQL: SystemPackage = SystemPackage {
     elsewhere: "PostgreSQL 13 or newer with `initdb` and `postgres` on the PATH",
 };
 
+/// The OMS's order events: `nats-server` with JetStream (Debian installs it
+/// in /usr/sbin).
+pub const NATS: SystemPackage = SystemPackage {
+    debian: "nats-server",
+    present: || on_path("nats-server") || Path::new("/usr/sbin/nats-server").is_file(),
+    elsewhere: "nats-server 2.9 or newer on the PATH",
+};
+
 fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))

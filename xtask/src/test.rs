@@ -9,7 +9,7 @@ use crate::{nab, system, test_assets, workspace};
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
     eprintln!("test assets: {}", assets.display());
-    system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL])?;
+    system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL, &system::NATS])?;
 
     workspace::run(&mut workspace::cargo(&["fmt", "--all", "--", "--check"]))?;
     workspace::run(&mut workspace::cargo(&[

@@ -4,7 +4,6 @@
 //! Durability settings stay PostgreSQL's defaults (fsync, synchronous commit).
 
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 use tempfile::TempDir;
+
+use crate::throwaway::{self, dies_with_this_process, free_port};
 
 /// The role and database the cluster is created with.
 const USER: &str = "oms";
@@ -129,14 +130,14 @@ impl LocalPostgres {
             });
         }
 
-        let port = free_port()?;
+        let port = free_port().map_err(io("find a free loopback port"))?;
         let log = File::create(&log_path).map_err(io("create the PostgreSQL log"))?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(&log_path, Some(uid), Some(gid))
                 .map_err(io("chown the PostgreSQL log"))?;
         }
         let log_err = log.try_clone().map_err(io("open the PostgreSQL log"))?;
-        let mut postgres = stops_with_this_process(&bin.join("postgres"));
+        let mut postgres = dies_with_this_process(&bin.join("postgres"), "INT");
         postgres
             .arg("-D")
             .arg(&data)
@@ -209,21 +210,7 @@ impl LocalPostgres {
 
     /// Stops the server: a fast shutdown (SIGINT), then SIGKILL if it lingers.
     fn stop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        throwaway::stop(&mut self.child, "INT", STOP_TIMEOUT);
     }
 }
 
@@ -286,24 +273,6 @@ fn passwd_entry(passwd: &str, name: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// `postgres` under `setpriv --pdeathsig INT` where util-linux has it, so
-/// that a SIGKILLed owner (which runs no destructor) still takes the server
-/// down with a fast shutdown.
-fn stops_with_this_process(postgres: &Path) -> Command {
-    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file());
-    match setpriv {
-        Some(setpriv) => {
-            let mut command = Command::new(setpriv);
-            command.args(["--pdeathsig", "INT", "--"]).arg(postgres);
-            command
-        }
-        None => Command::new(postgres),
-    }
-}
-
 /// Deletes the directories of clusters whose owner died without cleaning up
 /// (SIGKILL) once their server has stopped too.
 fn remove_abandoned_clusters() {
@@ -342,13 +311,6 @@ fn as_user(command: &mut Command, user: Option<(u32, u32)>) {
         // HOME of root is not readable by the postgres user.
         command.env("HOME", "/");
     }
-}
-
-fn free_port() -> Result<u16, LocalPostgresError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(io("find a free loopback port"))
 }
 
 #[cfg(test)]

@@ -18,12 +18,14 @@ use utoipa::ToSchema;
 
 use sqlx::PgPool;
 
+use crate::bus::{BusConfig, BusError};
 use crate::catalog;
 use crate::client::{Peers, ServiceClient};
 use crate::db::{DatabaseConfig, DbError, Store};
 use crate::error::ApiError;
 use crate::routing::LiveRouting;
 use crate::server::{ServiceContext, service_router};
+use crate::services::orders::outbox::OutboxSignal;
 use utoipa_axum::router::OpenApiRouter;
 
 /// Most lines one basket may have.
@@ -118,6 +120,9 @@ pub struct Environment {
     pub ship_delay: Duration,
     /// Where the stateful services keep their state; tax needs none.
     pub database: Option<DatabaseConfig>,
+    /// The NATS server of the order events: `orders` publishes them,
+    /// `notifications` consumes them.
+    pub bus: Option<BusConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +131,16 @@ pub enum BuildError {
     UnknownService(String),
     #[error("{0} keeps its state in PostgreSQL: pass --database-url (or set OMS_DATABASE_URL)")]
     NoDatabase(&'static str),
+    #[error(
+        "{0} sends or receives order events on NATS JetStream: pass --nats-url (or set OMS_NATS_URL)"
+    )]
+    NoBus(&'static str),
+    #[error("{service}: {source}")]
+    Bus {
+        service: &'static str,
+        #[source]
+        source: BusError,
+    },
     #[error("{service}: {source}")]
     Database {
         service: &'static str,
@@ -142,12 +157,14 @@ fn service_name(name: &str) -> Result<&'static str, BuildError> {
         .ok_or_else(|| BuildError::UnknownService(name.to_owned()))
 }
 
-/// The service's API. `pool` is its store's pool (`None` only for tax).
+/// The service's API. `pool` is its store's pool (`None` only for tax);
+/// `outbox` wakes the relay of the events `orders` writes.
 fn service_api(
     service: &'static str,
     ctx: &ServiceContext,
     env: &Environment,
     pool: Option<PgPool>,
+    outbox: OutboxSignal,
 ) -> Result<OpenApiRouter, BuildError> {
     let client = || {
         ServiceClient::new(
@@ -162,19 +179,50 @@ fn service_api(
     }
     let pool = pool.ok_or(BuildError::NoDatabase(service))?;
     Ok(match service {
-        "orders" => orders::api(ctx, pool, client(), env.routing.clone(), env.ship_delay),
+        "orders" => orders::api(
+            ctx,
+            pool,
+            outbox,
+            client(),
+            env.routing.clone(),
+            env.ship_delay,
+        ),
         "inventory" => inventory::api(pool),
         "fulfillment" => fulfillment::api(pool, client()),
-        "notifications" => notifications::api(ctx, pool),
+        "notifications" => notifications::api(pool),
         "returns" => returns::api(ctx, pool, client()),
         // payment-primary and payment-secondary: one API, two providers.
         provider => payment::api(provider, pool),
     })
 }
 
+/// Starts what a service does besides answering requests: `orders` relays
+/// its outbox to JetStream, `notifications` consumes the order events.
+/// Returns the signal that wakes the relay (nobody listens for others).
+async fn start_event_work(
+    service: &'static str,
+    ctx: &ServiceContext,
+    env: &Environment,
+    pool: Option<&PgPool>,
+) -> Result<OutboxSignal, BuildError> {
+    let (true, Some(pool)) = (matches!(service, "orders" | "notifications"), pool) else {
+        return Ok(OutboxSignal::default());
+    };
+    let bus = env.bus.as_ref().ok_or(BuildError::NoBus(service))?;
+    let js = bus
+        .connect(service)
+        .await
+        .map_err(|source| BuildError::Bus { service, source })?;
+    if service == "orders" {
+        return Ok(orders::outbox::start(pool.clone(), js, &ctx.metrics));
+    }
+    notifications::consumer::start(pool.clone(), js, &ctx.metrics);
+    Ok(OutboxSignal::default())
+}
+
 /// Builds the router of the service called `name`: creates and migrates its
 /// schema and opens its pool first. Must run inside a Tokio runtime
-/// (`orders` starts its event publisher).
+/// (`orders` starts its outbox relay, `notifications` its consumer).
 pub async fn build(name: &str, env: &Environment) -> Result<Router, BuildError> {
     let service = service_name(name)?;
     let pool = match Store::of_service(service) {
@@ -195,7 +243,8 @@ pub async fn build(name: &str, env: &Environment) -> Result<Router, BuildError> 
         }
     };
     let ctx = ServiceContext::new(service, &env.admin_token);
-    let api = service_api(service, &ctx, env, pool)?;
+    let outbox = start_event_work(service, &ctx, env, pool.as_ref()).await?;
+    let api = service_api(service, &ctx, env, pool, outbox)?;
     Ok(service_router(ctx, api))
 }
 
@@ -214,6 +263,6 @@ pub fn openapi(name: &str, env: &Environment) -> Result<utoipa::openapi::OpenApi
         .map_err(|source| BuildError::Database { service, source })?;
     Ok(crate::server::document(
         &ctx,
-        service_api(service, &ctx, env, pool)?,
+        service_api(service, &ctx, env, pool, OutboxSignal::default())?,
     ))
 }

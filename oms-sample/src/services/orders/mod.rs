@@ -1,7 +1,7 @@
 //! `orders`: the public API. Creates orders through the saga, answers
 //! lookups, and opens returns.
 
-mod events;
+pub mod outbox;
 pub mod probes;
 mod saga;
 pub mod store;
@@ -17,8 +17,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::events::EventPublisher;
-pub use self::events::now_rfc3339;
+use self::outbox::OutboxSignal;
 use self::saga::Saga;
 use self::store::{Admission, Order, OrderState, OrderStore};
 use super::returns::{ReturnAuthorization, ReturnRequest};
@@ -29,7 +28,6 @@ use crate::contract;
 use crate::error::{ApiError, ErrorBody, JsonBody};
 use crate::routing::LiveRouting;
 use crate::server::ServiceContext;
-use crate::services::notifications::OrderEventKind;
 use homeostat_api::routing::PAYMENT_BACKENDS;
 
 /// The header that makes order creation safe to retry.
@@ -103,7 +101,6 @@ struct AppState {
     store: OrderStore,
     saga: Saga,
     client: ServiceClient,
-    events: EventPublisher,
     ship_delay: Duration,
 }
 
@@ -151,7 +148,7 @@ async fn create_order(
         reservation_id: None,
         shipment_id: None,
         saga_log: Vec::new(),
-        created_at: now_rfc3339(),
+        created_at: jiff::Timestamp::now().to_string(),
     };
     let admission = state.store.admit(order, key.as_deref(), &request).await?;
     let order = match admission {
@@ -190,14 +187,8 @@ fn schedule_shipping(state: &AppState, order_id: &str) {
             .store
             .transition(&id, &[OrderState::Confirmed], OrderState::Shipped, None)
             .await;
-        match shipped {
-            Ok(Some(order)) if order.state == OrderState::Shipped => {
-                state.events.publish(&id, OrderEventKind::Shipped, None);
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(order_id = id, error = %err.message, "order not marked shipped")
-            }
+        if let Err(err) = shipped {
+            tracing::warn!(order_id = id, error = %err.message, "order not marked shipped");
         }
     });
 }
@@ -307,7 +298,7 @@ async fn create_return(
             Some("refund_refused") => ApiError::conflict("refund_refused", e.to_string()),
             _ => ApiError::new(StatusCode::BAD_GATEWAY, "returns_failed", e.to_string()),
         })?;
-    let returned = state
+    state
         .store
         .transition(
             &id,
@@ -316,9 +307,6 @@ async fn create_return(
             None,
         )
         .await?;
-    if returned.is_some_and(|o| o.state == OrderState::Returned) {
-        state.events.publish(&id, OrderEventKind::Returned, None);
-    }
     Ok((StatusCode::CREATED, Json(rma)))
 }
 
@@ -346,9 +334,12 @@ async fn payment_routing(State(state): State<AppState>) -> Json<RoutingWeights> 
     })
 }
 
+/// The orders API. `outbox` wakes the relay that publishes the events its
+/// store writes (see [`outbox::start`]).
 pub fn api(
     ctx: &ServiceContext,
     pool: sqlx::PgPool,
+    outbox: OutboxSignal,
     client: ServiceClient,
     routing: LiveRouting,
     ship_delay: Duration,
@@ -358,8 +349,7 @@ pub fn api(
         "Payment routing weights in force",
         routing.weights_metric(),
     );
-    let store = OrderStore::new(pool);
-    let events = EventPublisher::start(client.clone(), &ctx.metrics);
+    let store = OrderStore::new(pool, outbox);
     probes::spawn(
         client.clone(),
         routing.clone(),
@@ -370,7 +360,6 @@ pub fn api(
         client: client.clone(),
         routing,
         store: store.clone(),
-        events: events.clone(),
         metrics: ctx.metrics.clone(),
     };
     OpenApiRouter::new()
@@ -382,7 +371,6 @@ pub fn api(
             store,
             saga,
             client,
-            events,
             ship_delay,
         })
 }

@@ -7,7 +7,6 @@
 use homeostat_api::routing::{PAYMENT_BACKENDS, PAYMENT_ROUTE};
 
 use super::CreateOrderRequest;
-use super::events::EventPublisher;
 use super::store::{Fact, Order, OrderState, OrderStore};
 use crate::client::{CallError, ServiceClient};
 use crate::contract;
@@ -16,7 +15,6 @@ use crate::metrics::ServiceMetrics;
 use crate::routing::LiveRouting;
 use crate::services::fulfillment::{Shipment, ShipmentRequest};
 use crate::services::inventory::{Allocation, CommitRequest, Reservation, ReserveRequest};
-use crate::services::notifications::OrderEventKind;
 use crate::services::payment::{Authorization, AuthorizeRequest, RefundRequest};
 use crate::services::tax::{Quote, QuoteRequest};
 
@@ -50,7 +48,6 @@ pub struct Saga {
     pub client: ServiceClient,
     pub routing: LiveRouting,
     pub store: OrderStore,
-    pub events: EventPublisher,
     pub metrics: ServiceMetrics,
 }
 
@@ -98,24 +95,20 @@ impl Saga {
         order_id: &str,
         request: &CreateOrderRequest,
     ) -> Result<Order, ApiError> {
-        self.events.publish(order_id, OrderEventKind::Created, None);
         let mut done = Vec::new();
         let (state, reason) = match self.forward(order_id, request, &mut done).await {
             Ok(()) => {
                 self.metrics.outcome("confirmed", "");
-                self.events
-                    .publish(order_id, OrderEventKind::Confirmed, None);
                 (OrderState::Confirmed, None)
             }
             Err(failure) => {
                 self.compensate(order_id, done).await;
                 self.metrics.outcome("rejected", failure.code);
                 let reason = format!("{}: {}", failure.code, failure.detail);
-                self.events
-                    .publish(order_id, OrderEventKind::Rejected, Some(reason.clone()));
                 (OrderState::Rejected, Some(reason))
             }
         };
+        // The order's new state and its event commit together (the outbox).
         self.store
             .transition(order_id, &[OrderState::Pending], state, reason.as_deref())
             .await?

@@ -9,9 +9,11 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 
 use super::CreateOrderRequest;
-use crate::db::{parse_id, parse_state, state_text};
+use super::outbox::OutboxSignal;
+use crate::db::{new_id, parse_id, parse_state, state_text};
 use crate::error::ApiError;
 use crate::services::Line;
+use crate::services::notifications::OrderEventKind;
 use crate::services::tax::Quote;
 
 #[derive(
@@ -30,6 +32,17 @@ pub enum OrderState {
 impl OrderState {
     pub fn is_terminal_for_saga(self) -> bool {
         !matches!(self, OrderState::Pending)
+    }
+
+    /// The event that tells the world an order reached this state.
+    pub fn event(self) -> OrderEventKind {
+        match self {
+            OrderState::Pending => OrderEventKind::Created,
+            OrderState::Confirmed => OrderEventKind::Confirmed,
+            OrderState::Rejected => OrderEventKind::Rejected,
+            OrderState::Shipped => OrderEventKind::Shipped,
+            OrderState::Returned => OrderEventKind::Returned,
+        }
     }
 }
 
@@ -172,14 +185,26 @@ macro_rules! select_order {
     };
 }
 
+/// Stores an order and its first event ($1 id … $7 created_at, $8 event id,
+/// $9 event kind): the order exists exactly when its event is in the outbox.
+const INSERT_ORDER: &str = "
+    WITH created AS (
+        INSERT INTO orders (id, customer_id, state, lines, region, request, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz)
+        RETURNING id
+    )
+    INSERT INTO outbox (event_id, order_id, kind) SELECT $8, id, $9 FROM created";
+
 #[derive(Clone)]
 pub struct OrderStore {
     pool: PgPool,
+    /// Told after every commit that put an event in the outbox.
+    outbox: OutboxSignal,
 }
 
 impl OrderStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, outbox: OutboxSignal) -> Self {
+        Self { pool, outbox }
     }
 
     /// Stores `order` unless `key` was used before (by any replica).
@@ -196,39 +221,41 @@ impl OrderStore {
         {
             return Ok(admission);
         }
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO orders (id, customer_id, state, lines, region, request, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz)",
-        )
-        .bind(parse_id(&order.id, "order")?)
-        .bind(&order.customer_id)
-        .bind(state_text(order.state))
-        .bind(Json(&order.lines))
-        .bind(&order.region)
-        .bind(Json(&request))
-        .bind(&order.created_at)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(key) = key {
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (key, order_id) VALUES ($1, $2)
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
+        let insert = sqlx::query(INSERT_ORDER)
             .bind(parse_id(&order.id, "order")?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if claimed == 0 {
-                // Another replica took the key since we looked.
-                tx.rollback().await?;
-                return self.by_key(key, &request).await?.ok_or_else(|| {
-                    ApiError::unavailable("the idempotency key's order vanished; retry")
-                });
-            }
+            .bind(&order.customer_id)
+            .bind(state_text(order.state))
+            .bind(Json(&order.lines))
+            .bind(&order.region)
+            .bind(Json(&request))
+            .bind(&order.created_at)
+            .bind(new_id())
+            .bind(state_text(order.state.event()));
+        let Some(key) = key else {
+            insert.execute(&self.pool).await?;
+            self.outbox.notify();
+            return Ok(Admission::New(order));
+        };
+        let mut tx = self.pool.begin().await?;
+        insert.execute(&mut *tx).await?;
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (key, order_id) VALUES ($1, $2)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(parse_id(&order.id, "order")?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            // Another replica took the key since we looked.
+            tx.rollback().await?;
+            return self.by_key(key, &request).await?.ok_or_else(|| {
+                ApiError::unavailable("the idempotency key's order vanished; retry")
+            });
         }
         tx.commit().await?;
+        self.outbox.notify();
         Ok(Admission::New(order))
     }
 
@@ -299,7 +326,8 @@ impl OrderStore {
         Ok(())
     }
 
-    /// Moves the order to `state` when it is in one of `from`; returns the
+    /// Moves the order to `state` when it is in one of `from`, and puts the
+    /// event of that state in the outbox in the same statement; returns the
     /// order as it is afterwards (`None` when there is no such order).
     pub async fn transition(
         &self,
@@ -309,16 +337,27 @@ impl OrderStore {
         reason: Option<&str>,
     ) -> Result<Option<Order>, ApiError> {
         let from: Vec<String> = from.iter().map(|s| state_text(*s)).collect();
-        sqlx::query(
-            "UPDATE orders SET state = $3, reason = coalesce($4, reason), updated_at = now()
-             WHERE id = $1 AND state = ANY($2)",
+        let moved = sqlx::query(
+            "WITH moved AS (
+                 UPDATE orders SET state = $3, reason = coalesce($4, reason), updated_at = now()
+                 WHERE id = $1 AND state = ANY($2)
+                 RETURNING id
+             )
+             INSERT INTO outbox (event_id, order_id, kind, detail)
+             SELECT $5, id, $6, $4 FROM moved",
         )
         .bind(parse_id(id, "order")?)
         .bind(&from)
         .bind(state_text(state))
         .bind(reason)
+        .bind(new_id())
+        .bind(state_text(state.event()))
         .execute(&self.pool)
-        .await?;
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            self.outbox.notify();
+        }
         self.get(id).await
     }
 }
