@@ -84,21 +84,28 @@ async fn a_matching_report_scales_within_bounds_and_back_after_resolution() {
 
     resolve(&client, ns, &report).await;
     wait_replicas(&client, ns, "tax", 1).await;
-    let status = get_report(&client, ns, &report)
-        .await
-        .status
-        .expect("status");
+    // The operator scales back first and records it on the report after.
+    let status = eventually("the restorations on the report", 30, || async {
+        let status = get_report(&client, ns, &report)
+            .await
+            .status
+            .expect("status");
+        let restored = status
+            .actions
+            .iter()
+            .filter(|a| a.done_at.is_some())
+            .all(|a| a.restored_at.is_some());
+        if restored {
+            Ok(status)
+        } else {
+            Err(format!("{:#?}", status.actions))
+        }
+    })
+    .await;
     assert_eq!(
         status.state,
         ReportState::Resolved,
         "restoring does not reopen the report"
-    );
-    assert!(
-        status
-            .actions
-            .iter()
-            .filter(|a| a.done_at.is_some())
-            .all(|a| a.restored_at.is_some())
     );
     eventually("Events on the policy", 30, || async {
         let reasons = event_reasons(&client, ns, "scale-tax").await;
