@@ -13,7 +13,6 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::gauge::Gauge as FloatGauge;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -29,6 +28,9 @@ const BATCH: i64 = 256;
 const POLL: Duration = Duration::from_millis(100);
 /// The wait after a failed attempt (broker or database down).
 const BACKOFF: Duration = Duration::from_millis(500);
+/// How often the outbox gauges are refreshed: a scrape interval's worth,
+/// not every relay pass.
+const MEASURE_INTERVAL: Duration = Duration::from_secs(1);
 /// Taken for the length of one batch: one relay at a time.
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 
@@ -48,7 +50,7 @@ struct RelayMetrics {
     published: Family<ServiceLabel, Counter>,
     failures: Family<ServiceLabel, Counter>,
     unpublished: Family<ServiceLabel, Gauge>,
-    oldest_age: Family<ServiceLabel, FloatGauge<f64, std::sync::atomic::AtomicU64>>,
+    oldest_age: Family<ServiceLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl RelayMetrics {
@@ -115,6 +117,7 @@ pub fn start(pool: PgPool, js: jetstream::Context, metrics: &ServiceMetrics) -> 
     let metrics = RelayMetrics::register(metrics);
     let wake = signal.0.clone();
     tokio::spawn(async move {
+        let mut measured_at: Option<tokio::time::Instant> = None;
         loop {
             let pause = match relay(&pool, &js, &metrics).await {
                 Ok(()) => POLL,
@@ -124,7 +127,10 @@ pub fn start(pool: PgPool, js: jetstream::Context, metrics: &ServiceMetrics) -> 
                     BACKOFF
                 }
             };
-            measure(&pool, &metrics).await;
+            if measured_at.is_none_or(|at| at.elapsed() >= MEASURE_INTERVAL) {
+                measure(&pool, &metrics).await;
+                measured_at = Some(tokio::time::Instant::now());
+            }
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
