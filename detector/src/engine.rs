@@ -83,11 +83,16 @@ pub fn signal_model(signal: Signal) -> (Scale, Direction) {
     }
 }
 
+/// Requests that must lie above a latency quantile before it is judged.
+/// With fewer, the quantile is one of the few slowest requests of the window
+/// (interpolated inside a histogram bucket), and one slow request holds a
+/// low-traffic service over its band for a whole window: a drained payment
+/// provider, probed twice a second, kept its report open for a minute after
+/// it healed because one probe in forty waited on an fsync.
+const REQUESTS_ABOVE_QUANTILE: f64 = 5.0;
+
 /// Whether a latency quantile read from `requests` requests says anything:
-/// at least one request must lie above it (p99 needs 100, p95 20, p50 2).
-/// Below that the "p99" is just the slowest request of a quiet window, and
-/// one slow request would hold a low-traffic service over its band for a
-/// whole window.
+/// p99 needs 500 requests in the window, p95 100, p50 10.
 pub fn enough_requests(signal: Signal, requests: f64) -> bool {
     let quantile = match signal {
         Signal::LatencyP50 => 0.5,
@@ -95,7 +100,7 @@ pub fn enough_requests(signal: Signal, requests: f64) -> bool {
         Signal::LatencyP99 => 0.99,
         Signal::ErrorRatio | Signal::RequestRate => return true,
     };
-    requests * (1.0 - quantile) >= 1.0 - 1e-9
+    requests * (1.0 - quantile) >= REQUESTS_ABOVE_QUANTILE - 1e-9
 }
 
 /// A fitted series' model: latency gets the resolution floors above.
@@ -822,6 +827,26 @@ mod tests {
         );
     }
     #[test]
+    fn a_slow_probe_in_a_drained_providers_window_does_not_hold_its_report_open() {
+        let mut engine = fitted();
+        run(&mut engine, 720..760, 6.0);
+        // Healed and drained: probes only, and one of them was slow, which
+        // lifts the window's p95 (the second slowest of forty) far above its
+        // band for as long as the slow probe stays in the window.
+        let healed: Vec<ReportEvent> = (760..840)
+            .flat_map(|i| {
+                let mut o = with_traffic(i, 1.0, "payment-primary", 0.05);
+                let p95 = ("payment-primary".to_owned(), Signal::LatencyP95);
+                o.series.insert(p95.clone(), normal(&p95.0, p95.1, i) * 4.0);
+                engine.tick(i as i64 * STEP, Some(&o)).events
+            })
+            .collect();
+        assert!(
+            healed.iter().any(|e| matches!(e, ReportEvent::Resolve { update, .. } if update.service == "payment-primary")),
+            "{healed:#?}"
+        );
+    }
+    #[test]
     fn a_caller_still_draining_its_window_stays_a_symptom_of_the_recovering_culprit() {
         let mut engine = fitted();
         run(&mut engine, 720..760, 6.0);
@@ -841,10 +866,13 @@ mod tests {
     }
     #[test]
     fn quantiles_need_enough_requests_to_be_judged() {
-        assert!(enough_requests(Signal::LatencyP99, 100.0));
-        assert!(!enough_requests(Signal::LatencyP99, 40.0));
-        assert!(enough_requests(Signal::LatencyP95, 40.0));
-        assert!(enough_requests(Signal::LatencyP50, 2.0));
+        assert!(enough_requests(Signal::LatencyP99, 500.0));
+        assert!(!enough_requests(Signal::LatencyP99, 400.0));
+        assert!(enough_requests(Signal::LatencyP95, 100.0));
+        // Health probes alone (2/s over 20 s): only the median is judged.
+        assert!(!enough_requests(Signal::LatencyP95, 40.0));
+        assert!(enough_requests(Signal::LatencyP50, 40.0));
+        assert!(!enough_requests(Signal::LatencyP50, 8.0));
         assert!(enough_requests(Signal::ErrorRatio, 0.0));
     }
 
