@@ -73,6 +73,9 @@ pub enum CallError {
     Timeout { peer: String, timeout: Duration },
     #[error("cannot reach {peer}: {message}")]
     Connect { peer: String, message: String },
+    /// The request went out and the answer broke off: the callee may have acted.
+    #[error("the answer from {peer} was lost: {message}")]
+    Lost { peer: String, message: String },
     #[error("unexpected answer from {peer}: {message}")]
     Decode { peer: String, message: String },
     #[error("no address configured for {peer}")]
@@ -84,8 +87,21 @@ impl CallError {
     pub fn is_transient(&self) -> bool {
         match self {
             CallError::Status { status, .. } => matches!(status, 502..=504),
-            CallError::Timeout { .. } | CallError::Connect { .. } => true,
+            CallError::Timeout { .. } | CallError::Connect { .. } | CallError::Lost { .. } => true,
             CallError::Decode { .. } | CallError::UnknownPeer { .. } => false,
+        }
+    }
+
+    /// Whether the call certainly did nothing: the callee refused it with an
+    /// answer, or it never reached the callee. A timeout or a lost answer may
+    /// hide a done call; so may a 500 or 504 (the callee or a proxy may have
+    /// failed after acting). The OMS services answer 502 and 503 only
+    /// before acting or after rolling back.
+    pub fn did_nothing(&self) -> bool {
+        match self {
+            CallError::Status { status, .. } => !matches!(status, 500 | 504),
+            CallError::Connect { .. } | CallError::UnknownPeer { .. } => true,
+            CallError::Timeout { .. } | CallError::Lost { .. } | CallError::Decode { .. } => false,
         }
     }
 
@@ -189,12 +205,17 @@ impl ServiceClient {
                             message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
                         }),
                     }),
-                    Err(e) => Err(CallError::Decode {
+                    Err(e) => Err(CallError::Lost {
                         peer: peer.to_owned(),
                         message: e.to_string(),
                     }),
                 };
-                (status, "", outcome)
+                let error_type = if matches!(outcome, Err(CallError::Lost { .. })) {
+                    "lost"
+                } else {
+                    ""
+                };
+                (status, error_type, outcome)
             }
             Err(e) if e.is_timeout() => (
                 0,
@@ -204,10 +225,19 @@ impl ServiceClient {
                     timeout: self.timeout,
                 }),
             ),
-            Err(e) => (
+            Err(e) if e.is_connect() => (
                 0,
                 "connect",
                 Err(CallError::Connect {
+                    peer: peer.to_owned(),
+                    message: e.to_string(),
+                }),
+            ),
+            // Sent, and the connection broke before an answer came.
+            Err(e) => (
+                0,
+                "lost",
+                Err(CallError::Lost {
                     peer: peer.to_owned(),
                     message: e.to_string(),
                 }),

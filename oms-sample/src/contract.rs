@@ -74,6 +74,14 @@ pub const INVENTORY_RESERVE: ClientCall = call(
     Some("ReserveRequest"),
     "Reservation",
 );
+pub const INVENTORY_OF_ORDER: ClientCall = call(
+    "inventory.of_order",
+    "inventory",
+    "GET",
+    "/v1/reservations/by-order/{order_id}",
+    None,
+    "Reservation",
+);
 pub const INVENTORY_RELEASE: ClientCall = call(
     "inventory.release",
     "inventory",
@@ -120,6 +128,14 @@ pub const PAYMENT_AUTHORIZE: ClientCall = call(
     "POST",
     "/v1/authorizations",
     Some("AuthorizeRequest"),
+    "Authorization",
+);
+pub const PAYMENT_OF_ORDER: ClientCall = call(
+    "payment.of_order",
+    "payment",
+    "GET",
+    "/v1/authorizations/by-order/{order_id}",
+    None,
     "Authorization",
 );
 pub const PAYMENT_CAPTURE: ClientCall = call(
@@ -170,6 +186,14 @@ pub const FULFILLMENT_CANCEL: ClientCall = call(
     None,
     "Shipment",
 );
+pub const FULFILLMENT_OF_ORDER: ClientCall = call(
+    "fulfillment.of_order",
+    "fulfillment",
+    "GET",
+    "/v1/shipments/by-order/{order_id}",
+    None,
+    "Shipment",
+);
 pub const RETURNS_CREATE: ClientCall = call(
     "returns.create",
     "returns",
@@ -182,18 +206,21 @@ pub const RETURNS_CREATE: ClientCall = call(
 /// Every call in the code.
 pub const ALL_CALLS: &[ClientCall] = &[
     INVENTORY_RESERVE,
+    INVENTORY_OF_ORDER,
     INVENTORY_RELEASE,
     INVENTORY_COMMIT,
     INVENTORY_STOCK,
     INVENTORY_RESTOCK,
     TAX_QUOTE,
     PAYMENT_AUTHORIZE,
+    PAYMENT_OF_ORDER,
     PAYMENT_CAPTURE,
     PAYMENT_VOID,
     PAYMENT_REFUND,
     PAYMENT_STATUS,
     FULFILLMENT_CREATE,
     FULFILLMENT_CANCEL,
+    FULFILLMENT_OF_ORDER,
     RETURNS_CREATE,
 ];
 

@@ -21,6 +21,9 @@ pub enum FaultKind {
     Latency,
     /// 503 answers instead of handling the request.
     Errors,
+    /// The request is handled, then its answer is cut off: the caller
+    /// cannot tell whether it was done (a lost reply).
+    DropResponse,
 }
 
 /// A fault to inject, as posted to `POST /admin/faults`.
@@ -34,7 +37,8 @@ pub struct FaultRequest {
     /// Latency: spread of the log-normal delay (sigma of its logarithm); 0 is a constant delay.
     #[serde(default = "default_jitter")]
     pub jitter: f64,
-    /// Errors: fraction of requests answered with 503, from 0 to 1.
+    /// Errors: fraction of requests answered with 503; drop_response:
+    /// fraction of answers cut off. From 0 to 1.
     #[serde(default)]
     pub error_rate: f64,
     /// When above 0, the fault grows linearly to full strength over this many seconds.
@@ -75,8 +79,10 @@ impl FaultRequest {
             FaultKind::Latency if !(self.latency_ms > 0.0 && self.latency_ms <= 60_000.0) => {
                 bad("a latency fault needs latency_ms above 0 and at most 60000")
             }
-            FaultKind::Errors if !(self.error_rate > 0.0 && self.error_rate <= 1.0) => {
-                bad("an errors fault needs error_rate above 0 and at most 1")
+            FaultKind::Errors | FaultKind::DropResponse
+                if !(self.error_rate > 0.0 && self.error_rate <= 1.0) =>
+            {
+                bad("an errors or drop_response fault needs error_rate above 0 and at most 1")
             }
             _ => Ok(()),
         }
@@ -122,6 +128,8 @@ impl ActiveFault {
 pub struct Effect {
     pub delay: Duration,
     pub fail: bool,
+    /// Handle the request, then cut the answer off.
+    pub drop_response: bool,
 }
 
 /// The faults of one service.
@@ -183,6 +191,11 @@ impl FaultSet {
                 FaultKind::Errors => {
                     if rng.r#gen::<f64>() < fault.spec.error_rate * strength {
                         effect.fail = true;
+                    }
+                }
+                FaultKind::DropResponse => {
+                    if rng.r#gen::<f64>() < fault.spec.error_rate * strength {
+                        effect.drop_response = true;
                     }
                 }
             }

@@ -160,7 +160,23 @@ async fn inject_faults(
         return ApiError::unavailable(format!("{} is failing (injected fault)", ctx.name))
             .into_response();
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    if effect.drop_response {
+        return cut_off(response);
+    }
+    response
+}
+
+/// The handler's answer with its body broken off after the headers: the
+/// connection closes mid-answer, so the caller gets no usable reply although
+/// the request was handled.
+fn cut_off(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let broken = futures::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::other("answer dropped (injected fault)"))
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(broken))
 }
 
 async fn require_admin_token(

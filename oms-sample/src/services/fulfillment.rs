@@ -266,6 +266,22 @@ async fn create_shipment(
     }
 }
 
+/// The shipment planned for an order, if any: how a saga that lost a reply
+/// finds out whether a shipment exists.
+#[utoipa::path(get, path = "/v1/shipments/by-order/{order_id}", params(("order_id" = String, Path, description = "Order id")), responses(
+    (status = 200, description = "The order's shipment", body = Shipment),
+    (status = 404, description = "No shipment for this order", body = ErrorBody),
+))]
+async fn shipment_by_order(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<Shipment>, ApiError> {
+    shipment_of_order(&state.pool, &order_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no shipment for order {order_id}")))
+}
+
 /// Cancel a planned shipment. Idempotent.
 #[utoipa::path(post, path = "/v1/shipments/{id}/cancel", params(("id" = String, Path, description = "Shipment id")), responses(
     (status = 200, description = "Cancelled", body = Shipment),
@@ -293,6 +309,7 @@ pub fn api(pool: PgPool, inventory: ServiceClient) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(create_shipment))
         .routes(routes!(cancel_shipment))
+        .routes(routes!(shipment_by_order))
         .with_state(AppState { pool, inventory })
 }
 

@@ -101,7 +101,7 @@ macro_rules! reservation_columns {
     };
 }
 
-async fn by_order(
+pub async fn by_order(
     executor: impl sqlx::PgExecutor<'_>,
     order_id: &str,
 ) -> Result<Option<Reservation>, ApiError> {

@@ -124,6 +124,22 @@ async fn get_reservation(
     ledger::get(&state, &id).await.map(Json)
 }
 
+/// The reservation made for an order, if any: how a saga that lost a reply
+/// finds out whether stock was held.
+#[utoipa::path(get, path = "/v1/reservations/by-order/{order_id}", params(("order_id" = String, Path, description = "Order id")), responses(
+    (status = 200, description = "The order's reservation", body = Reservation),
+    (status = 404, description = "No reservation for this order", body = ErrorBody),
+))]
+async fn reservation_of_order(
+    State(state): State<Shared>,
+    Path(order_id): Path<String>,
+) -> Result<Json<Reservation>, ApiError> {
+    ledger::by_order(&state, &order_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no reservation for order {order_id}")))
+}
+
 /// Release held stock.
 #[utoipa::path(post, path = "/v1/reservations/{id}/release", params(("id" = String, Path, description = "Reservation id")), responses(
     (status = 200, description = "Released", body = Reservation),
@@ -206,6 +222,7 @@ pub fn api(pool: PgPool) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(reserve))
         .routes(routes!(get_reservation))
+        .routes(routes!(reservation_of_order))
         .routes(routes!(release))
         .routes(routes!(commit))
         .routes(routes!(query_stock))

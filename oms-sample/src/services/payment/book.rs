@@ -45,7 +45,7 @@ impl Book {
         })
     }
 
-    async fn by_order(&self, order_id: &str) -> Result<Option<Authorization>, ApiError> {
+    pub async fn by_order(&self, order_id: &str) -> Result<Option<Authorization>, ApiError> {
         sqlx::query_as::<_, Row>(concat!(
             "SELECT ",
             columns!(),

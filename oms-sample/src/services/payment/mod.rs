@@ -89,6 +89,23 @@ async fn get_authorization(
     state.get(&id).await.map(Json)
 }
 
+/// The authorisation made for an order, if any: how a saga that lost a
+/// reply finds out whether the card was authorised or captured.
+#[utoipa::path(get, path = "/v1/authorizations/by-order/{order_id}", params(("order_id" = String, Path, description = "Order id")), responses(
+    (status = 200, description = "The order's authorisation", body = Authorization),
+    (status = 404, description = "No authorisation for this order", body = ErrorBody),
+))]
+async fn authorization_of_order(
+    State(state): State<Shared>,
+    Path(order_id): Path<String>,
+) -> Result<Json<Authorization>, ApiError> {
+    state
+        .by_order(&order_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no authorisation for order {order_id}")))
+}
+
 /// What a provider says of itself; callers probe it to judge its health.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProviderStatus {
@@ -168,6 +185,7 @@ pub fn api(provider: &'static str, pool: sqlx::PgPool) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(authorize))
         .routes(routes!(get_authorization))
+        .routes(routes!(authorization_of_order))
         .routes(routes!(capture))
         .routes(routes!(void))
         .routes(routes!(refund))
