@@ -234,3 +234,67 @@ impl Oms {
         let _ = self.child.wait();
     }
 }
+
+/// A PostgreSQL and a nats-server of the test's own, outliving the `oms up`
+/// processes started on them.
+pub struct Backing {
+    pub postgres: homeostat_oms::db::local::LocalPostgres,
+    pub nats: homeostat_oms::bus::local::LocalNats,
+}
+
+impl Backing {
+    pub async fn start() -> Self {
+        Self {
+            postgres: homeostat_oms::db::local::LocalPostgres::start()
+                .await
+                .expect("PostgreSQL"),
+            nats: homeostat_oms::bus::local::LocalNats::start()
+                .await
+                .expect("NATS"),
+        }
+    }
+
+    /// `oms up` on this database and broker; shipping far off, so that the
+    /// events of a placed order are exactly created and confirmed/rejected.
+    pub async fn oms(&self) -> Oms {
+        self.oms_with(&["--ship-delay-ms", "3600000"]).await
+    }
+
+    /// `oms up` on this database and broker with `extra` arguments.
+    pub async fn oms_with(&self, extra: &[&str]) -> Oms {
+        let nats = self.nats.url();
+        let mut args = vec!["--database-url", self.postgres.url(), "--nats-url", &nats];
+        args.extend_from_slice(extra);
+        Oms::start(&args).await
+    }
+
+    pub async fn db(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(self.postgres.url())
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub async fn stream_messages(&self) -> u64 {
+        let client = async_nats::connect(self.nats.url()).await.expect("NATS");
+        let mut stream = async_nats::jetstream::new(client)
+            .get_stream(homeostat_oms::bus::STREAM)
+            .await
+            .expect("the order event stream");
+        stream.info().await.expect("stream info").state.messages
+    }
+}
+
+impl Oms {
+    /// Injects `fault` (a FaultRequest as JSON) into `service`.
+    pub async fn inject(&self, service: &str, fault: &Value) {
+        let response = self
+            .http
+            .post(format!("{}/admin/faults", self.url(service)))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(fault)
+            .send()
+            .await
+            .expect("post a fault");
+        assert_eq!(response.status().as_u16(), 201, "fault on {service}");
+    }
+}

@@ -7,59 +7,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Oms, order_request};
+use common::{Backing, Oms, order_request};
 use futures::future::join_all;
-use homeostat_oms::bus::{self, local::LocalNats};
-use homeostat_oms::db::local::LocalPostgres;
+use homeostat_oms::bus;
 use homeostat_test_support::wait_until;
 use serde_json::Value;
 use sqlx::PgPool;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Backing {
-    postgres: LocalPostgres,
-    nats: LocalNats,
-}
-
-impl Backing {
-    async fn start() -> Self {
-        Self {
-            postgres: LocalPostgres::start().await.expect("PostgreSQL"),
-            nats: LocalNats::start().await.expect("NATS"),
-        }
-    }
-
-    /// `oms up` on this database and broker; shipping far off, so that the
-    /// events of a placed order are exactly created and confirmed/rejected.
-    async fn oms(&self) -> Oms {
-        let nats = self.nats.url();
-        Oms::start(&[
-            "--database-url",
-            self.postgres.url(),
-            "--nats-url",
-            &nats,
-            "--ship-delay-ms",
-            "3600000",
-        ])
-        .await
-    }
-
-    async fn db(&self) -> PgPool {
-        PgPool::connect(self.postgres.url())
-            .await
-            .expect("connect to the test database")
-    }
-
-    async fn stream_messages(&self) -> u64 {
-        let client = async_nats::connect(self.nats.url()).await.expect("NATS");
-        let mut stream = async_nats::jetstream::new(client)
-            .get_stream(bus::STREAM)
-            .await
-            .expect("the order event stream");
-        stream.info().await.expect("stream info").state.messages
-    }
-}
 
 async fn place(oms: &Oms, count: usize) -> Vec<Value> {
     let requests = (0..count).map(|_| async {

@@ -3,7 +3,9 @@
 
 pub mod outbox;
 pub mod probes;
+mod recovery;
 mod saga;
+mod settle;
 pub mod store;
 
 use std::time::Duration;
@@ -101,7 +103,6 @@ struct AppState {
     store: OrderStore,
     saga: Saga,
     client: ServiceClient,
-    ship_delay: Duration,
 }
 
 /// Place an order. Runs the saga to a terminal state before answering.
@@ -110,6 +111,7 @@ struct AppState {
     responses(
         (status = 201, description = "The order, confirmed or rejected with the reason", body = Order),
         (status = 200, description = "A retry: the order this key created", body = Order),
+        (status = 202, description = "Still pending: a service did not answer; the order is settled later", body = Order),
         (status = 422, description = "Invalid order, or the key was used for another request", body = ErrorBody),
     )
 )]
@@ -147,6 +149,7 @@ async fn create_order(
         authorization_id: None,
         reservation_id: None,
         shipment_id: None,
+        step: store::Step::Reserve,
         saga_log: Vec::new(),
         created_at: jiff::Timestamp::now().to_string(),
     };
@@ -171,26 +174,14 @@ async fn create_order(
     let finished = tokio::spawn(saga_run)
         .await
         .map_err(|_| ApiError::unavailable("the order saga stopped unexpectedly"))??;
-    if finished.state == OrderState::Confirmed {
-        schedule_shipping(&state, &finished.id);
-    }
-    Ok((StatusCode::CREATED, Json(finished)))
-}
-
-/// Marks a confirmed order shipped after the warehouse's dispatch delay.
-fn schedule_shipping(state: &AppState, order_id: &str) {
-    let state = state.clone();
-    let id = order_id.to_owned();
-    tokio::spawn(async move {
-        tokio::time::sleep(state.ship_delay).await;
-        let shipped = state
-            .store
-            .transition(&id, &[OrderState::Confirmed], OrderState::Shipped, None)
-            .await;
-        if let Err(err) = shipped {
-            tracing::warn!(order_id = id, error = %err.message, "order not marked shipped");
-        }
-    });
+    // Still pending: a callee could not say what it holds; the order is
+    // settled later, and a GET shows when.
+    let status = if finished.state == OrderState::Pending {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(finished)))
 }
 
 /// Look an order up.
@@ -362,6 +353,7 @@ pub fn api(
         store: store.clone(),
         metrics: ctx.metrics.clone(),
     };
+    recovery::spawn(saga.clone(), ship_delay);
     OpenApiRouter::new()
         .routes(routes!(create_order))
         .routes(routes!(get_order))
@@ -371,6 +363,5 @@ pub fn api(
             store,
             saga,
             client,
-            ship_delay,
         })
 }

@@ -46,6 +46,20 @@ impl OrderState {
     }
 }
 
+/// The call a pending order's saga makes next; `Settle` while it finds out
+/// what its callees hold and undoes or finishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Reserve,
+    Price,
+    Authorize,
+    Route,
+    Capture,
+    Commit,
+    Settle,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Order {
     pub id: String,
@@ -61,6 +75,8 @@ pub struct Order {
     pub authorization_id: Option<String>,
     pub reservation_id: Option<String>,
     pub shipment_id: Option<String>,
+    /// The saga's next call; meaningful while the order is pending.
+    pub step: Step,
     /// Saga steps done and compensations run, in order.
     pub saga_log: Vec<String>,
     pub created_at: String,
@@ -98,6 +114,7 @@ pub enum Fact<'a> {
     ProviderChosen { provider: &'a str },
     Authorized { authorization_id: &'a str },
     Routed { shipment_id: &'a str },
+    Captured { authorization_id: &'a str },
 }
 
 /// The log half of a fact's statement.
@@ -108,28 +125,35 @@ macro_rules! log_entry {
 }
 
 impl Fact<'_> {
-    /// The statement that stores the fact and its log entry in one round
-    /// trip ($1 the order, $2 the value, $3 the entry or NULL).
+    /// The statement that stores the fact, the saga's next step and the log
+    /// entry in one round trip ($1 the order, $2 the value, $3 the entry or
+    /// NULL): the next call is on disk before it goes out.
     fn statement(&self) -> &'static str {
         match self {
             Fact::Reserved { .. } => concat!(
-                "WITH fact AS (UPDATE orders SET reservation_id = $2, updated_at = now() WHERE id = $1) ",
+                "WITH fact AS (UPDATE orders SET reservation_id = $2, step = 'price', updated_at = now() WHERE id = $1) ",
                 log_entry!()
             ),
             Fact::Priced { .. } => concat!(
-                "WITH fact AS (UPDATE orders SET quote = $2, updated_at = now() WHERE id = $1) ",
+                "WITH fact AS (UPDATE orders SET quote = $2, step = 'authorize', updated_at = now() WHERE id = $1) ",
                 log_entry!()
             ),
+            // The provider is on disk before it is called, so a saga that
+            // loses its answer knows whom to ask.
             Fact::ProviderChosen { .. } => concat!(
                 "WITH fact AS (UPDATE orders SET payment_provider = $2, updated_at = now() WHERE id = $1) ",
                 log_entry!()
             ),
             Fact::Authorized { .. } => concat!(
-                "WITH fact AS (UPDATE orders SET authorization_id = $2, updated_at = now() WHERE id = $1) ",
+                "WITH fact AS (UPDATE orders SET authorization_id = $2, step = 'route', updated_at = now() WHERE id = $1) ",
                 log_entry!()
             ),
             Fact::Routed { .. } => concat!(
-                "WITH fact AS (UPDATE orders SET shipment_id = $2, updated_at = now() WHERE id = $1) ",
+                "WITH fact AS (UPDATE orders SET shipment_id = $2, step = 'capture', updated_at = now() WHERE id = $1) ",
+                log_entry!()
+            ),
+            Fact::Captured { .. } => concat!(
+                "WITH fact AS (UPDATE orders SET step = 'commit', updated_at = now() WHERE id = $1 AND authorization_id = $2) ",
                 log_entry!()
             ),
         }
@@ -149,6 +173,7 @@ struct OrderRow {
     authorization_id: Option<String>,
     reservation_id: Option<String>,
     shipment_id: Option<String>,
+    step: String,
     saga_log: Vec<String>,
     created_at: String,
 }
@@ -167,6 +192,7 @@ impl OrderRow {
             authorization_id: self.authorization_id,
             reservation_id: self.reservation_id,
             shipment_id: self.shipment_id,
+            step: parse_state(&self.step)?,
             saga_log: self.saga_log,
             created_at: self.created_at,
         })
@@ -177,7 +203,7 @@ macro_rules! select_order {
     () => {
         r#"
     SELECT o.id, o.customer_id, o.state, o.reason, o.lines, o.region, o.quote,
-           o.payment_provider, o.authorization_id, o.reservation_id, o.shipment_id,
+           o.payment_provider, o.authorization_id, o.reservation_id, o.shipment_id, o.step,
            coalesce((SELECT array_agg(l.entry ORDER BY l.id) FROM saga_log l WHERE l.order_id = o.id),
                     '{}') AS saga_log,
            to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
@@ -186,14 +212,19 @@ macro_rules! select_order {
 }
 
 /// Stores an order and its first event ($1 id … $7 created_at, $8 event id,
-/// $9 event kind): the order exists exactly when its event is in the outbox.
+/// $9 event kind, $10 the saga's lease in seconds): the order exists exactly
+/// when its event is in the outbox.
 const INSERT_ORDER: &str = "
     WITH created AS (
-        INSERT INTO orders (id, customer_id, state, lines, region, request, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz)
+        INSERT INTO orders (id, customer_id, state, lines, region, request, created_at, lease_until)
+        VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, now() + make_interval(secs => $10))
         RETURNING id
     )
     INSERT INTO outbox (event_id, order_id, kind) SELECT $8, id, $9 FROM created";
+
+/// How long a pending order belongs to the saga driving it. Longer than the
+/// saga's deadline and its settling; after it, any replica may settle it.
+pub const SAGA_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct OrderStore {
@@ -230,7 +261,8 @@ impl OrderStore {
             .bind(Json(&request))
             .bind(&order.created_at)
             .bind(new_id())
-            .bind(state_text(order.state.event()));
+            .bind(state_text(order.state.event()))
+            .bind(SAGA_LEASE.as_secs_f64());
         let Some(key) = key else {
             insert.execute(&self.pool).await?;
             self.outbox.notify();
@@ -320,10 +352,75 @@ impl OrderStore {
             | Fact::Authorized {
                 authorization_id: value,
             }
-            | Fact::Routed { shipment_id: value } => query.bind(value),
+            | Fact::Routed { shipment_id: value }
+            | Fact::Captured {
+                authorization_id: value,
+            } => query.bind(value),
         };
         query.bind(entry).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Marks the saga as settling and renews its lease for the settling.
+    pub async fn settling(&self, id: &str, entry: &str) -> Result<(), ApiError> {
+        sqlx::query(concat!(
+            "WITH fact AS (UPDATE orders SET step = 'settle', lease_until = now() + make_interval(secs => $2),
+                               updated_at = now()
+                           WHERE id = $1 AND state = 'pending') ",
+            "INSERT INTO saga_log (order_id, entry) VALUES ($1, $3)"
+        ))
+        .bind(parse_id(id, "order")?)
+        .bind(SAGA_LEASE.as_secs_f64())
+        .bind(entry)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes up to `limit` pending orders whose saga's lease ran out (its
+    /// replica died or gave up) and leases them to the caller; another
+    /// replica asking at the same time gets others.
+    pub async fn claim_abandoned(&self, limit: i64) -> Result<Vec<String>, ApiError> {
+        let ids: Vec<(uuid::Uuid,)> = sqlx::query_as(
+            "UPDATE orders SET lease_until = now() + make_interval(secs => $2)
+             WHERE id IN (SELECT id FROM orders
+                          WHERE state = 'pending' AND lease_until < now()
+                          ORDER BY lease_until LIMIT $1
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+        )
+        .bind(limit)
+        .bind(SAGA_LEASE.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(|(id,)| id.to_string()).collect())
+    }
+
+    /// Marks up to `limit` orders confirmed at least `delay` ago shipped,
+    /// each with its event; returns how many. Kept in the database, so a
+    /// restart between confirmation and dispatch ships them all the same.
+    pub async fn ship_due(&self, delay: std::time::Duration, limit: i64) -> Result<u64, ApiError> {
+        let shipped = sqlx::query(
+            "WITH moved AS (
+                 UPDATE orders SET state = 'shipped', updated_at = now()
+                 WHERE id IN (SELECT id FROM orders
+                              WHERE state = 'confirmed'
+                                AND updated_at <= now() - make_interval(secs => $1)
+                              ORDER BY updated_at LIMIT $2
+                              FOR UPDATE SKIP LOCKED)
+                 RETURNING id
+             )
+             INSERT INTO outbox (event_id, order_id, kind) SELECT gen_random_uuid(), id, 'shipped' FROM moved",
+        )
+        .bind(delay.as_secs_f64())
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if shipped > 0 {
+            self.outbox.notify();
+        }
+        Ok(shipped)
     }
 
     /// Moves the order to `state` when it is in one of `from`, and puts the
@@ -380,6 +477,7 @@ mod tests {
             authorization_id: None,
             reservation_id: None,
             shipment_id: None,
+            step: Step::Reserve,
             saga_log: vec![],
             created_at: String::new(),
         }

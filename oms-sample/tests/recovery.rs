@@ -1,0 +1,251 @@
+//! The saga survives lost replies and a dead replica: real PostgreSQL, a
+//! real nats-server, real `oms up` processes. After each drill every order
+//! is terminal and the books balance across orders, payments, inventory and
+//! fulfillment (checked in their databases).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backing, Oms, order_request};
+use futures::future::join_all;
+use homeostat_test_support::wait_until;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// Longer than the saga lease (30 s), which an abandoned order waits out.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Every rule of the books that one query can check, with how many rows
+/// break it; all must be 0.
+const BOOKS: &[(&str, &str)] = &[
+    (
+        "confirmed or shipped order without its total captured",
+        "SELECT count(*) FROM orders.orders o
+         WHERE o.state IN ('confirmed', 'shipped') AND NOT EXISTS (
+             SELECT 1 FROM (SELECT order_id, state, amount_cents FROM payment_primary.authorizations
+                            UNION ALL
+                            SELECT order_id, state, amount_cents FROM payment_secondary.authorizations) a
+             WHERE a.order_id = o.id::text AND a.state = 'captured'
+               AND a.amount_cents = (o.quote->>'total_cents')::bigint)",
+    ),
+    (
+        "rejected order whose card is still authorised or charged",
+        "SELECT count(*) FROM orders.orders o
+         JOIN (SELECT order_id, state FROM payment_primary.authorizations
+               UNION ALL
+               SELECT order_id, state FROM payment_secondary.authorizations) a
+           ON a.order_id = o.id::text
+         WHERE o.state = 'rejected' AND a.state IN ('authorized', 'captured')",
+    ),
+    (
+        "authorisation of no order",
+        "SELECT count(*) FROM (SELECT order_id FROM payment_primary.authorizations
+                               UNION ALL
+                               SELECT order_id FROM payment_secondary.authorizations) a
+         WHERE NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.id::text = a.order_id)",
+    ),
+    (
+        "confirmed or shipped order whose stock is not committed",
+        "SELECT count(*) FROM orders.orders o
+         WHERE o.state IN ('confirmed', 'shipped') AND NOT EXISTS (
+             SELECT 1 FROM inventory.reservations r
+             WHERE r.order_id = o.id::text AND r.state = 'committed')",
+    ),
+    (
+        "rejected order still holding or taking stock",
+        "SELECT count(*) FROM orders.orders o JOIN inventory.reservations r ON r.order_id = o.id::text
+         WHERE o.state = 'rejected' AND r.state <> 'released'",
+    ),
+    (
+        "stock held with no reservation holding it",
+        "SELECT count(*) FROM inventory.sku_totals t
+         WHERE t.held <> coalesce((SELECT sum((l->>'quantity')::bigint)
+                                   FROM inventory.reservations r, jsonb_array_elements(r.lines) l
+                                   WHERE r.state = 'held' AND l->>'sku' = t.sku), 0)",
+    ),
+    (
+        "reservation of no order",
+        "SELECT count(*) FROM inventory.reservations r
+         WHERE NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.id::text = r.order_id)",
+    ),
+    (
+        "rejected order with a shipment planned",
+        "SELECT count(*) FROM orders.orders o JOIN fulfillment.shipments s ON s.order_id = o.id::text
+         WHERE o.state = 'rejected' AND s.state = 'planned'",
+    ),
+];
+
+/// The rules the books break now, each with its count.
+async fn broken_books(db: &PgPool) -> Vec<String> {
+    let mut broken = Vec::new();
+    for (rule, query) in BOOKS {
+        let count: i64 = sqlx::query_scalar(*query)
+            .fetch_one(db)
+            .await
+            .unwrap_or_else(|e| panic!("{rule}: {e}"));
+        if count != 0 {
+            broken.push(format!("{rule}: {count}"));
+        }
+    }
+    broken
+}
+
+async fn count(db: &PgPool, query: &'static str) -> i64 {
+    sqlx::query_scalar(query)
+        .fetch_one(db)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+}
+
+async fn orders_in(db: &PgPool, state: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE state = $1")
+        .bind(state)
+        .fetch_one(db)
+        .await
+        .expect("count orders")
+}
+
+/// Waits until no order is in `state`.
+async fn none_left(db: &PgPool, state: &str) {
+    wait_until(
+        &format!("no order {state}"),
+        SETTLE_TIMEOUT,
+        Duration::from_millis(200),
+        || async move {
+            match orders_in(db, state).await {
+                0 => Ok(()),
+                n => Err(format!("{n} orders {state}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Places `count` orders, eight at a time; returns each answer's status.
+async fn place(oms: &Oms, count: usize) -> Vec<(u16, Value)> {
+    let request = order_request("SKU-MUG", 1, "tok_visa");
+    let mut answers = Vec::new();
+    for _ in 0..count.div_ceil(8) {
+        let batch = (0..8).map(|_| oms.post("orders", "/v1/orders", &request));
+        answers.extend(join_all(batch).await);
+    }
+    answers.truncate(count);
+    answers
+}
+
+/// Calls of `orders` to `peer` whose answer was cut off.
+fn lost_calls(metrics: &str, peer: &str) -> f64 {
+    common::histogram_count(
+        metrics,
+        "http_client_request_duration_seconds",
+        &[&format!("peer_service=\"{peer}\""), "error_type=\"lost\""],
+    )
+}
+
+#[tokio::test]
+async fn lost_replies_are_looked_up_and_the_books_balance() {
+    let backing = Backing::start().await;
+    let oms = backing.oms().await;
+    // Every second answer of the card provider and of inventory is cut off
+    // after the work is done: authorisations, captures, reservations and
+    // commits happen without the saga hearing of them.
+    for service in ["payment-primary", "inventory"] {
+        oms.inject(
+            service,
+            &json!({ "kind": "drop_response", "error_rate": 0.5, "duration_seconds": 600 }),
+        )
+        .await;
+    }
+    let answers = place(&oms, 48).await;
+    for (status, order) in &answers {
+        assert!(matches!(status, 201 | 202), "{status} {order}");
+    }
+    let metrics = oms.metrics("orders").await;
+    assert!(
+        lost_calls(&metrics, "payment-primary") > 0.0 && lost_calls(&metrics, "inventory") > 0.0,
+        "the drill lost no answers:\n{metrics}"
+    );
+
+    let db = backing.db().await;
+    none_left(&db, "pending").await;
+    assert_eq!(broken_books(&db).await, Vec::<String>::new());
+    // Most orders get through: three tries per step, and a capture whose
+    // answers were all lost is found done and finished, not voided.
+    let confirmed = orders_in(&db, "confirmed").await;
+    assert!(confirmed >= 24, "only {confirmed} of 48 confirmed");
+    let rejected_for_other_reasons = count(
+        &db,
+        "SELECT count(*) FROM orders.orders WHERE state = 'rejected'
+         AND reason NOT LIKE 'payment_unavailable%' AND reason NOT LIKE 'inventory_unavailable%'
+         AND reason NOT LIKE 'stock_commit_failed%'",
+    )
+    .await;
+    assert_eq!(rejected_for_other_reasons, 0);
+}
+
+#[tokio::test]
+async fn a_killed_orders_replica_leaves_no_order_pending_and_ships_what_it_confirmed() {
+    let backing = Backing::start().await;
+    let first = backing.oms_with(&["--ship-delay-ms", "3600000"]).await;
+    // A slow provider keeps sagas in flight when the process dies.
+    first
+        .inject(
+            "payment-primary",
+            &json!({ "kind": "latency", "latency_ms": 400, "jitter": 0.0, "duration_seconds": 600 }),
+        )
+        .await;
+    let db = backing.db().await;
+    // Some orders get through before the crash, so there is shipping to do.
+    let before = place(&first, 8).await;
+    assert!(before.iter().all(|(status, _)| *status == 201));
+    let http = first.http.clone();
+    let url = format!("{}/v1/orders", first.url("orders"));
+    let in_flight: Vec<_> = (0..24)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                // Its answer dies with the process.
+                let _ = http
+                    .post(url)
+                    .json(&order_request("SKU-MUG", 1, "tok_visa"))
+                    .send()
+                    .await;
+            })
+        })
+        .collect();
+    wait_until(
+        "sagas in flight",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async {
+            match orders_in(&db, "pending").await {
+                n if n >= 12 => Ok(()),
+                n => Err(format!("{n} pending")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    first.kill();
+    for request in in_flight {
+        let _ = request.await;
+    }
+    let stranded = orders_in(&db, "pending").await;
+    assert!(stranded > 0, "the crash stranded no saga");
+
+    // The next replica settles every stranded saga once its lease runs out,
+    // and ships what was confirmed, whoever confirmed it.
+    let second = backing.oms_with(&["--ship-delay-ms", "200"]).await;
+    none_left(&db, "pending").await;
+    none_left(&db, "confirmed").await;
+    assert_eq!(broken_books(&db).await, Vec::<String>::new());
+    let metrics = second.metrics("orders").await;
+    assert!(
+        metrics.contains("outcome=\"recovered\""),
+        "the second replica recovered nothing:\n{metrics}"
+    );
+    let shipped = orders_in(&db, "shipped").await;
+    assert!(shipped >= 8, "{shipped} shipped");
+}
