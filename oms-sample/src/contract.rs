@@ -263,6 +263,7 @@ mod contract_tests {
             admin_token: "t".to_owned(),
             routing: LiveRouting::new(&Default::default()),
             call_timeout: Duration::from_secs(1),
+            limits: Default::default(),
             ship_delay: Duration::from_secs(1),
             database: None,
             bus: None,

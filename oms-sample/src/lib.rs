@@ -9,6 +9,7 @@
 //! Every stateful service keeps its state in its own PostgreSQL schema
 //! ([`db`]), so any service can run with replicas and survives restarts.
 
+pub mod admission;
 pub mod bus;
 pub mod catalog;
 pub mod client;

@@ -115,6 +115,16 @@ struct Common {
     /// Timeout of each call between services, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     call_timeout_ms: u64,
+    /// API requests each service serves at once; more are answered 503 with
+    /// Retry-After at once (health and metrics endpoints are not counted).
+    #[arg(long, default_value_t = homeostat_oms::admission::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_in_flight: u64,
+    /// The longest an admitted request may take, reading its body included,
+    /// in milliseconds; then it is answered 503 (an order's saga goes on).
+    #[arg(long, default_value_t = homeostat_oms::admission::DEFAULT_REQUEST_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_ms: u64,
     /// Delay between confirmation and shipping, in milliseconds.
     #[arg(long, default_value_t = 2_000)]
     ship_delay_ms: u64,
@@ -193,6 +203,10 @@ impl Common {
             routing_source: self.routing_source()?,
             initial_routing: payment_routing(self.primary_weight),
             call_timeout: Duration::from_millis(self.call_timeout_ms),
+            limits: homeostat_oms::admission::Limits {
+                max_in_flight: usize::try_from(self.max_in_flight)?,
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
+            },
             ship_delay: Duration::from_millis(self.ship_delay_ms),
             database,
             bus,

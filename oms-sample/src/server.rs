@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::admission::{self, Admission, Limits};
 use crate::error::{ApiError, JsonBody};
 use crate::faults::{FaultRequest, FaultSet};
 use crate::metrics::{ServerLabels, ServiceMetrics};
@@ -29,13 +30,16 @@ pub struct ServiceContext {
     pub metrics: ServiceMetrics,
     pub faults: Arc<FaultSet>,
     pub admin_token: Arc<str>,
+    pub admission: Admission,
 }
 
 impl ServiceContext {
-    pub fn new(name: &'static str, admin_token: &str) -> Self {
+    pub fn new(name: &'static str, admin_token: &str, limits: Limits) -> Self {
+        let metrics = ServiceMetrics::new(name);
         Self {
             name,
-            metrics: ServiceMetrics::new(name),
+            admission: Admission::new(name, limits, &metrics),
+            metrics,
             faults: Arc::new(FaultSet::default()),
             admin_token: Arc::from(admin_token),
         }
@@ -50,6 +54,10 @@ pub fn service_router(ctx: ServiceContext, api: OpenApiRouter) -> Router {
 
     let api = api
         .layer(middleware::from_fn_with_state(ctx.clone(), inject_faults))
+        .layer(middleware::from_fn_with_state(
+            ctx.admission.clone(),
+            admission::admit,
+        ))
         .layer(middleware::from_fn_with_state(ctx.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 

@@ -27,6 +27,7 @@ pub struct RunOptions {
     pub routing_source: RoutingSource,
     pub initial_routing: RoutingTable,
     pub call_timeout: Duration,
+    pub limits: crate::admission::Limits,
     pub ship_delay: Duration,
     /// Where the stateful services keep their state.
     pub database: Option<DatabaseConfig>,
@@ -43,6 +44,7 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
         admin_token: options.admin_token.clone(),
         routing: routing.clone(),
         call_timeout: options.call_timeout,
+        limits: options.limits,
         ship_delay: options.ship_delay,
         database: options.database.clone(),
         bus: options.bus.clone(),

@@ -90,6 +90,11 @@ impl Oms {
         oms
     }
 
+    /// The `oms up` process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }

@@ -116,6 +116,8 @@ pub struct Environment {
     /// `orders` only: the payment routing table in force.
     pub routing: LiveRouting,
     pub call_timeout: Duration,
+    /// What each service takes on before it sheds load.
+    pub limits: crate::admission::Limits,
     /// `orders` only: how long after confirmation an order ships.
     pub ship_delay: Duration,
     /// Where the stateful services keep their state; tax needs none.
@@ -242,7 +244,7 @@ pub async fn build(name: &str, env: &Environment) -> Result<Router, BuildError> 
             Some(pool)
         }
     };
-    let ctx = ServiceContext::new(service, &env.admin_token);
+    let ctx = ServiceContext::new(service, &env.admin_token, env.limits);
     let outbox = start_event_work(service, &ctx, env, pool.as_ref()).await?;
     let api = service_api(service, &ctx, env, pool, outbox)?;
     Ok(service_router(ctx, api))
@@ -252,7 +254,7 @@ pub async fn build(name: &str, env: &Environment) -> Result<Router, BuildError> 
 /// `/openapi.json`; connects to no database.
 pub fn openapi(name: &str, env: &Environment) -> Result<utoipa::openapi::OpenApi, BuildError> {
     let service = service_name(name)?;
-    let ctx = ServiceContext::new(service, &env.admin_token);
+    let ctx = ServiceContext::new(service, &env.admin_token, env.limits);
     let database = env
         .database
         .clone()
