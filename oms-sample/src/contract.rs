@@ -264,6 +264,7 @@ mod contract_tests {
             routing: LiveRouting::new(&Default::default()),
             call_timeout: Duration::from_secs(1),
             limits: Default::default(),
+            hold_ttl: Duration::from_secs(600),
             ship_delay: Duration::from_secs(1),
             database: None,
             bus: None,

@@ -125,6 +125,12 @@ struct Common {
     #[arg(long, default_value_t = homeostat_oms::admission::DEFAULT_REQUEST_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
+    /// How long a stock reservation or a card authorisation may stay
+    /// unclaimed before it is given back (released, voided), in
+    /// milliseconds. Keep it well above the saga's 30 s lease.
+    #[arg(long, default_value_t = homeostat_oms::services::expiry::DEFAULT_HOLD_TTL_MS,
+          value_parser = clap::value_parser!(u64).range(1_000..))]
+    hold_ttl_ms: u64,
     /// Delay between confirmation and shipping, in milliseconds.
     #[arg(long, default_value_t = 2_000)]
     ship_delay_ms: u64,
@@ -207,6 +213,7 @@ impl Common {
                 max_in_flight: usize::try_from(self.max_in_flight)?,
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
             },
+            hold_ttl: Duration::from_millis(self.hold_ttl_ms),
             ship_delay: Duration::from_millis(self.ship_delay_ms),
             database,
             bus,

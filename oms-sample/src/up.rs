@@ -28,6 +28,7 @@ pub struct RunOptions {
     pub initial_routing: RoutingTable,
     pub call_timeout: Duration,
     pub limits: crate::admission::Limits,
+    pub hold_ttl: Duration,
     pub ship_delay: Duration,
     /// Where the stateful services keep their state.
     pub database: Option<DatabaseConfig>,
@@ -45,6 +46,7 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
         routing: routing.clone(),
         call_timeout: options.call_timeout,
         limits: options.limits,
+        hold_ttl: options.hold_ttl,
         ship_delay: options.ship_delay,
         database: options.database.clone(),
         bus: options.bus.clone(),

@@ -39,11 +39,12 @@ const BOOKS: &[(&str, &str)] = &[
          WHERE o.state = 'rejected' AND a.state IN ('authorized', 'captured')",
     ),
     (
-        "authorisation of no order",
-        "SELECT count(*) FROM (SELECT order_id FROM payment_primary.authorizations
+        "money held or taken for no order",
+        "SELECT count(*) FROM (SELECT order_id, state FROM payment_primary.authorizations
                                UNION ALL
-                               SELECT order_id FROM payment_secondary.authorizations) a
-         WHERE NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.id::text = a.order_id)",
+                               SELECT order_id, state FROM payment_secondary.authorizations) a
+         WHERE a.state IN ('authorized', 'captured')
+           AND NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.id::text = a.order_id)",
     ),
     (
         "confirmed or shipped order whose stock is not committed",
@@ -65,9 +66,10 @@ const BOOKS: &[(&str, &str)] = &[
                                    WHERE r.state = 'held' AND l->>'sku' = t.sku), 0)",
     ),
     (
-        "reservation of no order",
+        "stock held or taken for no order",
         "SELECT count(*) FROM inventory.reservations r
-         WHERE NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.id::text = r.order_id)",
+         WHERE r.state <> 'released'
+           AND NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.id::text = r.order_id)",
     ),
     (
         "rejected order with a shipment planned",
@@ -248,4 +250,69 @@ async fn a_killed_orders_replica_leaves_no_order_pending_and_ships_what_it_confi
     );
     let shipped = orders_in(&db, "shipped").await;
     assert!(shipped >= 8, "{shipped} shipped");
+}
+
+#[tokio::test]
+async fn holds_no_saga_claims_expire_and_claimed_ones_stay() {
+    let backing = Backing::start().await;
+    let oms = backing
+        .oms_with(&["--ship-delay-ms", "3600000", "--hold-ttl-ms", "2000"])
+        .await;
+    let order = oms.order("SKU-MUG", "tok_visa").await;
+    assert_eq!(order["state"], "confirmed");
+    // Holds whose saga is gone, as when an answer lands after its saga
+    // settled without it: made straight at the callees.
+    let (status, held) = oms
+        .post(
+            "inventory",
+            "/v1/reservations",
+            &json!({ "order_id": "ghost-1", "lines": [{ "sku": "SKU-MUG", "quantity": 2 }] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{held}");
+    let (status, authorised) = oms
+        .post(
+            "payment-primary",
+            "/v1/authorizations",
+            &json!({ "order_id": "ghost-1", "amount_cents": 1000, "currency": "EUR",
+                     "card_token": "tok_visa" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{authorised}");
+
+    wait_until(
+        "the unclaimed holds given back",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let (_, reservation) = oms
+                .get("inventory", "/v1/reservations/by-order/ghost-1")
+                .await;
+            let (_, authorization) = oms
+                .get("payment-primary", "/v1/authorizations/by-order/ghost-1")
+                .await;
+            match (
+                reservation["state"].as_str(),
+                authorization["state"].as_str(),
+            ) {
+                (Some("released"), Some("voided")) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // The confirmed order's holds were claimed: still captured and committed.
+    let db = backing.db().await;
+    assert_eq!(broken_books(&db).await, Vec::<String>::new());
+    assert_eq!(oms.authorization_of(&order).await["state"], "captured");
+    assert_eq!(oms.reservation_of(&order).await["state"], "committed");
+    let inventory = oms.metrics("inventory").await;
+    assert!(
+        inventory.contains(
+            "oms_outcomes_total{service=\"inventory\",outcome=\"expired\",reason=\"reservation\"} 1"
+        ),
+        "{inventory}"
+    );
 }

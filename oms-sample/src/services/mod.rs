@@ -1,6 +1,7 @@
 //! The OMS services. Each module holds one service: its request and response
 //! types, its pure logic and its handlers.
 
+pub mod expiry;
 pub mod fulfillment;
 pub mod inventory;
 pub mod notifications;
@@ -116,6 +117,9 @@ pub struct Environment {
     /// `orders` only: the payment routing table in force.
     pub routing: LiveRouting,
     pub call_timeout: Duration,
+    /// How long a reservation or authorisation may stay unclaimed
+    /// (inventory and the payment providers).
+    pub hold_ttl: Duration,
     /// What each service takes on before it sheds load.
     pub limits: crate::admission::Limits,
     /// `orders` only: how long after confirmation an order ships.
@@ -222,6 +226,25 @@ async fn start_event_work(
     Ok(OutboxSignal::default())
 }
 
+/// Starts the sweep that gives back holds no saga claims: inventory's
+/// reservations and the providers' authorisations.
+fn start_expiry(service: &'static str, ctx: &ServiceContext, ttl: Duration, pool: &PgPool) {
+    let pool = pool.clone();
+    match service {
+        "inventory" => expiry::spawn("reservation", ctx.metrics.clone(), move || {
+            let pool = pool.clone();
+            async move { inventory::ledger::expire(&pool, ttl).await }
+        }),
+        "payment-primary" | "payment-secondary" => {
+            expiry::spawn("authorization", ctx.metrics.clone(), move || {
+                let pool = pool.clone();
+                async move { payment::book::expire(&pool, ttl).await }
+            });
+        }
+        _ => {}
+    }
+}
+
 /// Builds the router of the service called `name`: creates and migrates its
 /// schema and opens its pool first. Must run inside a Tokio runtime
 /// (`orders` starts its outbox relay, `notifications` its consumer).
@@ -246,6 +269,9 @@ pub async fn build(name: &str, env: &Environment) -> Result<Router, BuildError> 
     };
     let ctx = ServiceContext::new(service, &env.admin_token, env.limits);
     let outbox = start_event_work(service, &ctx, env, pool.as_ref()).await?;
+    if let Some(pool) = &pool {
+        start_expiry(service, &ctx, env.hold_ttl, pool);
+    }
     let api = service_api(service, &ctx, env, pool, outbox)?;
     Ok(service_router(ctx, api))
 }

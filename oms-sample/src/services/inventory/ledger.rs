@@ -253,6 +253,37 @@ pub async fn release(pool: &PgPool, id: &str) -> Result<Reservation, ApiError> {
     Ok(reservation)
 }
 
+/// Releases up to 256 reservations held longer than `ttl`, in one
+/// statement (reservation rows, then the SKU totals: the order every
+/// transaction here locks them in); returns how many.
+pub async fn expire(pool: &PgPool, ttl: std::time::Duration) -> Result<u64, ApiError> {
+    let expired: i64 = sqlx::query_scalar(
+        "WITH expired AS (
+             UPDATE reservations SET state = 'released', updated_at = now()
+             WHERE id IN (SELECT id FROM reservations
+                          WHERE state = 'held' AND created_at < now() - make_interval(secs => $1)
+                          ORDER BY created_at LIMIT 256
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING lines
+         ),
+         units AS (
+             SELECT l->>'sku' AS sku, sum((l->>'quantity')::bigint) AS units
+             FROM expired, jsonb_array_elements(expired.lines) l
+             GROUP BY 1
+         ),
+         given_back AS (
+             UPDATE sku_totals t SET held = t.held - u.units FROM units u
+             WHERE t.sku = u.sku
+             RETURNING 1
+         )
+         SELECT count(*) FROM expired",
+    )
+    .bind(ttl.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(expired).unwrap_or(0))
+}
+
 /// Takes the held units out of the named warehouses. Idempotent.
 pub async fn commit(
     pool: &PgPool,

@@ -32,6 +32,26 @@ macro_rules! columns {
     };
 }
 
+/// Voids up to 256 authorisations left uncaptured longer than `ttl`;
+/// returns how many. A captured one is never touched.
+pub async fn expire(pool: &PgPool, ttl: std::time::Duration) -> Result<u64, ApiError> {
+    let expired: i64 = sqlx::query_scalar(
+        "WITH expired AS (
+             UPDATE authorizations SET state = 'voided', updated_at = now()
+             WHERE id IN (SELECT id FROM authorizations
+                          WHERE state = 'authorized' AND created_at < now() - make_interval(secs => $1)
+                          ORDER BY created_at LIMIT 256
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING 1
+         )
+         SELECT count(*) FROM expired",
+    )
+    .bind(ttl.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(expired).unwrap_or(0))
+}
+
 impl Book {
     fn authorization(&self, row: Row) -> Result<Authorization, ApiError> {
         Ok(Authorization {
