@@ -10,6 +10,7 @@
 //! ([`db`]), so any service can run with replicas and survives restarts.
 
 pub mod admission;
+pub mod audit;
 pub mod bus;
 pub mod catalog;
 pub mod client;

@@ -1,11 +1,12 @@
 //! `oms`: the reference OMS. A subcommand per service (one image serves all),
-//! `oms up` for every service in one process, and `oms loadgen`.
+//! `oms up` for every service in one process, `oms loadgen` and `oms audit`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use homeostat_api::oms::OMS_SERVICES;
 use homeostat_api::routing::payment_routing;
@@ -59,6 +60,22 @@ enum Command {
     Notifications(ServiceArgs),
     /// Run the returns service.
     Returns(ServiceArgs),
+    /// Check that the books balance across every service's schema: orders
+    /// settled, money and stock conserved, nothing held for no order, every
+    /// event delivered once. Exits non-zero when they do not.
+    Audit {
+        /// The OMS database (postgres://USER:PASSWORD@HOST:PORT/DATABASE), where
+        /// every service keeps its schema; falls back to $OMS_DATABASE_URL.
+        #[arg(long, env = "OMS_DATABASE_URL", hide_env_values = true)]
+        target: String,
+        /// Orders and events younger than this may still be in flight and do
+        /// not count against the books, in seconds.
+        #[arg(long, default_value_t = 60)]
+        grace_seconds: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send an open-loop order mix at a fixed arrival rate and report latency and outcomes.
     Loadgen {
         /// The orders service.
@@ -234,7 +251,7 @@ impl Command {
             Command::Fulfillment(_) => "fulfillment",
             Command::Notifications(_) => "notifications",
             Command::Returns(_) => "returns",
-            Command::Loadgen { .. } => return None,
+            Command::Loadgen { .. } | Command::Audit { .. } => return None,
         })
     }
 }
@@ -330,6 +347,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fulfillment(args) => serve("fulfillment", args).await,
         Command::Notifications(args) => serve("notifications", args).await,
         Command::Returns(args) => serve("returns", args).await,
+        Command::Audit {
+            target,
+            grace_seconds,
+            json,
+        } => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&target)
+                .await
+                .context("cannot connect to the OMS database")?;
+            let audit = homeostat_oms::audit::run(&pool, Duration::from_secs(grace_seconds))
+                .await
+                .context("cannot read the books (is this the OMS database?)")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&audit)?);
+            } else {
+                println!("{}", audit.render());
+            }
+            anyhow::ensure!(audit.passed, "the books do not balance");
+            Ok(())
+        }
         Command::Loadgen {
             target,
             rate,

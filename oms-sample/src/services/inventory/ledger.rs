@@ -376,19 +376,20 @@ pub async fn restock(
             .ok_or_else(|| ApiError::unprocessable("out_of_range", "restocked units overflow"))?;
     }
     let mut tx = pool.begin().await?;
-    if let Some(restock_id) = restock_id {
-        let first = sqlx::query(
-            "INSERT INTO restocks (restock_id, units) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(restock_id)
-        .bind(to_bigint(total, "units")?)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if first == 0 {
-            tx.rollback().await?;
-            return Ok(total);
-        }
+    // Every restock is on the books (the audit's stock balance counts them);
+    // one without a name gets one and is never a retry.
+    let restock_id = restock_id.map_or_else(|| format!("unnamed-{}", db::new_id()), str::to_owned);
+    let first = sqlx::query(
+        "INSERT INTO restocks (restock_id, units) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(&restock_id)
+    .bind(to_bigint(total, "units")?)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if first == 0 {
+        tx.rollback().await?;
+        return Ok(total);
     }
     for (sku, units) in units_by_sku(lines) {
         let amount = to_bigint(units, "quantity")?;
