@@ -148,6 +148,11 @@ struct Common {
     #[arg(long, default_value_t = homeostat_oms::services::expiry::DEFAULT_HOLD_TTL_MS,
           value_parser = clap::value_parser!(u64).range(1_000..))]
     hold_ttl_ms: u64,
+    /// On SIGTERM or Ctrl-C: how long to finish the requests in flight
+    /// (new ones are refused) before exiting, in milliseconds. Below the
+    /// orchestrator's grace period (Kubernetes: 30 s).
+    #[arg(long, default_value_t = 25_000)]
+    shutdown_grace_ms: u64,
     /// Delay between confirmation and shipping, in milliseconds.
     #[arg(long, default_value_t = 2_000)]
     ship_delay_ms: u64,
@@ -232,6 +237,7 @@ impl Common {
             },
             hold_ttl: Duration::from_millis(self.hold_ttl_ms),
             ship_delay: Duration::from_millis(self.ship_delay_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             database,
             bus,
         })

@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub limits: crate::admission::Limits,
     pub hold_ttl: Duration,
     pub ship_delay: Duration,
+    /// How long a stopping process waits for its requests to finish.
+    pub shutdown_grace: Duration,
     /// Where the stateful services keep their state.
     pub database: Option<DatabaseConfig>,
     /// Where order events go.
@@ -61,38 +63,102 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
         listeners.push((name.clone(), listener, router));
     }
 
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut background = tokio::task::JoinSet::new();
     let source = options.routing_source.clone();
     let runs_orders = options.services.iter().any(|(n, _)| n == "orders");
     if runs_orders {
-        tasks.spawn(async move {
+        background.spawn(async move {
             follow(source, routing)
                 .await
                 .context("routing table source")
         });
     }
+    // One stop signal per drain tier (see `drain_tier`).
+    let stops: Vec<watch::Sender<bool>> =
+        (0..DRAIN_TIERS).map(|_| watch::channel(false).0).collect();
+    let mut servers = tokio::task::JoinSet::new();
+    let mut per_tier = [0usize; DRAIN_TIERS];
     for (name, listener, router) in listeners {
         let address = listener.local_addr()?;
         println!("{name:<18} http://{address}");
-        let mut stop = shutdown.clone();
-        tasks.spawn(async move {
-            server::serve(listener, router, async move {
+        let tier = drain_tier(&name);
+        per_tier[tier] += 1;
+        let mut stop = stops[tier].subscribe();
+        servers.spawn(async move {
+            let served = server::serve(listener, router, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await
-            .with_context(|| format!("{name} stopped"))
+            .with_context(|| format!("{name} stopped"));
+            (tier, served)
         });
     }
     println!("oms: {} service(s) ready", options.services.len());
 
     tokio::select! {
         _ = shutdown.wait_for(|s| *s) => {}
-        Some(result) = tasks.join_next() => {
-            // A server or the routing source ended on its own: that is a failure.
-            result??;
+        Some(result) = servers.join_next() => {
+            // A server ended on its own: that is a failure.
+            result?.1?;
             anyhow::bail!("a service stopped unexpectedly");
         }
+        Some(result) = background.join_next() => {
+            result??;
+            anyhow::bail!("the routing table source stopped unexpectedly");
+        }
     }
-    tasks.shutdown().await;
+    // Drain, callers first: each tier stops accepting and finishes the
+    // requests it has (an order's request waits for its saga) while the
+    // services it calls still serve, all within the grace period.
+    println!(
+        "oms: stopping; draining for up to {:?}",
+        options.shutdown_grace
+    );
+    let drained = tokio::time::timeout(options.shutdown_grace, async {
+        let mut stopped = [0usize; DRAIN_TIERS];
+        for (tier, stop) in stops.iter().enumerate() {
+            let _ = stop.send(true);
+            while stopped[tier] < per_tier[tier] {
+                let Some(result) = servers.join_next().await else {
+                    return;
+                };
+                match result {
+                    Ok((done_tier, served)) => {
+                        if let Err(err) = served {
+                            tracing::warn!(error = %err, "a service failed while draining");
+                        }
+                        stopped[done_tier] += 1;
+                    }
+                    // Only a panic ends a server task this way; nothing to wait for.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "a server task failed while draining");
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            grace = ?options.shutdown_grace,
+            "requests still in flight at the end of the grace period; their sagas settle after their lease"
+        );
+    }
+    servers.shutdown().await;
+    background.shutdown().await;
     Ok(())
+}
+
+/// Drain tiers: a service stops after every service that calls it.
+const DRAIN_TIERS: usize = 3;
+
+/// The tier of a service: the entry points first (orders and returns call
+/// the rest), then fulfillment (it calls inventory), then everything else.
+fn drain_tier(service: &str) -> usize {
+    match service {
+        "orders" | "returns" => 0,
+        "fulfillment" => 1,
+        _ => 2,
+    }
 }

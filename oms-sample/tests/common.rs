@@ -232,7 +232,45 @@ fn sum_series(metrics: &str, prefix: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// `oms audit` on `database_url` with `grace_seconds`: whether it passed,
+/// and its JSON.
+pub fn audit(database_url: &str, grace_seconds: u64) -> (bool, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_oms"))
+        .args(["audit", "--json", "--target", database_url])
+        .args(["--grace-seconds", &grace_seconds.to_string()])
+        .output()
+        .expect("run oms audit");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        json!({
+            "stdout": String::from_utf8_lossy(&output.stdout),
+            "stderr": String::from_utf8_lossy(&output.stderr),
+        })
+    });
+    (output.status.success(), report)
+}
+
 impl Oms {
+    /// SIGTERM, as an orchestrator stops a pod; returns at once.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub async fn exited_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// SIGKILL: every service dies at once, mid-work, as in a node crash.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -149,9 +149,9 @@ impl Saga {
         if order.state != OrderState::Pending {
             return Ok(order);
         }
-        let reason = format!("{}: {}", why.code, why.detail);
-        self.store
-            .settling(order_id, &format!("settling after {reason}"))
+        let reason = self
+            .store
+            .settling(order_id, &format!("{}: {}", why.code, why.detail))
             .await?;
         let doubted = if why.refused {
             &[][..]

@@ -361,20 +361,26 @@ impl OrderStore {
         Ok(())
     }
 
-    /// Marks the saga as settling and renews its lease for the settling.
-    pub async fn settling(&self, id: &str, entry: &str) -> Result<(), ApiError> {
-        sqlx::query(concat!(
+    /// Marks the saga as settling after `cause`, renews its lease for the
+    /// settling, and returns the cause to give if the order is rejected: the
+    /// first one recorded, so a settling taken over after a crash still
+    /// says why the saga stopped.
+    pub async fn settling(&self, id: &str, cause: &str) -> Result<String, ApiError> {
+        let first: Option<String> = sqlx::query_scalar(concat!(
             "WITH fact AS (UPDATE orders SET step = 'settle', lease_until = now() + make_interval(secs => $2),
-                               updated_at = now()
-                           WHERE id = $1 AND state = 'pending') ",
-            "INSERT INTO saga_log (order_id, entry) VALUES ($1, $3)"
+                               settle_cause = coalesce(settle_cause, $3), updated_at = now()
+                           WHERE id = $1 AND state = 'pending'
+                           RETURNING settle_cause),
+                  logged AS (INSERT INTO saga_log (order_id, entry) VALUES ($1, 'settling after ' || $3)) ",
+            "SELECT settle_cause FROM fact"
         ))
         .bind(parse_id(id, "order")?)
         .bind(SAGA_LEASE.as_secs_f64())
-        .bind(entry)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(cause)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        Ok(first.unwrap_or_else(|| cause.to_owned()))
     }
 
     /// Takes up to `limit` pending orders whose saga's lease ran out (its
