@@ -217,7 +217,32 @@ impl Engine {
         let mut problems = Vec::new();
         self.series.clear();
         let callees: BTreeSet<&str> = history.edges.keys().map(|(_, c)| c.as_str()).collect();
+        let window = self.config.rate_window_seconds;
+        let rates: BTreeMap<&str, BTreeMap<i64, f64>> = history
+            .series
+            .iter()
+            .filter(|((_, signal), _)| *signal == Signal::RequestRate)
+            .map(|((service, _), points)| (service.as_str(), points.iter().copied().collect()))
+            .collect();
         for ((service, signal), points) in &history.series {
+            // A quantile is fitted on the windows in which it can be judged,
+            // as it is scored: a drained provider's p99 over forty probes is
+            // no baseline for its p99 once customers' traffic comes back.
+            let judged: Vec<(i64, f64)>;
+            let points = match rates.get(service.as_str()) {
+                Some(rate) if signal.is_latency() => {
+                    judged = points
+                        .iter()
+                        .filter(|(t, _)| {
+                            rate.get(t)
+                                .is_some_and(|r| enough_requests(*signal, r * window))
+                        })
+                        .copied()
+                        .collect();
+                    &judged
+                }
+                _ => points,
+            };
             let (scale, mut direction) = signal_model(*signal);
             // Traffic loss is judged where customers arrive. A callee's
             // traffic follows its callers' routing: a reroute away from it
@@ -864,6 +889,53 @@ mod tests {
             .collect();
         assert_eq!(opened_count(&events), 0, "{events:#?}");
     }
+    #[test]
+    fn a_quantile_learned_from_probes_alone_is_not_a_baseline_for_customer_traffic() {
+        // payment-primary drained during the whole history: 2 requests a
+        // second (probes), its tail quantiles those of forty probes.
+        let mut history = History::default();
+        for i in 0..720 {
+            let o = with_traffic(i, 1.0, "payment-primary", 0.05);
+            for (k, v) in o.series {
+                history
+                    .series
+                    .entry(k)
+                    .or_default()
+                    .push((i as i64 * STEP, v));
+            }
+            for (k, v) in o.edges {
+                history
+                    .edges
+                    .entry(k)
+                    .or_default()
+                    .push((i as i64 * STEP, v));
+            }
+        }
+        let mut engine = Engine::new(EngineConfig::default());
+        let problems = engine.fit(&history);
+        let unfitted: Vec<&str> = problems.iter().map(|p| p.series.as_str()).collect();
+        assert_eq!(
+            unfitted,
+            ["payment-primary latency_p95", "payment-primary latency_p99"]
+        );
+        // Customers come back; their p99 is twice the probes': nothing opens,
+        // the median (fitted on probes, judged all along) keeps watch.
+        let events: Vec<ReportEvent> = (720..780)
+            .flat_map(|i| {
+                let mut o = observe(i, 1.0);
+                let p99 = ("payment-primary".to_owned(), Signal::LatencyP99);
+                o.series.insert(p99.clone(), normal(&p99.0, p99.1, i) * 2.0);
+                engine.tick(i as i64 * STEP, Some(&o)).events
+            })
+            .collect();
+        assert_eq!(opened_count(&events), 0, "{events:#?}");
+        assert!(
+            engine
+                .series
+                .contains_key(&("payment-primary".to_owned(), Signal::LatencyP50))
+        );
+    }
+
     #[test]
     fn quantiles_need_enough_requests_to_be_judged() {
         assert!(enough_requests(Signal::LatencyP99, 500.0));
