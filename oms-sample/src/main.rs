@@ -41,6 +41,12 @@ enum Command {
         /// tax, payment-primary, payment-secondary, fulfillment, notifications, returns.
         #[arg(long, default_value_t = 8080)]
         base_port: u16,
+        /// Without --database-url: run the throwaway PostgreSQL with its
+        /// durability defaults (fsync, synchronous_commit on) instead of
+        /// synchronous_commit=off. Slower, as a real deployment is; for
+        /// measuring.
+        #[arg(long, conflicts_with = "database_url")]
+        durable: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -301,7 +307,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { base_port, common } => {
+        Command::Up {
+            base_port,
+            durable,
+            common,
+        } => {
             let last = u32::from(base_port) + OMS_SERVICES.len() as u32 - 1;
             anyhow::ensure!(
                 last <= u32::from(u16::MAX),
@@ -321,7 +331,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // throwaway PostgreSQL lives as long as this process.
             let local = match common.database_url {
                 Some(_) => None,
-                None => Some(LocalPostgres::start_with(Durability::Throwaway).await?),
+                None => Some(
+                    LocalPostgres::start_with(if durable {
+                        Durability::Full
+                    } else {
+                        Durability::Throwaway
+                    })
+                    .await?,
+                ),
             };
             if let Some(local) = &local {
                 println!("{:<18} {}", "postgres", local.url());
