@@ -668,11 +668,12 @@ mod tests {
         o
     }
 
-    fn fitted() -> Engine {
+    /// 720 ticks of history, each observed by `observation`.
+    fn history(observation: impl Fn(usize) -> Observation) -> History {
         let mut history = History::default();
         for i in 0..720 {
             let t = i as i64 * STEP;
-            let o = observe(i, 1.0);
+            let o = observation(i);
             for (k, v) in o.series {
                 history.series.entry(k).or_default().push((t, v));
             }
@@ -680,8 +681,12 @@ mod tests {
                 history.edges.entry(k).or_default().push((t, v));
             }
         }
+        history
+    }
+
+    fn fitted() -> Engine {
         let mut engine = Engine::new(EngineConfig::default());
-        assert!(engine.fit(&history).is_empty());
+        assert!(engine.fit(&history(|i| observe(i, 1.0))).is_empty());
         engine
     }
 
@@ -893,26 +898,8 @@ mod tests {
     fn a_quantile_learned_from_probes_alone_is_not_a_baseline_for_customer_traffic() {
         // payment-primary drained during the whole history: 2 requests a
         // second (probes), its tail quantiles those of forty probes.
-        let mut history = History::default();
-        for i in 0..720 {
-            let o = with_traffic(i, 1.0, "payment-primary", 0.05);
-            for (k, v) in o.series {
-                history
-                    .series
-                    .entry(k)
-                    .or_default()
-                    .push((i as i64 * STEP, v));
-            }
-            for (k, v) in o.edges {
-                history
-                    .edges
-                    .entry(k)
-                    .or_default()
-                    .push((i as i64 * STEP, v));
-            }
-        }
         let mut engine = Engine::new(EngineConfig::default());
-        let problems = engine.fit(&history);
+        let problems = engine.fit(&history(|i| with_traffic(i, 1.0, "payment-primary", 0.05)));
         let unfitted: Vec<&str> = problems.iter().map(|p| p.series.as_str()).collect();
         assert_eq!(
             unfitted,

@@ -213,8 +213,19 @@ impl Saga {
                 COMPENSATION_ATTEMPTS,
             )
             .await?;
+        self.commit_stock(reservation_id, &shipment, COMPENSATION_ATTEMPTS)
+            .await
+    }
+
+    /// Takes the reserved units out of the warehouses the shipment ships from.
+    async fn commit_stock(
+        &self,
+        reservation_id: &str,
+        shipment: &Shipment,
+        attempts: u32,
+    ) -> Result<(), CallError> {
         let commit = CommitRequest {
-            allocations: settle::allocations(&shipment),
+            allocations: settle::allocations(shipment),
         };
         let _: Reservation = self
             .client
@@ -223,7 +234,7 @@ impl Saga {
                 "inventory",
                 &[reservation_id],
                 Some(&commit),
-                COMPENSATION_ATTEMPTS,
+                attempts,
             )
             .await?;
         Ok(())
@@ -436,18 +447,7 @@ impl Saga {
         )
         .await?;
 
-        let commit = CommitRequest {
-            allocations: settle::allocations(&shipment),
-        };
-        let _: Reservation = self
-            .client
-            .call_idempotent(
-                &contract::INVENTORY_COMMIT,
-                "inventory",
-                &[&reservation.id],
-                Some(&commit),
-                STEP_ATTEMPTS,
-            )
+        self.commit_stock(&reservation.id, &shipment, STEP_ATTEMPTS)
             .await
             .map_err(|e| {
                 let failed = failure("stock_commit_failed", &e);
