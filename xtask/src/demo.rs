@@ -7,22 +7,10 @@ use std::process::Command;
 use crate::{system, test_assets, workspace};
 
 /// The demo's processes: the OMS, the operator, the detector and the player.
-const PACKAGES: [&str; 4] = [
-    "homeostat-oms",
-    "homeostat-operator",
-    "homeostat-detector",
-    "homeostat-demo",
-];
-
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
     system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL, &system::NATS])?;
-    let mut build = workspace::cargo(&["build", "--release", "--locked", "--bins"]);
-    for package in PACKAGES {
-        build.args(["-p", package]);
-    }
-    workspace::run(&mut build)?;
-    let release = workspace::target_dir().join("release");
+    let release = workspace::build_release_bins()?;
     workspace::run(
         Command::new(release.join("homeostat-demo"))
             .env("HOMEOSTAT_TEST_ASSETS", &assets)

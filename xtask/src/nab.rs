@@ -42,16 +42,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !numpy.success() {
         bail!("the scorer needs numpy: pip install numpy");
     }
-    workspace::run(&mut workspace::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "homeostat-detector",
-    ]))?;
-    let detector = workspace::target_dir()
-        .join("release")
-        .join("homeostat-detector");
+    let detector = workspace::build_release_bins()?.join("homeostat-detector");
     let output = Command::new("python3")
         .arg(&scorer)
         .arg("--detector-cmd")

@@ -33,25 +33,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "--bins",
         "--locked",
     ]))?;
-    workspace::run(&mut workspace::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "--bins",
-        "-p",
-        "homeostat-oms",
-        "-p",
-        "homeostat-operator",
-        "-p",
-        "homeostat-detector",
-    ]))?;
+    let release = workspace::build_release_bins()?;
     workspace::run(
         workspace::cargo(&["test", "--workspace", "--locked"])
             .env("HOMEOSTAT_TEST_ASSETS", &assets)
-            .env(
-                "HOMEOSTAT_DEMO_BIN_DIR",
-                workspace::target_dir().join("release"),
-            )
+            .env("HOMEOSTAT_DEMO_BIN_DIR", release)
             .args(args),
     )
 }
