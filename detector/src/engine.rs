@@ -734,6 +734,12 @@ mod tests {
         assert!(opened_count(&later) == 0 && !later.is_empty());
     }
 
+    fn resolves(events: &[ReportEvent], service: &str) -> bool {
+        events
+            .iter()
+            .any(|e| matches!(e, ReportEvent::Resolve { update, .. } if update.service == service))
+    }
+
     fn opened_count(events: &[ReportEvent]) -> usize {
         opened(events).len()
     }
@@ -851,10 +857,7 @@ mod tests {
                 engine.tick(i as i64 * STEP, Some(&o)).events
             })
             .collect();
-        assert!(
-            healed.iter().any(|e| matches!(e, ReportEvent::Resolve { update, .. } if update.service == "payment-primary")),
-            "{healed:#?}"
-        );
+        assert!(resolves(&healed, "payment-primary"), "{healed:#?}");
     }
     #[test]
     fn a_slow_probe_in_a_drained_providers_window_does_not_hold_its_report_open() {
@@ -871,10 +874,7 @@ mod tests {
                 engine.tick(i as i64 * STEP, Some(&o)).events
             })
             .collect();
-        assert!(
-            healed.iter().any(|e| matches!(e, ReportEvent::Resolve { update, .. } if update.service == "payment-primary")),
-            "{healed:#?}"
-        );
+        assert!(resolves(&healed, "payment-primary"), "{healed:#?}");
     }
     #[test]
     fn a_caller_still_draining_its_window_stays_a_symptom_of_the_recovering_culprit() {
