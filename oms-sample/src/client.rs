@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
@@ -23,10 +24,10 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Where each service listens.
+/// Where each service listens: one URL per replica.
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
-    urls: BTreeMap<String, String>,
+    urls: BTreeMap<String, Vec<String>>,
 }
 
 impl Peers {
@@ -34,7 +35,7 @@ impl Peers {
     pub fn from_template(template: &str) -> Self {
         let urls = homeostat_api::oms::OMS_SERVICES
             .iter()
-            .map(|s| ((*s).to_owned(), template.replace("{service}", s)))
+            .map(|s| ((*s).to_owned(), vec![template.replace("{service}", s)]))
             .collect();
         Self { urls }
     }
@@ -44,20 +45,53 @@ impl Peers {
         let urls = homeostat_api::oms::OMS_SERVICES
             .iter()
             .zip(base_port..)
-            .map(|(s, port)| ((*s).to_owned(), format!("http://127.0.0.1:{port}")))
+            .map(|(s, port)| ((*s).to_owned(), vec![format!("http://127.0.0.1:{port}")]))
             .collect();
         Self { urls }
     }
 
     /// Overrides one service's URL.
     pub fn set(&mut self, service: &str, url: &str) {
-        self.urls
-            .insert(service.to_owned(), url.trim_end_matches('/').to_owned());
+        self.set_replicas(service, [url]);
     }
 
-    pub fn url(&self, service: &str) -> Option<&str> {
-        self.urls.get(service).map(String::as_str)
+    /// Overrides one service's URLs: calls spread across them.
+    pub fn set_replicas<'a>(&mut self, service: &str, urls: impl IntoIterator<Item = &'a str>) {
+        let urls = urls
+            .into_iter()
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .collect();
+        self.urls.insert(service.to_owned(), urls);
     }
+
+    /// The replicas of `service`; empty when it has none.
+    pub fn replicas(&self, service: &str) -> &[String] {
+        self.urls
+            .get(service)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// `SERVICE=URL[,URL...]`, as `--peer` takes it.
+pub fn parse_peer(text: &str) -> Result<(String, Vec<String>), String> {
+    let (service, urls) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected SERVICE=URL[,URL...], got {text:?}"))?;
+    if !homeostat_api::oms::OMS_SERVICES.contains(&service) {
+        return Err(format!(
+            "{service:?} is no OMS service (one of {})",
+            homeostat_api::oms::OMS_SERVICES.join(", ")
+        ));
+    }
+    let urls: Vec<String> = urls.split(',').map(|u| u.trim().to_owned()).collect();
+    if let Some(bad) = urls
+        .iter()
+        .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+    {
+        return Err(format!("{bad:?} is no http(s) URL"));
+    }
+    Ok((service.to_owned(), urls))
 }
 
 /// Why a call failed.
@@ -122,6 +156,8 @@ pub struct ServiceClient {
     metrics: ServiceMetrics,
     peers: Arc<Peers>,
     timeout: Duration,
+    /// Where the next call starts in a service's replica list.
+    turn: Arc<AtomicUsize>,
 }
 
 impl ServiceClient {
@@ -143,6 +179,7 @@ impl ServiceClient {
             metrics,
             peers,
             timeout,
+            turn: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -160,6 +197,9 @@ impl ServiceClient {
             .await
     }
 
+    /// Spreads calls across the peer's replicas in turn. A replica that
+    /// cannot be reached never got the call, so the next one is tried; any
+    /// other outcome is the call's.
     async fn call_in_span<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         call: &ClientCall,
@@ -167,9 +207,34 @@ impl ServiceClient {
         params: &[&str],
         body: Option<&Req>,
     ) -> Result<Resp, CallError> {
-        let base = self.peers.url(peer).ok_or_else(|| CallError::UnknownPeer {
+        let replicas = self.peers.replicas(peer);
+        if replicas.is_empty() {
+            return Err(CallError::UnknownPeer {
+                peer: peer.to_owned(),
+            });
+        }
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        let mut outcome = Err(CallError::UnknownPeer {
             peer: peer.to_owned(),
-        })?;
+        });
+        for i in 0..replicas.len() {
+            let base = &replicas[(first + i) % replicas.len()];
+            outcome = self.call_replica(call, peer, base, params, body).await;
+            if !matches!(outcome, Err(CallError::Connect { .. })) {
+                break;
+            }
+        }
+        outcome
+    }
+
+    async fn call_replica<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        call: &ClientCall,
+        peer: &str,
+        base: &str,
+        params: &[&str],
+        body: Option<&Req>,
+    ) -> Result<Resp, CallError> {
         let url = format!("{base}{}", call.render_path(params));
         let method =
             reqwest::Method::from_bytes(call.method.as_bytes()).unwrap_or(reqwest::Method::GET);
@@ -280,5 +345,36 @@ impl ServiceClient {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Peers, parse_peer};
+
+    #[test]
+    fn a_peer_flag_names_a_service_and_its_replicas() {
+        assert_eq!(
+            parse_peer("inventory=http://127.0.0.1:9001,http://127.0.0.1:9009/"),
+            Ok((
+                "inventory".to_owned(),
+                vec![
+                    "http://127.0.0.1:9001".to_owned(),
+                    "http://127.0.0.1:9009/".to_owned()
+                ]
+            ))
+        );
+        assert!(parse_peer("inventory").is_err());
+        assert!(parse_peer("warehouse=http://x:1").is_err());
+        assert!(parse_peer("tax=x:1").is_err());
+    }
+
+    #[test]
+    fn replicas_replace_the_template_url() {
+        let mut peers = Peers::from_template("http://{service}:8080");
+        assert_eq!(peers.replicas("tax"), ["http://tax:8080"]);
+        peers.set_replicas("tax", ["http://a:1/", "http://b:2"]);
+        assert_eq!(peers.replicas("tax"), ["http://a:1", "http://b:2"]);
+        assert!(peers.replicas("nobody").is_empty());
     }
 }

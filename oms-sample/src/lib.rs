@@ -20,6 +20,7 @@ pub mod error;
 pub mod faults;
 pub mod loadgen;
 pub mod metrics;
+pub mod replicas;
 pub mod routing;
 pub mod server;
 pub mod services;

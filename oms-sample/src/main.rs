@@ -16,6 +16,7 @@ use homeostat_oms::client::Peers;
 use homeostat_oms::db::DatabaseConfig;
 use homeostat_oms::db::local::{Durability, LocalPostgres};
 use homeostat_oms::loadgen::{self, LoadOptions};
+use homeostat_oms::replicas::{self, ChildSpec, layout};
 use homeostat_oms::routing::RoutingSource;
 use homeostat_oms::{telemetry, up};
 
@@ -47,6 +48,14 @@ enum Command {
         /// measuring.
         #[arg(long, conflicts_with = "database_url")]
         durable: bool,
+        /// Run every service as this many child processes instead, each
+        /// restarted when it dies. Callers reach each service at the same
+        /// ports as with one (a front door that spreads connections over its
+        /// replicas); the replicas listen on the blocks of eight ports after
+        /// those and call each other directly.
+        #[arg(long, default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=i64::from(layout::MAX_REPLICAS)))]
+        replicas: u16,
         #[command(flatten)]
         common: Common,
     },
@@ -116,6 +125,12 @@ struct ServiceArgs {
     /// Where the other services are; `{service}` is replaced by each name.
     #[arg(long, default_value = "http://{service}:8080")]
     peers: String,
+    /// The replicas of one service, overriding --peers for it; calls spread
+    /// across them (`inventory=http://10.0.0.5:8080,http://10.0.0.6:8080`).
+    /// Repeat for each service.
+    #[arg(long = "peer", value_name = "SERVICE=URL[,URL...]",
+          value_parser = homeostat_oms::client::parse_peer)]
+    peer_replicas: Vec<(String, Vec<String>)>,
     #[command(flatten)]
     common: Common,
 }
@@ -223,6 +238,48 @@ impl Common {
         url.or_else(|| self.nats_url.clone()).map(BusConfig::new)
     }
 
+    /// The flags of a child of `oms up --replicas`, and the environment
+    /// that carries what must not show in `ps`.
+    fn child_spec(
+        &self,
+        admin_token: String,
+        database: Option<&DatabaseConfig>,
+        bus: Option<&BusConfig>,
+        log_json: bool,
+    ) -> anyhow::Result<ChildSpec> {
+        let mut args = vec![
+            format!("--primary-weight={}", self.primary_weight),
+            format!("--call-timeout-ms={}", self.call_timeout_ms),
+            format!("--max-in-flight={}", self.max_in_flight),
+            format!("--request-timeout-ms={}", self.request_timeout_ms),
+            format!("--hold-ttl-ms={}", self.hold_ttl_ms),
+            format!("--shutdown-grace-ms={}", self.shutdown_grace_ms),
+            format!("--ship-delay-ms={}", self.ship_delay_ms),
+            format!("--db-pool-size={}", self.db_pool_size),
+        ];
+        if let Some(configmap) = &self.routing_configmap {
+            args.push(format!("--routing-configmap={configmap}"));
+        }
+        if let Some(file) = &self.routing_file {
+            // Children resolve it from the same directory.
+            let file = std::path::absolute(file)
+                .with_context(|| format!("--routing-file {}", file.display()))?;
+            args.push(format!("--routing-file={}", file.display()));
+        }
+        if log_json {
+            args.push("--log-json".to_owned());
+        }
+        let mut env = vec![("OMS_ADMIN_TOKEN".to_owned(), admin_token)];
+        env.extend(database.map(|d| ("OMS_DATABASE_URL".to_owned(), d.url.clone())));
+        env.extend(bus.map(|b| ("OMS_NATS_URL".to_owned(), b.url.clone())));
+        Ok(ChildSpec {
+            program: std::env::current_exe().context("cannot find the oms binary")?,
+            args,
+            env,
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        })
+    }
+
     fn options(
         &self,
         services: Vec<(String, SocketAddr)>,
@@ -306,12 +363,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_json = cli.log_json;
     match cli.command {
         Command::Up {
             base_port,
             durable,
+            replicas,
             common,
         } => {
+            // Checked before anything starts.
+            let layout = (replicas > 1)
+                .then(|| layout::Layout::new(base_port, replicas))
+                .transpose()?;
             let last = u32::from(base_port) + OMS_SERVICES.len() as u32 - 1;
             anyhow::ensure!(
                 last <= u32::from(u16::MAX),
@@ -353,11 +416,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{:<18} {}", "nats", local_nats.url());
             }
             let bus = common.bus(local_nats.as_ref().map(LocalNats::url));
-            let result = up::run(
-                common.options(services, Peers::local(base_port), database, bus)?,
-                shutdown_signal(),
-            )
-            .await;
+            let result = if let Some(layout) = layout {
+                let spec = common.child_spec(
+                    common.admin_token(),
+                    database.as_ref(),
+                    bus.as_ref(),
+                    log_json,
+                )?;
+                replicas::run(layout, spec, shutdown_signal()).await
+            } else {
+                up::run(
+                    common.options(services, Peers::local(base_port), database, bus)?,
+                    shutdown_signal(),
+                )
+                .await
+            };
             drop(local_nats);
             drop(local);
             result
@@ -424,9 +497,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(service: &str, args: ServiceArgs) -> anyhow::Result<()> {
+    let mut peers = Peers::from_template(&args.peers);
+    for (peer, urls) in &args.peer_replicas {
+        peers.set_replicas(peer, urls.iter().map(String::as_str));
+    }
     let options = args.common.options(
         vec![(service.to_owned(), args.listen)],
-        Peers::from_template(&args.peers),
+        peers,
         args.common.database(None),
         args.common.bus(None),
     )?;

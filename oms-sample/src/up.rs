@@ -151,11 +151,11 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
 }
 
 /// Drain tiers: a service stops after every service that calls it.
-const DRAIN_TIERS: usize = 3;
+pub(crate) const DRAIN_TIERS: usize = 3;
 
 /// The tier of a service: the entry points first (orders and returns call
 /// the rest), then fulfillment (it calls inventory), then everything else.
-fn drain_tier(service: &str) -> usize {
+pub(crate) fn drain_tier(service: &str) -> usize {
     match service {
         "orders" | "returns" => 0,
         "fulfillment" => 1,

@@ -11,6 +11,7 @@ use homeostat_api::oms::OMS_SERVICES;
 use homeostat_test_support::process::terminate;
 use homeostat_test_support::wait_until;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
@@ -21,19 +22,25 @@ pub struct Oms {
     log: tempfile::NamedTempFile,
 }
 
-/// Eight consecutive free loopback ports.
-fn free_base_port() -> u16 {
+/// `count` consecutive free loopback ports.
+fn free_base_port(count: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let seed = (std::process::id() as u16 % 200) * 100;
     for _ in 0..200 {
-        let base = 20_000 + (seed + NEXT.fetch_add(10, Ordering::SeqCst)) % 40_000;
-        let free = (0..OMS_SERVICES.len() as u16)
-            .all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
+        let base = 20_000 + (seed + NEXT.fetch_add(count, Ordering::SeqCst)) % 40_000;
+        let free = (0..count).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
         if free {
             return base;
         }
     }
-    panic!("no 8 consecutive free loopback ports found");
+    panic!("no {count} consecutive free loopback ports found");
+}
+
+fn append_to(path: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open the log")
 }
 
 impl Oms {
@@ -44,7 +51,14 @@ impl Oms {
 
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         homeostat_oms::client::install_crypto_provider();
-        let base_port = free_base_port();
+        // With --replicas N: the front doors, then N blocks of replicas.
+        let replicas: u16 = extra
+            .iter()
+            .position(|a| *a == "--replicas")
+            .and_then(|i| extra.get(i + 1)?.parse().ok())
+            .unwrap_or(1);
+        let blocks = if replicas > 1 { replicas + 1 } else { 1 };
+        let base_port = free_base_port(OMS_SERVICES.len() as u16 * blocks);
         let log = tempfile::NamedTempFile::new().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_oms"))
             .args([
@@ -56,8 +70,10 @@ impl Oms {
             ])
             .args(extra)
             .envs(env.iter().copied())
-            .stdout(Stdio::from(log.reopen().expect("log")))
-            .stderr(Stdio::from(log.reopen().expect("log")))
+            // Appending, so that the services' logs and the supervisor's
+            // lines do not overwrite each other.
+            .stdout(Stdio::from(append_to(log.path())))
+            .stderr(Stdio::from(append_to(log.path())))
             .spawn()
             .expect("spawn oms up");
         let oms = Self {
@@ -161,6 +177,18 @@ impl Oms {
     pub async fn metrics(&self, service: &str) -> String {
         self.http
             .get(format!("{}/metrics", self.url(service)))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The metrics of replica `index` of `service` under `--replicas`.
+    pub async fn replica_metrics(&self, service: &str, index: u16) -> String {
+        self.http
+            .get(format!("{}/metrics", self.replica_url(service, index)))
             .send()
             .await
             .expect("metrics")
@@ -328,16 +356,227 @@ impl Backing {
 }
 
 impl Oms {
+    /// The URL of replica `index` of `service` under `--replicas`.
+    pub fn replica_url(&self, service: &str, index: u16) -> String {
+        let position = OMS_SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .expect("OMS service") as u16;
+        let port = self.base_port + OMS_SERVICES.len() as u16 * (index + 1) + position;
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// The process of replica `index` of `service` under `--replicas`, as
+    /// the supervisor last announced it (`orders#1  http://… (pid N)`).
+    pub fn replica_pid(&self, service: &str, index: u16) -> Option<u32> {
+        let label = format!("{service}#{index} ");
+        self.log()
+            .lines()
+            .filter(|line| line.starts_with(&label))
+            .filter_map(|line| line.rsplit_once("(pid ")?.1.strip_suffix(')')?.parse().ok())
+            .next_back()
+    }
+
+    /// SIGKILLs replica `index` of `service`, then waits until the supervisor
+    /// has started it again and it is ready.
+    pub async fn crash_replica(&self, service: &str, index: u16) {
+        let pid = self
+            .replica_pid(service, index)
+            .unwrap_or_else(|| panic!("no pid of {service}#{index} in the log:\n{}", self.log()));
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -KILL {pid}");
+        let ready = format!("{}/readyz", self.replica_url(service, index));
+        wait_until(
+            &format!("{service}#{index} restarted"),
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || async {
+                match self.replica_pid(service, index) {
+                    Some(now) if now != pid => match self.http.get(&ready).send().await {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        other => Err(format!("pid {now} not ready: {other:?}")),
+                    },
+                    _ => Err(format!("still pid {pid}")),
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n--- oms log ---\n{}", self.log()));
+    }
+
     /// Injects `fault` (a FaultRequest as JSON) into `service`.
     pub async fn inject(&self, service: &str, fault: &Value) {
+        self.inject_at(&self.url(service), fault).await;
+    }
+
+    /// Injects `fault` into replica `index` of `service` alone.
+    pub async fn inject_replica(&self, service: &str, index: u16, fault: &Value) {
+        self.inject_at(&self.replica_url(service, index), fault)
+            .await;
+    }
+
+    async fn inject_at(&self, base: &str, fault: &Value) {
         let response = self
             .http
-            .post(format!("{}/admin/faults", self.url(service)))
+            .post(format!("{base}/admin/faults"))
             .bearer_auth(ADMIN_TOKEN)
             .json(fault)
             .send()
             .await
             .expect("post a fault");
-        assert_eq!(response.status().as_u16(), 201, "fault on {service}");
+        assert_eq!(response.status().as_u16(), 201, "fault at {base}");
     }
+}
+
+/// Longer than the saga lease (30 s), which an abandoned order waits out.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Waits until `oms audit` passes with no grace (events may still be on
+/// their way for a moment), or panics with its last report.
+pub async fn books_balance(backing: &Backing) {
+    let url = backing.postgres.url().to_owned();
+    wait_until(
+        "oms audit passes",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || {
+            let url = url.clone();
+            async move {
+                match audit(&url, 0) {
+                    (true, _) => Ok(()),
+                    (false, report) => Err(report.to_string()),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+pub async fn orders_in(db: &PgPool, state: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE state = $1")
+        .bind(state)
+        .fetch_one(db)
+        .await
+        .expect("count orders")
+}
+
+/// Waits until no order is in `state`.
+pub async fn none_left(db: &PgPool, state: &str) {
+    wait_until(
+        &format!("no order {state}"),
+        SETTLE_TIMEOUT,
+        Duration::from_millis(200),
+        || async move {
+            match orders_in(db, state).await {
+                0 => Ok(()),
+                n => Err(format!("{n} orders {state}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Orders placed through `orders`' front door at a steady pace, each on its
+/// own, until stopped: load that goes on whatever a crash does to some of it.
+pub struct Load {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Tally>,
+}
+
+/// How the orders of a [`Load`] were answered.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Answers by status.
+    pub answered: std::collections::BTreeMap<u16, u64>,
+    /// Requests whose connection broke or timed out without an answer.
+    pub unanswered: u64,
+}
+
+impl Tally {
+    /// Statuses that say the request was wrong or the service broke, not
+    /// that it was busy or unavailable for a moment.
+    pub fn failures(&self) -> Vec<(u16, u64)> {
+        self.answered
+            .iter()
+            .filter(|(status, _)| !matches!(status, 200 | 201 | 202 | 503))
+            .map(|(s, n)| (*s, *n))
+            .collect()
+    }
+}
+
+/// Well-stocked SKUs: orders for them run out of nothing.
+pub const PLENTIFUL: &[&str] = &["SKU-MUG", "SKU-TSHIRT", "SKU-HOODIE", "SKU-BOTTLE"];
+
+impl Load {
+    /// `per_second` orders of one unit each, of `skus` in turn.
+    pub fn start(oms: &Oms, per_second: u32, skus: &'static [&'static str]) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        // A connection per order, so that the front door spreads them over
+        // the replicas (a kept-alive one stays on the replica it reached).
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("HTTP client");
+        let url = format!("{}/v1/orders", oms.url("orders"));
+        let task = tokio::spawn(async move {
+            let mut pace =
+                tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(per_second)));
+            let mut requests = tokio::task::JoinSet::new();
+            let mut sent = 0usize;
+            loop {
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => break,
+                    _ = pace.tick() => {}
+                }
+                let body = order_request(skus[sent % skus.len()], 1, "tok_visa");
+                sent += 1;
+                let request = http.post(&url).timeout(Duration::from_secs(60)).json(&body);
+                requests.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+            }
+            let mut tally = Tally::default();
+            while let Some(answer) = requests.join_next().await {
+                match answer.expect("request task") {
+                    Ok(status) => *tally.answered.entry(status).or_default() += 1,
+                    Err(_) => tally.unanswered += 1,
+                }
+            }
+            tally
+        });
+        Self { stop, task }
+    }
+
+    /// Stops sending and waits for every answer.
+    pub async fn stop(self) -> Tally {
+        let _ = self.stop.send(true);
+        self.task.await.expect("load task")
+    }
+}
+
+/// Waits until `count` more orders than now are in the database.
+pub async fn more_orders(db: &PgPool, count: i64) {
+    let total = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders.orders")
+            .fetch_one(db)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let start = total().await.expect("count orders");
+    wait_until(
+        &format!("{count} more orders"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            match total().await? {
+                now if now >= start + count => Ok(()),
+                now => Err(format!("{} more", now - start)),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }

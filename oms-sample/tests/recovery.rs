@@ -7,61 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backing, Oms, order_request};
+use common::{Backing, Oms, books_balance, none_left, order_request, orders_in};
 use futures::future::join_all;
 use homeostat_test_support::wait_until;
 use serde_json::{Value, json};
-use sqlx::PgPool;
-
-/// Longer than the saga lease (30 s), which an abandoned order waits out.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Waits until `oms audit` passes with no grace (events may still be on
-/// their way for a moment), or panics with its last report.
-async fn books_balance(backing: &Backing) {
-    let url = backing.postgres.url().to_owned();
-    wait_until(
-        "oms audit passes",
-        Duration::from_secs(30),
-        Duration::from_millis(250),
-        || {
-            let url = url.clone();
-            async move {
-                match common::audit(&url, 0) {
-                    (true, _) => Ok(()),
-                    (false, report) => Err(report.to_string()),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-}
-
-async fn orders_in(db: &PgPool, state: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE state = $1")
-        .bind(state)
-        .fetch_one(db)
-        .await
-        .expect("count orders")
-}
-
-/// Waits until no order is in `state`.
-async fn none_left(db: &PgPool, state: &str) {
-    wait_until(
-        &format!("no order {state}"),
-        SETTLE_TIMEOUT,
-        Duration::from_millis(200),
-        || async move {
-            match orders_in(db, state).await {
-                0 => Ok(()),
-                n => Err(format!("{n} orders {state}")),
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-}
 
 /// Places `count` orders, eight at a time; returns each answer's status.
 async fn place(oms: &Oms, count: usize) -> Vec<(u16, Value)> {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Oms, order_request};
+use common::{Backing, Load, Oms, books_balance, more_orders, none_left, order_request};
 use futures::future::join_all;
 use homeostat_oms::bus::local::LocalNats;
 use homeostat_oms::db::local::LocalPostgres;
@@ -224,4 +224,127 @@ async fn a_refund_retried_with_its_id_is_paid_once() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["refunded_cents"], 300);
+}
+
+/// API requests `metrics` shows served, health and metrics aside.
+fn api_requests(metrics: &str) -> f64 {
+    common::histogram_count(
+        metrics,
+        "http_server_request_duration_seconds",
+        &["http_route=\"/v1/"],
+    )
+}
+
+#[tokio::test]
+async fn oms_up_with_two_replicas_of_every_service_keeps_the_books_under_load() {
+    let backing = Backing::start().await;
+    let oms = backing
+        .oms_with(&["--replicas", "2", "--ship-delay-ms", "200"])
+        .await;
+    let db = backing.db().await;
+    // 40 limited lamps arrive: the load asks for more, so an oversell would show.
+    let (status, body) = oms
+        .post(
+            "inventory",
+            "/v1/restock",
+            &serde_json::json!({ "lines": [{ "sku": "SKU-LAMP-RARE", "quantity": 40 }],
+                                 "restock_id": "lamps-1" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let load = Load::start(&oms, 60, &["SKU-LAMP-RARE", "SKU-MUG", "SKU-HOODIE"]);
+    more_orders(&db, 300).await;
+    let tally = load.stop().await;
+    assert_eq!(tally.failures(), [], "{tally:?}");
+    assert_eq!(tally.unanswered, 0, "{tally:?}");
+    none_left(&db, "pending").await;
+    books_balance(&backing).await;
+
+    // Every lamp sold, none twice.
+    let sold: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orders.orders
+          WHERE state IN ('confirmed', 'shipped') AND lines @> '[{\"sku\": \"SKU-LAMP-RARE\"}]'",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("lamps sold");
+    assert_eq!(sold, 40);
+
+    // Every order reads the same through either orders replica.
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM orders.orders")
+        .fetch_all(&db)
+        .await
+        .expect("order ids");
+    assert!(ids.len() >= 300);
+    for id in ids {
+        let [first, second] = [0, 1].map(|index| {
+            let url = format!("{}/v1/orders/{id}", oms.replica_url("orders", index));
+            let http = oms.http.clone();
+            async move {
+                let response = http.get(url).send().await.expect("read the order");
+                assert_eq!(response.status(), StatusCode::OK);
+                response.json::<Value>().await.expect("order json")
+            }
+        });
+        assert_eq!(first.await, second.await);
+    }
+
+    // The work was spread: both replicas of every service on the order
+    // path served requests.
+    for service in [
+        "orders",
+        "inventory",
+        "tax",
+        "payment-primary",
+        "fulfillment",
+    ] {
+        for index in 0..2 {
+            let served = api_requests(&oms.replica_metrics(service, index).await);
+            assert!(served > 0.0, "{service}#{index} served nothing");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_skips_a_replica_that_is_down() {
+    use homeostat_oms::client::{Peers, ServiceClient};
+    use homeostat_oms::contract::INVENTORY_STOCK;
+    use homeostat_oms::metrics::ServiceMetrics;
+    use homeostat_oms::services::inventory::{StockLevels, StockQuery};
+
+    let postgres = LocalPostgres::start().await.expect("PostgreSQL");
+    let (oms, _, _nats) = replicas(&postgres).await;
+    // The first replica's port has nobody listening: it is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let mut peers = Peers::default();
+    let live = oms.url("inventory");
+    peers.set_replicas("inventory", [format!("http://{down}").as_str(), &live]);
+    let metrics = ServiceMetrics::new("orders");
+    let client = ServiceClient::new(
+        "orders",
+        metrics.clone(),
+        std::sync::Arc::new(peers),
+        Duration::from_secs(5),
+    );
+
+    let query = StockQuery {
+        skus: vec!["SKU-MUG".to_owned()],
+    };
+    for _ in 0..6 {
+        let levels: StockLevels = client
+            .call(&INVENTORY_STOCK, "inventory", &[], Some(&query))
+            .await
+            .expect("answered by the live replica");
+        assert!(!levels.levels.is_empty());
+    }
+    // Every call started at the other replica in turn: three found it down.
+    let exported = metrics.encode();
+    let refused = common::histogram_count(
+        &exported,
+        "http_client_request_duration_seconds",
+        &["error_type=\"connect\""],
+    );
+    assert_eq!(refused, 3.0, "{exported}");
 }
