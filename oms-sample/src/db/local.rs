@@ -83,6 +83,8 @@ pub struct LocalPostgres {
     child: Child,
     url: String,
     log_path: PathBuf,
+    /// What starting the server again takes.
+    server: ServerCommand,
     // Dropped last: the server must be stopped before its files go.
     dir: TempDir,
 }
@@ -130,38 +132,55 @@ impl LocalPostgres {
             });
         }
 
-        let port = free_port().map_err(io("find a free loopback port"))?;
+        let server = ServerCommand {
+            binary: bin.join("postgres"),
+            data,
+            port: free_port().map_err(io("find a free loopback port"))?,
+            durability,
+            run_as,
+        };
         let log = File::create(&log_path).map_err(io("create the PostgreSQL log"))?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(&log_path, Some(uid), Some(gid))
                 .map_err(io("chown the PostgreSQL log"))?;
         }
-        let log_err = log.try_clone().map_err(io("open the PostgreSQL log"))?;
-        let mut postgres = dies_with_this_process(&bin.join("postgres"), "INT");
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])
-            // TCP only: no socket file outside the cluster's own directory.
-            .args(["-c", "unix_socket_directories="])
-            .args(["-c", "max_connections=300"])
-            .args(match durability {
-                Durability::Full => &[][..],
-                Durability::Throwaway => &["-c", "synchronous_commit=off"][..],
-            })
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
-        as_user(&mut postgres, run_as);
-        let child = postgres.spawn().map_err(io("start postgres"))?;
-        let mut server = Self {
+        let child = server.spawn(log)?;
+        let mut cluster = Self {
             child,
-            url: format!("postgres://{USER}@127.0.0.1:{port}/{DATABASE}"),
+            url: format!("postgres://{USER}@127.0.0.1:{}/{DATABASE}", server.port),
             log_path,
+            server,
             dir,
         };
-        server.wait_ready(port).await?;
-        Ok(server)
+        let mut admin = cluster.wait_ready().await?;
+        sqlx::query(concat!("CREATE DATABASE ", database!()))
+            .execute(&mut admin)
+            .await
+            .map_err(LocalPostgresError::CreateDatabase)?;
+        let _ = admin.close().await;
+        Ok(cluster)
+    }
+
+    /// Crashes the server: an immediate shutdown (SIGQUIT), which writes no
+    /// checkpoint and drops every connection, so the next start replays the
+    /// WAL as after a power cut. Commits already acknowledged survive that
+    /// with [`Durability::Full`].
+    pub fn crash(&mut self) {
+        throwaway::stop(&mut self.child, "QUIT", STOP_TIMEOUT);
+    }
+
+    /// Starts the server again on the same port and data (after
+    /// [`crash`](Self::crash)); returns once it accepts connections.
+    pub async fn restart(&mut self) -> Result<(), LocalPostgresError> {
+        self.crash();
+        let log = File::options()
+            .append(true)
+            .open(&self.log_path)
+            .map_err(io("open the PostgreSQL log"))?;
+        self.child = self.server.spawn(log)?;
+        let admin = self.wait_ready().await?;
+        let _ = admin.close().await;
+        Ok(())
     }
 
     /// `postgres://oms@127.0.0.1:PORT/oms`
@@ -178,8 +197,10 @@ impl LocalPostgres {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    async fn wait_ready(&mut self, port: u16) -> Result<(), LocalPostgresError> {
-        let admin = format!("postgres://{USER}@127.0.0.1:{port}/postgres");
+    /// Waits until the server accepts connections; returns one to its
+    /// `postgres` database.
+    async fn wait_ready(&mut self) -> Result<PgConnection, LocalPostgresError> {
+        let admin = format!("postgres://{USER}@127.0.0.1:{}/postgres", self.server.port);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -189,14 +210,7 @@ impl LocalPostgres {
                 });
             }
             match PgConnection::connect(&admin).await {
-                Ok(mut conn) => {
-                    sqlx::query(concat!("CREATE DATABASE ", database!()))
-                        .execute(&mut conn)
-                        .await
-                        .map_err(LocalPostgresError::CreateDatabase)?;
-                    let _ = conn.close().await;
-                    return Ok(());
-                }
+                Ok(conn) => return Ok(conn),
                 Err(err) if Instant::now() >= deadline => {
                     return Err(LocalPostgresError::NotReady {
                         last: err.to_string(),
@@ -217,6 +231,39 @@ impl LocalPostgres {
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// `postgres` on a cluster's data directory, as this module runs it.
+struct ServerCommand {
+    binary: PathBuf,
+    data: PathBuf,
+    port: u16,
+    durability: Durability,
+    run_as: Option<(u32, u32)>,
+}
+
+impl ServerCommand {
+    fn spawn(&self, log: File) -> Result<Child, LocalPostgresError> {
+        let log_err = log.try_clone().map_err(io("open the PostgreSQL log"))?;
+        let mut postgres = dies_with_this_process(&self.binary, "INT");
+        postgres
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-p", &self.port.to_string()])
+            // TCP only: no socket file outside the cluster's own directory.
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", "max_connections=300"])
+            .args(match self.durability {
+                Durability::Full => &[][..],
+                Durability::Throwaway => &["-c", "synchronous_commit=off"][..],
+            })
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        as_user(&mut postgres, self.run_as);
+        postgres.spawn().map_err(io("start postgres"))
     }
 }
 
