@@ -74,28 +74,75 @@ pub struct OrderSystemSpec {
     pub events: Option<EventsSpec>,
 }
 
-/// Where the OMS's order events go.
+/// Where the OMS's order events go: an existing NATS server, or one the
+/// operator runs for this OrderSystem.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.natsUrlSecret) != has(self.inCluster)").message("events takes one of natsUrlSecret (an existing server) and inCluster (one run by the operator)"))]
 pub struct EventsSpec {
     /// The Secret, in the OrderSystem's namespace, whose key holds the NATS
     /// URL: `nats://HOST:4222`, or `nats://USER:PASSWORD@HOST:4222`.
-    pub nats_url_secret: SecretKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats_url_secret: Option<SecretKey>,
+
+    /// Run a single nats-server (JetStream on, file storage on a volume) for
+    /// this OrderSystem as a StatefulSet `<name>-nats`, reachable inside the
+    /// namespace without credentials. For the sample and for trying the OMS
+    /// out; production points natsUrlSecret at its own cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster: Option<InClusterServer>,
 }
 
-/// Where the OMS's database is.
+/// Where the OMS's database is: an existing PostgreSQL, or one the operator
+/// runs for this OrderSystem.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.urlSecret) != has(self.inCluster)").message("database takes one of urlSecret (an existing database) and inCluster (one run by the operator)"))]
 pub struct DatabaseSpec {
     /// The Secret, in the OrderSystem's namespace, whose key holds the
     /// connection URL: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
     /// (add `?sslmode=require` for TLS).
-    pub url_secret: SecretKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret: Option<SecretKey>,
+
+    /// Run a single PostgreSQL for this OrderSystem as a StatefulSet
+    /// `<name>-postgres` with its data on a volume; the operator generates
+    /// its password into the Secret `<name>-postgres` (keys `password` and
+    /// `url`) once. For the sample and for trying the OMS out; production
+    /// points urlSecret at a managed, backed-up database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster: Option<InClusterServer>,
 
     /// Connections each replica's pool may open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub pool_size: Option<i32>,
+}
+
+/// A backing server the operator runs as a one-replica StatefulSet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InClusterServer {
+    /// Its image; without it, the upstream image (`postgres:16-bookworm`,
+    /// whose POSTGRES_* variables and data path the operator uses, or
+    /// `nats:2.10-alpine`). Point it at a mirror or a locally built image
+    /// with the same interface on clusters without registry access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// Size of its data volume (a Kubernetes quantity); 1Gi without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+    )]
+    pub storage: Option<String>,
+
+    /// StorageClass of its data volume; the cluster's default without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
 }
 
 /// One key of a Secret in the same namespace.

@@ -105,6 +105,12 @@ async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
     ));
     assert!(!can("operator", "get", "secrets", "shop"));
     assert!(
+        can("operator", "create", "secrets", "shop"),
+        "creates the URL Secret of an in-cluster database once"
+    );
+    assert!(!can("operator", "patch", "secrets", "shop"));
+    assert!(can("operator", "patch", "statefulsets.apps", "shop"));
+    assert!(
         !can(
             "operator",
             "patch",

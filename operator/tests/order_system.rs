@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use homeostat_api::OrderSystem;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{
@@ -228,6 +228,168 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_system_can_run_its_own_database_and_broker() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), ns);
+    let os: OrderSystem = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "OrderSystem",
+        "metadata": {"name": "shop"},
+        "spec": {"database": {"inCluster": {"storage": "2Gi"}, "poolSize": 5},
+                 "events": {"inCluster": {"image": "mirror.local/nats:2.10"}}}
+    }))
+    .expect("order system");
+    systems
+        .create(&PostParams::default(), &os)
+        .await
+        .expect("create");
+    let _operator = Operator::start(&plane, "a", &[]);
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let (postgres, nats) = eventually("both StatefulSets", 60, || async {
+        let postgres = statefulsets
+            .get("shop-postgres")
+            .await
+            .map_err(|e| e.to_string())?;
+        let nats = statefulsets
+            .get("shop-nats")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((postgres, nats))
+    })
+    .await;
+    for name in ["shop-postgres", "shop-nats"] {
+        services.get(name).await.expect("its Service");
+    }
+    let pod = |s: &StatefulSet| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .expect("pod spec")
+    };
+    let database = &pod(&postgres).containers[0];
+    assert_eq!(database.image.as_deref(), Some("postgres:16-bookworm"));
+    let claim = &postgres
+        .spec
+        .as_ref()
+        .expect("spec")
+        .volume_claim_templates
+        .as_ref()
+        .expect("claims")[0];
+    assert_eq!(
+        claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .map(|r| r["storage"].0.as_str()),
+        Some("2Gi")
+    );
+    assert_eq!(
+        pod(&nats).containers[0].image.as_deref(),
+        Some("mirror.local/nats:2.10")
+    );
+
+    // The database's password is made once: the Secret the services read
+    // holds the URL with the password the server was given.
+    let secret = secrets
+        .get("shop-postgres")
+        .await
+        .expect("the database Secret");
+    let data = secret.data.expect("data");
+    let password = String::from_utf8(data["password"].0.clone()).expect("utf-8");
+    let url = String::from_utf8(data["url"].0.clone()).expect("utf-8");
+    assert!(password.len() >= 32, "a strong password");
+    assert_eq!(
+        url,
+        format!("postgres://oms:{password}@shop-postgres:5432/oms")
+    );
+    let nats_url = secrets
+        .get("shop-nats")
+        .await
+        .expect("the NATS Secret")
+        .data
+        .expect("data");
+    assert_eq!(nats_url["url"].0, b"nats://shop-nats:4222");
+
+    // The stateful services read them.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let env = |d: &Deployment| {
+        serde_json::to_value(
+            &d.spec
+                .as_ref()
+                .expect("spec")
+                .template
+                .spec
+                .as_ref()
+                .expect("pod")
+                .containers[0]
+                .env,
+        )
+        .expect("env")
+    };
+    let orders = eventually("the orders Deployment", 60, || async {
+        deployments.get("orders").await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(
+        env(&orders),
+        json!([
+            {"name": "OMS_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "shop-postgres", "key": "url"}}},
+            {"name": "OMS_DB_POOL_SIZE", "value": "5"},
+            {"name": "OMS_NATS_URL", "valueFrom": {"secretKeyRef": {"name": "shop-nats", "key": "url"}}},
+        ])
+    );
+
+    // Another pass (a spec change) keeps the password.
+    systems
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paymentPrimaryWeight": 50}})),
+        )
+        .await
+        .expect("patch");
+    eventually("the change reconciled", 60, || async {
+        let s = systems.get("shop").await.map_err(|e| e.to_string())?;
+        match s.status.and_then(|s| s.observed_generation) {
+            Some(g) if Some(g) == s.metadata.generation => Ok(()),
+            other => Err(format!("observed {other:?}")),
+        }
+    })
+    .await;
+    let again = secrets
+        .get("shop-postgres")
+        .await
+        .expect("Secret")
+        .data
+        .expect("data");
+    assert_eq!(again["password"].0, password.as_bytes());
+
+    // No kubelet here: the servers never become ready, and the status says so.
+    let status = systems
+        .get("shop")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("shop-postgres") && ready.message.contains("shop-nats"),
+        "{}",
+        ready.message
+    );
 }
 
 async fn exists<K>(api: &Api<K>, name: &str) -> Result<bool, String>

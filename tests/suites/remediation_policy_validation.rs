@@ -249,6 +249,50 @@ async fn order_systems_and_reports_are_validated() {
     );
     assert!(message.contains("must equal 100"), "{message}");
 
+    // A database or broker is either named or run by the operator, not both
+    // nor neither.
+    for (name, spec, expected) in [
+        (
+            "db-both",
+            json!({ "database": { "urlSecret": { "name": "db" }, "inCluster": {} } }),
+            "database takes one of urlSecret",
+        ),
+        (
+            "db-neither",
+            json!({ "database": { "poolSize": 4 } }),
+            "database takes one of urlSecret",
+        ),
+        (
+            "nats-both",
+            json!({ "events": { "natsUrlSecret": { "name": "nats" }, "inCluster": {} } }),
+            "events takes one of natsUrlSecret",
+        ),
+        (
+            "bad-storage",
+            json!({ "database": { "inCluster": { "storage": "lots" } } }),
+            "storage",
+        ),
+    ] {
+        let message = api_error_message(
+            systems
+                .create(&create, &object("OrderSystem", name, spec))
+                .await,
+            name,
+        );
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+    systems
+        .create(
+            &create,
+            &object(
+                "OrderSystem",
+                "in-cluster",
+                json!({ "database": { "inCluster": { "storage": "2Gi" } }, "events": { "inCluster": {} } }),
+            ),
+        )
+        .await
+        .expect("in-cluster servers accepted");
+
     // A report's identity is immutable once written.
     let reports = dynamic_api::<AnomalyReport>(&client);
     reports

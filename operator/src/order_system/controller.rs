@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use homeostat_api::oms::OMS_SERVICES;
 use homeostat_api::{OrderSystem, OrderSystemStatus, RemediationPolicy, ServiceStatus};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
@@ -18,6 +18,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::backing;
 use super::render::{Child, FIELD_MANAGER, LiveDeployment, render, service_monitor};
 use crate::remediation::record::set_condition;
 
@@ -121,8 +122,11 @@ async fn service_monitors_installed(client: &Client) -> Result<bool, kube::Error
 pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = os.namespace().unwrap_or_default();
     let live = live_deployments(&ctx.client, &namespace).await?;
-    for child in render(&os, &live) {
-        apply(&ctx.client, &namespace, &child).await?;
+    // Used only when the database's Secret is first created.
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    let servers = backing::render(&os, &password);
+    for child in servers.iter().chain(&render(&os, &live)) {
+        apply(&ctx.client, &namespace, child).await?;
     }
     if os.spec.service_monitors && service_monitors_installed(&ctx.client).await? {
         apply(&ctx.client, &namespace, &service_monitor(&os)).await?;
@@ -152,16 +156,34 @@ pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action
         .iter()
         .filter(|s| s.ready_replicas >= s.desired_replicas.max(1))
         .count();
-    let all_ready = ready_count == services.len();
+    // The servers it runs for the OMS count too.
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut servers_not_ready = Vec::new();
+    for server in servers.iter().filter(|c| c.kind == "StatefulSet") {
+        let ready = statefulsets
+            .get_opt(&server.name)
+            .await?
+            .and_then(|s| s.status)
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        if ready < 1 {
+            servers_not_ready.push(server.name.as_str());
+        }
+    }
+    let all_ready = ready_count == services.len() && servers_not_ready.is_empty();
     let now = unix_now();
     let generation = os.metadata.generation;
     let mut status = os.status.clone().unwrap_or_default();
     status.observed_generation = generation;
     status.summary = Some(format!("{ready_count}/{}", services.len()));
-    let not_ready: Vec<&str> = services
-        .iter()
-        .filter(|s| s.ready_replicas < s.desired_replicas.max(1))
-        .map(|s| s.name.as_str())
+    let not_ready: Vec<&str> = servers_not_ready
+        .into_iter()
+        .chain(
+            services
+                .iter()
+                .filter(|s| s.ready_replicas < s.desired_replicas.max(1))
+                .map(|s| s.name.as_str()),
+        )
         .collect();
     let waiting = format!("waiting for {}", not_ready.join(", "));
     set_condition(
@@ -250,6 +272,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     Controller::new(systems, watcher::Config::default())
         .owns(
             Api::<Deployment>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<StatefulSet>::all(ctx.client.clone()),
             watcher::Config::default(),
         )
         .owns(

@@ -1,7 +1,9 @@
 //! The OrderSystem controller: one resource becomes the reference OMS.
 //!
 //! - [`render`]: the children, pure; the field-ownership rules are there.
+//! - [`backing`]: the PostgreSQL and NATS server it may run, pure.
 //! - [`controller`]: applies them and reports status.
 
+pub mod backing;
 pub mod controller;
 pub mod render;

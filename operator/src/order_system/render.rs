@@ -22,6 +22,8 @@ use homeostat_api::{ImagePullPolicy, OrderSystem, SecretKey};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use super::backing::{self, Backing};
+
 pub const FIELD_MANAGER: &str = "homeostat-order-system";
 /// The routing ConfigMap `orders` follows and reroute policies change.
 pub const ROUTING_CONFIGMAP: &str = "oms-routing";
@@ -40,13 +42,16 @@ pub struct Child {
     pub create_only: bool,
 }
 
-fn labels(system: &str, component: &str) -> Value {
-    json!({
-        "app.kubernetes.io/name": component,
-        "app.kubernetes.io/part-of": "oms",
-        "app.kubernetes.io/instance": system,
-        "app.kubernetes.io/managed-by": "homeostat-operator",
-    })
+pub(super) fn labels(system: &str, component: &str) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name", component),
+        ("app.kubernetes.io/part-of", "oms"),
+        ("app.kubernetes.io/instance", system),
+        ("app.kubernetes.io/managed-by", "homeostat-operator"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 /// A service's Deployment as read before applying.
@@ -125,6 +130,8 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
         ImagePullPolicy::IfNotPresent => "IfNotPresent",
         ImagePullPolicy::Never => "Never",
     });
+    let database_url = backing::url_secret(os, Backing::Postgres);
+    let nats_url = backing::url_secret(os, Backing::Nats);
     for service in OMS_SERVICES {
         let overrides = os.spec.services.get(service).cloned().unwrap_or_default();
         let mut args = vec![
@@ -150,14 +157,14 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
             container["imagePullPolicy"] = json!(policy);
         }
         let mut env = Vec::new();
-        if let Some(database) = os.spec.database.as_ref().filter(|_| keeps_state(service)) {
-            env.push(from_secret("OMS_DATABASE_URL", &database.url_secret));
-            if let Some(size) = database.pool_size {
+        if let Some(secret) = database_url.as_ref().filter(|_| keeps_state(service)) {
+            env.push(from_secret("OMS_DATABASE_URL", secret));
+            if let Some(size) = os.spec.database.as_ref().and_then(|d| d.pool_size) {
                 env.push(json!({"name": "OMS_DB_POOL_SIZE", "value": size.to_string()}));
             }
         }
-        if let Some(events) = os.spec.events.as_ref().filter(|_| handles_events(service)) {
-            env.push(from_secret("OMS_NATS_URL", &events.nats_url_secret));
+        if let Some(secret) = nats_url.as_ref().filter(|_| handles_events(service)) {
+            env.push(from_secret("OMS_NATS_URL", secret));
         }
         if !env.is_empty() {
             container["env"] = json!(env);
