@@ -1,6 +1,6 @@
 //! Real infrastructure for homeostat's tests: an etcd + kube-apiserver control
-//! plane and a Prometheus server, each started on free loopback ports in a
-//! temporary directory and stopped on drop.
+//! plane, a Prometheus server and a containerd, each started on free loopback
+//! ports (or a socket) in a temporary directory and stopped on drop.
 //!
 //! The binaries come from `cargo xtask test-assets` (kube-apiserver, etcd and
 //! kubectl built from their Go modules) and Debian's `prometheus` package. A
@@ -9,6 +9,7 @@
 
 pub mod assets;
 mod certs;
+pub mod containerd;
 pub mod control_plane;
 mod error;
 pub mod ports;
@@ -20,6 +21,7 @@ pub mod wait;
 pub use assets::TestAssets;
 pub use control_plane::ControlPlane;
 pub use error::SupportError;
+pub use ports::free_port;
 pub use process::ManagedProcess;
 pub use prometheus::{Prometheus, PrometheusConfig, ScrapeTarget};
 pub use scrape::metric_value;

@@ -1,5 +1,5 @@
 //! Integration suites against real servers: kube-apiserver + etcd from
-//! `cargo xtask test-assets` and Debian's Prometheus. Each test starts the
+//! `cargo xtask test-assets`, Debian's Prometheus and containerd. Each test starts the
 //! servers it needs and stops them when it ends.
 
 mod common;
@@ -7,6 +7,7 @@ mod control_plane;
 mod crds;
 mod deployments;
 mod detector;
+mod images;
 mod prometheus;
 mod remediation_policy_validation;
 mod server_side_apply;

@@ -2,6 +2,7 @@
 
 mod crds;
 mod demo;
+mod images;
 mod nab;
 mod system;
 mod test;
@@ -19,6 +20,9 @@ tasks:
   test-assets    build kube-apiserver, etcd and kubectl once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
   crds [--check] write crds/ from the Rust types (--check: fail on drift)
+  images [--import SOCKET] [--namespace NS]
+                 build the container images with buildah into target/images/; import
+                 them into the containerd at SOCKET (namespace k8s.io) when asked
   nab [--min S]  score the detector on the NAB development set; fail below S (65)";
 
 fn control_plane(args: &[String]) -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "nab" => nab::run(rest),
         "demo" => demo::run(rest),
+        "images" => images::run(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -48,6 +48,26 @@ pub const NATS: SystemPackage = SystemPackage {
     elsewhere: "nats-server 2.9 or newer on the PATH",
 };
 
+/// Builds the container images (`cargo xtask images`).
+pub const BUILDAH: SystemPackage = SystemPackage {
+    debian: "buildah",
+    present: || on_path("buildah"),
+    elsewhere: "buildah 1.28 or newer on the PATH",
+};
+
+/// Runs the images in the tests (with `ctr`); runc runs the containers.
+pub const CONTAINERD: SystemPackage = SystemPackage {
+    debian: "containerd",
+    present: || on_path("containerd") && on_path("ctr"),
+    elsewhere: "containerd 1.6 or newer with `ctr` on the PATH",
+};
+
+pub const RUNC: SystemPackage = SystemPackage {
+    debian: "runc",
+    present: || on_path("runc"),
+    elsewhere: "runc on the PATH",
+};
+
 fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))

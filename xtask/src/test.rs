@@ -1,15 +1,23 @@
 //! `cargo xtask test`: the whole check, as CI runs it.
 
-use crate::{nab, system, test_assets, workspace};
+use crate::{images, nab, system, test_assets, workspace};
 
-/// Builds test assets and installs Prometheus and PostgreSQL when missing,
-/// then runs rustfmt, clippy, every test
+/// Builds test assets and installs Prometheus, PostgreSQL, NATS, buildah and
+/// containerd when missing, then runs rustfmt, clippy, every test (with the
+/// container images built)
 /// and the detector's NAB target check. Extra arguments go to `cargo test`
 /// (e.g. a test name filter); with them the NAB check is left out.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
     eprintln!("test assets: {}", assets.display());
-    system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL, &system::NATS])?;
+    system::ensure(&[
+        &system::PROMETHEUS,
+        &system::POSTGRESQL,
+        &system::NATS,
+        &system::BUILDAH,
+        &system::CONTAINERD,
+        &system::RUNC,
+    ])?;
 
     workspace::run(&mut workspace::cargo(&["fmt", "--all", "--", "--check"]))?;
     workspace::run(&mut workspace::cargo(&[
@@ -34,10 +42,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "--locked",
     ]))?;
     let release = workspace::build_release_bins()?;
+    // The images test runs what `cargo xtask images` builds.
+    let images = images::build(&release)?;
     workspace::run(
         workspace::cargo(&["test", "--workspace", "--locked"])
             .env("HOMEOSTAT_TEST_ASSETS", &assets)
             .env("HOMEOSTAT_DEMO_BIN_DIR", release)
+            .env("HOMEOSTAT_IMAGES_DIR", images)
             .args(args),
     )
 }
