@@ -175,20 +175,17 @@ impl Oms {
     }
 
     pub async fn metrics(&self, service: &str) -> String {
-        self.http
-            .get(format!("{}/metrics", self.url(service)))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        self.metrics_at(&self.url(service)).await
     }
 
     /// The metrics of replica `index` of `service` under `--replicas`.
     pub async fn replica_metrics(&self, service: &str, index: u16) -> String {
+        self.metrics_at(&self.replica_url(service, index)).await
+    }
+
+    async fn metrics_at(&self, base: &str) -> String {
         self.http
-            .get(format!("{}/metrics", self.replica_url(service, index)))
+            .get(format!("{base}/metrics"))
             .send()
             .await
             .expect("metrics")
