@@ -441,8 +441,13 @@ fn step_change(action: &RemediationAction, report: &Report, world: &World) -> Op
     if let Some(scale) = &action.scale {
         let workload = scale_target(scale, &report.service);
         let current = *world.replicas.get(&workload)?;
-        let to = (current.saturating_add(scale.step)).clamp(scale.min_replicas, scale.max_replicas);
-        return (to != current).then_some(Change::Scale {
+        // Up only: a workload already above `maxReplicas` (a human scaled it
+        // further) is left as it is, never cut down mid-incident.
+        let to = current
+            .saturating_add(scale.step)
+            .max(scale.min_replicas)
+            .min(scale.max_replicas);
+        return (to > current).then_some(Change::Scale {
             workload,
             from: current,
             to,
@@ -658,6 +663,27 @@ mod tests {
         let mut at_max = world();
         at_max.replicas.insert("deployment/tax".into(), 4);
         assert!(run(&spec, &Default::default(), &[report("tax")], &at_max).is_empty());
+    }
+
+    #[test]
+    fn a_scale_step_never_removes_replicas() {
+        let spec = scale_policy(
+            json!({"actions": [{"scale": {"step": 1, "minReplicas": 2, "maxReplicas": 4}}]}),
+        );
+        // Someone scaled tax to 6 by hand, above the policy's maximum.
+        let mut above = world();
+        above.replicas.insert("deployment/tax".into(), 6);
+        assert!(run(&spec, &Default::default(), &[report("tax")], &above).is_empty());
+        // Below the minimum, a step brings it up to at least the minimum.
+        let mut scaled_to_zero = world();
+        scaled_to_zero.replicas.insert("deployment/tax".into(), 0);
+        let d = run(
+            &spec,
+            &Default::default(),
+            &[report("tax")],
+            &scaled_to_zero,
+        );
+        assert_eq!(only_act(&d).change, scaled(0, 2));
     }
 
     #[test]
