@@ -5,8 +5,11 @@ use std::{borrow::Cow, fmt, str::FromStr, time::Duration as StdDuration};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The pattern the API server enforces; CEL's `duration()` accepts the same strings.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+/// The pattern the API server enforces; CEL's `duration()` accepts the same
+/// strings. At most six digits a unit, so that every string it lets through
+/// parses (a larger number used to be stored and then stop the operator from
+/// reading any policy).
+pub const DURATION_PATTERN: &str = r"^([0-9]{1,6}(ms|s|m|h))+$";
 
 /// A non-negative duration serialised as a Go-style string such as `30s` or `1h30m`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -158,6 +161,18 @@ mod tests {
         for bad in ["", "5", "m", "5d", "-5s", "1.5s", "5s ", "99999999999h"] {
             let err = parse(bad).expect_err(bad);
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_largest_strings_the_schema_admits_parse() {
+        // Six digits a unit, up to the schema's 32 characters.
+        for s in [
+            "999999h999999m999999s999999ms",
+            "999999h999999h999999h999999h",
+        ] {
+            assert!(s.len() <= 32);
+            assert!(parse(s).is_ok(), "{s}");
         }
     }
 

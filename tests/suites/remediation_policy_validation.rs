@@ -175,6 +175,11 @@ async fn policies_are_validated_by_schema_and_cel_rules() {
         "malformed duration",
     );
     assert!(message.contains("spec.guards.cooldown"), "{message}");
+    // A number too large to be a duration the operator can hold.
+    let mut huge = scale_policy("huge-cooldown", json!({ "maxReplicas": 3 }));
+    huge.data["spec"]["guards"] = json!({ "cooldown": "99999999999h" });
+    let message = api_error_message(api.create(&create, &huge).await, "huge duration");
+    assert!(message.contains("spec.guards.cooldown"), "{message}");
 
     let mut bad_signal = scale_policy("bad-signal", json!({ "maxReplicas": 3 }));
     bad_signal.data["spec"]["trigger"]["signals"] = json!(["latency_p42"]);
