@@ -11,7 +11,7 @@ use tokio::time::MissedTickBehavior;
 use crate::engine::{Engine, EngineConfig, ReportEvent};
 use crate::metrics::{DetectorMetrics, router};
 use crate::promql::Queries;
-use crate::reports::ReportWriter;
+use crate::reports::{ReportWriter, Written};
 use crate::source::{MetricsSource, PrometheusSource};
 
 /// Everything `run` needs to know.
@@ -62,7 +62,7 @@ pub async fn run(
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     let server = tokio::spawn(axum::serve(listener, router(metrics.clone())).into_future());
 
-    let mut writer = ReportWriter::new(client, &config.namespace);
+    let writer = ReportWriter::new(client, &config.namespace);
     let mut engine = Engine::new(EngineConfig {
         rate_window_seconds: config.rate_window.as_secs_f64(),
         ..config.engine
@@ -79,7 +79,6 @@ pub async fn run(
             report.opened_at,
             report.peak_score,
         );
-        writer.adopt(report);
     }
     metrics.open_reports.set(open.len() as i64);
 
@@ -174,9 +173,9 @@ impl Daemon {
         let outcome = self.engine.tick(now, observation.as_ref());
         self.metrics.ticks.inc();
         self.metrics.record(&outcome.scores);
-        for event in &outcome.events {
-            match self.writer.write(event).await {
-                Ok(name) => match event {
+        for Written { event, result } in self.writer.write_all(outcome.events).await {
+            match result {
+                Ok(name) => match &event {
                     ReportEvent::Open(u) => {
                         self.metrics.reports_opened.inc();
                         tracing::warn!(report = %name, service = %u.service, signal = %u.signal, score = u.score, "anomaly opened");
@@ -189,7 +188,7 @@ impl Daemon {
                 },
                 Err(error) => {
                     self.metrics.report_write_errors.inc();
-                    tracing::error!(%error, service = %event.update().service, "cannot write AnomalyReport");
+                    tracing::error!(%error, service = %event.update().service, "cannot write AnomalyReport; retrying next tick");
                 }
             }
         }

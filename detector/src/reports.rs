@@ -20,11 +20,21 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const SERVICE_LABEL: &str = "homeostat.dev/service";
 pub const SIGNAL_LABEL: &str = "homeostat.dev/signal";
 
-/// Writes the detector's reports in one namespace.
+/// Writes the detector's reports in one namespace. An event whose write
+/// fails is owed: it is written again, before newer ones, on the next call,
+/// so a resolve that meets a flaky API server still lands.
 pub struct ReportWriter {
     api: Api<AnomalyReport>,
-    /// Report name per service with an open anomaly.
-    names: BTreeMap<String, String>,
+    /// Events not written yet, oldest first.
+    owed: Vec<ReportEvent>,
+}
+
+/// The outcome of writing one event.
+#[derive(Debug)]
+pub struct Written {
+    pub event: ReportEvent,
+    /// The report's name, or why the write failed (it stays owed).
+    pub result: Result<String, kube::Error>,
 }
 
 /// A report found open at start, to be continued.
@@ -41,7 +51,7 @@ impl ReportWriter {
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
-            names: BTreeMap::new(),
+            owed: Vec::new(),
         }
     }
 
@@ -68,25 +78,45 @@ impl ReportWriter {
         Ok(open)
     }
 
-    /// Continues `report` instead of opening another for its service.
-    pub fn adopt(&mut self, report: &OpenReport) {
-        self.names
-            .insert(report.service.clone(), report.name.clone());
+    /// Events still owed to the API server.
+    pub fn owed(&self) -> usize {
+        self.owed.len()
     }
 
-    /// Writes one event; returns the report's name.
-    pub async fn write(&mut self, event: &ReportEvent) -> Result<String, kube::Error> {
+    /// Writes the events owed from earlier calls, then `events`, in order;
+    /// the ones that fail are owed to the next call.
+    pub async fn write_all(&mut self, events: Vec<ReportEvent>) -> Vec<Written> {
+        let mut due = std::mem::take(&mut self.owed);
+        due.extend(events);
+        let mut written = Vec::with_capacity(due.len());
+        for event in coalesce(due) {
+            let result = self.write(&event).await;
+            if result.is_err() {
+                self.owed.push(event.clone());
+            }
+            written.push(Written { event, result });
+        }
+        written
+    }
+
+    /// Writes one event; returns the report's name. The name follows from
+    /// the anomaly (service, signal, opening time), so a report someone
+    /// deleted while its anomaly is open is made again, and one deleted
+    /// before its resolve is left deleted.
+    async fn write(&self, event: &ReportEvent) -> Result<String, kube::Error> {
         let update = event.update();
-        // Known, or (first write, or a write that failed before) created now.
-        let name = match self.names.get(&update.service) {
-            Some(name) => name.clone(),
-            None => self.create(update).await?,
-        };
-        let current = self.api.get_opt(&name).await?;
+        let name = report_name(update);
         let resolved_at = match event {
             ReportEvent::Resolve { at, .. } => Some(*at),
             _ => None,
         };
+        let current = self.api.get_opt(&name).await?;
+        if current.is_none() {
+            if resolved_at.is_some() {
+                return Ok(name);
+            }
+            self.create(&name, update).await?;
+        }
         let status = status_json(update, resolved_at, current.as_ref());
         let patch = json!({
             "apiVersion": "homeostat.dev/v1alpha1",
@@ -100,19 +130,13 @@ impl ReportWriter {
                 &Patch::Apply(&patch),
             )
             .await?;
-        if resolved_at.is_some() {
-            self.names.remove(&update.service);
-        } else {
-            self.names.insert(update.service.clone(), name.clone());
-        }
         Ok(name)
     }
 
-    async fn create(&self, update: &ReportUpdate) -> Result<String, kube::Error> {
-        let name = report_name(update);
+    async fn create(&self, name: &str, update: &ReportUpdate) -> Result<(), kube::Error> {
         let report = AnomalyReport {
             metadata: ObjectMeta {
-                name: Some(name.clone()),
+                name: Some(name.to_owned()),
                 labels: Some(BTreeMap::from([
                     (MANAGED_BY_LABEL.to_owned(), FIELD_MANAGER.to_owned()),
                     (SERVICE_LABEL.to_owned(), update.service.clone()),
@@ -127,12 +151,27 @@ impl ReportWriter {
             status: None,
         };
         match self.api.create(&PostParams::default(), &report).await {
-            Ok(_) => Ok(name),
-            // Created by an earlier run that stopped before writing status.
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(name),
+            // Or created by an earlier run that stopped before writing status.
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
             Err(e) => Err(e),
         }
     }
+}
+
+/// Events to write, with each Update dropped when a later event of the same
+/// report follows it (every write sets the whole status, so the later one
+/// says all of it); opens and resolves stay, for the counts and logs.
+pub fn coalesce(events: Vec<ReportEvent>) -> Vec<ReportEvent> {
+    let names: Vec<String> = events.iter().map(|e| report_name(e.update())).collect();
+    events
+        .into_iter()
+        .enumerate()
+        .filter(|(i, event)| {
+            !matches!(event, ReportEvent::Update(_)) || !names[i + 1..].contains(&names[*i])
+        })
+        .map(|(_, event)| event)
+        .collect()
 }
 
 /// `payment-primary-latency-p99-1764230400`: service, signal, opening time.
@@ -239,4 +278,58 @@ fn opened_message(update: &ReportUpdate) -> String {
 /// Scores to three decimals: enough to read, steady enough not to churn.
 fn round(score: f64) -> f64 {
     (score.clamp(0.0, 1.0) * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use homeostat_api::{Severity, Signal};
+
+    use super::*;
+
+    fn update(service: &str, opened_at: i64, evaluated_at: i64) -> ReportUpdate {
+        ReportUpdate {
+            service: service.to_owned(),
+            signal: Signal::LatencyP99,
+            score: 0.9,
+            peak_score: 0.9,
+            severity: Severity::Critical,
+            observed: 0.4,
+            band: [0.01, 0.02, 0.03],
+            culprit: None,
+            opened_at,
+            evaluated_at,
+            degraded: false,
+        }
+    }
+
+    #[test]
+    fn an_update_followed_by_news_of_its_report_is_dropped() {
+        let events = vec![
+            ReportEvent::Open(update("tax", 100, 100)),
+            ReportEvent::Update(update("tax", 100, 102)),
+            ReportEvent::Update(update("orders", 50, 102)),
+            ReportEvent::Update(update("tax", 100, 104)),
+            ReportEvent::Resolve {
+                update: update("tax", 100, 106),
+                at: 106,
+            },
+            // A new anomaly of tax: another report.
+            ReportEvent::Open(update("tax", 110, 110)),
+            ReportEvent::Update(update("tax", 110, 112)),
+        ];
+        let kept: Vec<(String, i64)> = coalesce(events)
+            .iter()
+            .map(|e| (report_name(e.update()), e.update().evaluated_at))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("tax-latency-p99-100".to_owned(), 100),
+                ("orders-latency-p99-50".to_owned(), 102),
+                ("tax-latency-p99-100".to_owned(), 106),
+                ("tax-latency-p99-110".to_owned(), 110),
+                ("tax-latency-p99-110".to_owned(), 112),
+            ]
+        );
+    }
 }

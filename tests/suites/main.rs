@@ -10,4 +10,5 @@ mod detector;
 mod images;
 mod prometheus;
 mod remediation_policy_validation;
+mod report_writer;
 mod server_side_apply;
