@@ -192,10 +192,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("connect to the Kubernetes API (KUBECONFIG or in-cluster)")?;
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        daemon::run(config, client, shutdown).await
+        daemon::run(config, client, homeostat_telemetry::shutdown::requested()).await
     })
 }
 

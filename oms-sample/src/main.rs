@@ -514,17 +514,7 @@ async fn serve(service: &str, args: ServiceArgs) -> anyhow::Result<()> {
 fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match term.as_mut() {
-                    Some(term) => { term.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
-        }
+        homeostat_telemetry::shutdown::requested().await;
         let _ = tx.send(true);
     });
     rx

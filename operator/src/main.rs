@@ -68,10 +68,8 @@ fn main() -> ExitCode {
                 let client = kube::Client::try_default()
                     .await
                     .context("connect to the Kubernetes API (KUBECONFIG or in-cluster)")?;
-                run(config, client, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await
+                // SIGTERM or Ctrl-C: finish the pass, release the Lease, exit.
+                run(config, client, homeostat_telemetry::shutdown::requested()).await
             })
         });
     match result {

@@ -8,10 +8,12 @@ use homeostat_api::ReportState;
 use homeostat_operator::router::gateway::{
     HTTPBackendRef, HTTPRoute, HTTPRouteRule, HTTPRouteSpec,
 };
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
+use std::time::Duration;
 
 fn scale_spec(service: &str, max: i32, cooldown: &str) -> serde_json::Value {
     json!({
@@ -581,4 +583,35 @@ async fn of_two_operators_only_the_leader_acts() {
     )
     .await;
     assert_eq!(survivor.metric("homeostat_operator_leader").await, Ok(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_lease_and_exits() {
+    let (plane, client) = plane().await;
+    namespace(&client, OPERATOR_NAMESPACE).await;
+    let mut operator = Operator::start(&plane, "a", &[]);
+    eventually("the operator leads", 60, || async {
+        match operator.metric("homeostat_operator_leader").await {
+            Ok(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let holder = |lease: Lease| lease.spec.and_then(|s| s.holder_identity);
+    assert_eq!(
+        holder(leases.get("homeostat-operator").await.expect("lease")).as_deref(),
+        Some("a")
+    );
+
+    let status = operator
+        .terminate(Duration::from_secs(15))
+        .expect("exited after SIGTERM");
+    assert!(status.success(), "{status}");
+    // Released, so a successor need not wait out the lease.
+    let after = holder(leases.get("homeostat-operator").await.expect("lease"));
+    assert!(
+        after.as_deref().is_none_or(str::is_empty),
+        "still held by {after:?}"
+    );
 }

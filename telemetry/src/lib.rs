@@ -1,6 +1,9 @@
 //! Logs and traces for every homeostat binary: `tracing` to stderr (JSON
 //! lines when asked), and OpenTelemetry traces over OTLP/HTTP when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with W3C trace-context propagation.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with W3C trace-context propagation;
+//! and [`shutdown`], when a process is asked to stop.
+
+pub mod shutdown;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;

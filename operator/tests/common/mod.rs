@@ -347,6 +347,24 @@ impl Operator {
         .await
     }
 
+    /// SIGTERM, as Kubernetes stops a pod; waits up to `within` for the
+    /// process to exit, and returns how it exited (None: still running).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGKILL: no chance to tidy up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
