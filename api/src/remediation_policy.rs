@@ -28,6 +28,8 @@ use crate::{Duration, Severity, Signal};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.actions.all(a, self.actions.exists_one(b, b == a))").message("actions must not repeat: each entry is one step of its own"))]
+#[x_kube(validation = Rule::new("!has(self.services.names) || size(self.services.names) == 0 || self.actions.all(a, !has(a.reroute) || a.reroute.from in self.services.names)").message("actions[].reroute.from must be one of services.names: a policy moves traffic away from the services it covers"))]
 pub struct RemediationPolicySpec {
     /// The services this policy covers.
     pub services: ServiceSelector,
@@ -53,10 +55,19 @@ pub struct RemediationPolicySpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.names) && size(self.names) > 0) || has(self.selector)").message("services must set names or selector"))]
+#[x_kube(validation = Rule::new("!has(self.selector) || (has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0) || (has(self.selector.matchExpressions) && size(self.selector.matchExpressions) > 0)").message("services.selector must not be empty: an empty selector selects every Deployment"))]
+#[x_kube(validation = Rule::new("!has(self.selector) || !has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])").message("services.selector.matchExpressions[].operator must be In, NotIn, Exists or DoesNotExist"))]
 pub struct ServiceSelector {
-    /// Service names, e.g. payment-primary.
+    /// Service names (DNS labels), e.g. payment-primary; each at most once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub names: Vec<String>,
 
     /// Label selector over the services' Deployments.
@@ -135,6 +146,7 @@ pub struct ScaleAction {
 /// A workload with a `scale` subresource.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.apiVersion == 'apps/v1' && self.kind in ['Deployment', 'StatefulSet']").message("target must be an apps/v1 Deployment or StatefulSet"))]
 pub struct WorkloadRef {
     /// API version of the workload, e.g. apps/v1.
     #[serde(default = "default_workload_api_version")]
@@ -143,7 +155,10 @@ pub struct WorkloadRef {
     #[serde(default = "default_workload_kind")]
     pub kind: String,
     /// Name of the workload in the policy's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
 }
 
@@ -204,8 +219,9 @@ pub enum RouterKind {
 /// Guard rails around acting.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.cooldown) || duration(self.cooldown) >= duration('1s')").message("guards.cooldown must be at least 1s: without a pause the policy would act on every pass"))]
 pub struct Guards {
-    /// Least time between two actions of this policy.
+    /// Least time between two actions of this policy (at least 1s).
     #[serde(default = "default_cooldown")]
     pub cooldown: Duration,
 

@@ -289,7 +289,7 @@ async fn guards_block_what_they_should_and_say_so() {
         ("cooldown", json!({"cooldown": "1h"}), "Blocked"),
         (
             "ratelimit",
-            json!({"cooldown": "0s", "maxActionsPerHour": 1}),
+            json!({"cooldown": "1s", "maxActionsPerHour": 1}),
             "Blocked",
         ),
     ];

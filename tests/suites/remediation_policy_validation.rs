@@ -175,6 +175,100 @@ async fn policies_are_validated_by_schema_and_cel_rules() {
         "malformed duration",
     );
     assert!(message.contains("spec.guards.cooldown"), "{message}");
+    // Objects no SRE means, each refused with a message naming the field.
+    let policy = |services: Value, actions: Value, guards: Value| {
+        json!({
+            "services": services,
+            "trigger": { "signals": ["latency_p99"] },
+            "actions": actions,
+            "guards": guards,
+        })
+    };
+    let scale = json!([{ "scale": { "maxReplicas": 3 } }]);
+    let tax = json!({ "names": ["tax"] });
+    for (name, spec, expected) in [
+        (
+            "empty-name",
+            policy(json!({ "names": [""] }), scale.clone(), json!({})),
+            "spec.services.names[0]",
+        ),
+        (
+            "bad-name",
+            policy(
+                json!({ "names": ["Tax Service"] }),
+                scale.clone(),
+                json!({}),
+            ),
+            "spec.services.names[0]",
+        ),
+        (
+            "twice-named",
+            policy(json!({ "names": ["tax", "tax"] }), scale.clone(), json!({})),
+            "Duplicate value",
+        ),
+        (
+            "select-all",
+            policy(json!({ "selector": {} }), scale.clone(), json!({})),
+            "an empty selector selects every Deployment",
+        ),
+        (
+            "bad-operator",
+            policy(
+                json!({ "selector": { "matchExpressions": [{ "key": "tier", "operator": "Like", "values": ["web"] }] } }),
+                scale.clone(),
+                json!({}),
+            ),
+            "operator must be In, NotIn, Exists or DoesNotExist",
+        ),
+        (
+            "pod-target",
+            policy(
+                tax.clone(),
+                json!([{ "scale": { "maxReplicas": 3, "target": { "apiVersion": "v1", "kind": "Pod", "name": "tax-0" } } }]),
+                json!({}),
+            ),
+            "target must be an apps/v1 Deployment or StatefulSet",
+        ),
+        (
+            "no-cooldown",
+            policy(tax.clone(), scale.clone(), json!({ "cooldown": "0s" })),
+            "guards.cooldown must be at least 1s",
+        ),
+        (
+            "half-second-cooldown",
+            policy(tax.clone(), scale.clone(), json!({ "cooldown": "500ms" })),
+            "guards.cooldown must be at least 1s",
+        ),
+        (
+            "same-step-twice",
+            policy(
+                tax.clone(),
+                json!([{ "scale": { "maxReplicas": 3 } }, { "scale": { "maxReplicas": 3 } }]),
+                json!({}),
+            ),
+            "actions must not repeat",
+        ),
+        (
+            "reroute-elsewhere",
+            policy(
+                tax.clone(),
+                json!([{ "reroute": {
+                    "router": { "kind": "OmsConfigMap", "name": "oms-routing" },
+                    "from": "payment-primary", "to": "payment-secondary"
+                } }]),
+                json!({}),
+            ),
+            "reroute.from must be one of services.names",
+        ),
+    ] {
+        let message = api_error_message(
+            api.create(&create, &object("RemediationPolicy", name, spec))
+                .await,
+            name,
+        );
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+
     // A number too large to be a duration the operator can hold.
     let mut huge = scale_policy("huge-cooldown", json!({ "maxReplicas": 3 }));
     huge.data["spec"]["guards"] = json!({ "cooldown": "99999999999h" });

@@ -499,12 +499,8 @@ fn guard(policy: Policy<'_>, step: &Step, world: &World) -> Option<Guard> {
             return Some(Guard::TargetAnomalous);
         }
     }
-    let cooldown = guards.cooldown.0.as_secs() as i64;
-    if let Some(last) = &status.last_action_time
-        && world.now - last.0.as_second() < cooldown
-    {
-        return Some(Guard::Cooldown);
-    }
+    // The rate limit before the cooldown: when both hold, the one that
+    // lasts (no more steps this hour) is the one to name.
     let in_last_hour = status
         .recent_actions
         .iter()
@@ -512,6 +508,12 @@ fn guard(policy: Policy<'_>, step: &Step, world: &World) -> Option<Guard> {
         .count();
     if in_last_hour >= guards.max_actions_per_hour.max(0) as usize {
         return Some(Guard::RateLimit);
+    }
+    let cooldown = guards.cooldown.0.as_secs() as i64;
+    if let Some(last) = &status.last_action_time
+        && world.now - last.0.as_second() < cooldown
+    {
+        return Some(Guard::Cooldown);
     }
     if guards.dry_run {
         return Some(Guard::DryRun);
