@@ -1,5 +1,6 @@
-//! Where the test binaries are: kube-apiserver, etcd and kubectl from
-//! `cargo xtask test-assets`, prometheus and promtool from Debian's package.
+//! Where the test binaries are: the Kubernetes commands, etcd and kubectl
+//! from `cargo xtask test-assets`, prometheus and promtool from Debian's
+//! package.
 
 use std::path::{Path, PathBuf};
 
@@ -64,7 +65,7 @@ impl TestAssets {
         self.binary("kubectl")
     }
 
-    fn binary(&self, name: &'static str) -> Result<PathBuf, SupportError> {
+    pub fn binary(&self, name: &'static str) -> Result<PathBuf, SupportError> {
         let path = self.dir.join(name);
         if path.is_file() {
             Ok(path)

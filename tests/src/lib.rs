@@ -9,6 +9,7 @@
 
 pub mod assets;
 mod certs;
+pub mod cluster;
 pub mod containerd;
 pub mod control_plane;
 mod error;

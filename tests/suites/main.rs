@@ -2,6 +2,7 @@
 //! `cargo xtask test-assets`, Debian's Prometheus and containerd. Each test starts the
 //! servers it needs and stops them when it ends.
 
+mod cluster;
 mod common;
 mod control_plane;
 mod crds;

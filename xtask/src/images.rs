@@ -34,6 +34,9 @@ struct Image {
     program: PathBuf,
     /// Where it goes in the image.
     entrypoint: String,
+    /// On the Debian base, or alone (a static program).
+    on_base: bool,
+    user: &'static str,
 }
 
 impl Image {
@@ -56,6 +59,8 @@ fn catalogue(release: &Path, prometheus: &Path, prometheus_version: &str) -> Vec
         tag: env!("CARGO_PKG_VERSION").to_owned(),
         program: release.join(binary),
         entrypoint: format!("/usr/local/bin/{binary}"),
+        on_base: true,
+        user: USER,
     };
     vec![
         ours("oms-sample", "oms"),
@@ -66,8 +71,23 @@ fn catalogue(release: &Path, prometheus: &Path, prometheus_version: &str) -> Vec
             tag: format!("{prometheus_version}-debian"),
             program: prometheus.to_owned(),
             entrypoint: "/bin/prometheus".to_owned(),
+            on_base: true,
+            user: USER,
         },
     ]
+}
+
+/// The sandbox every pod of the local cluster starts with: a static program
+/// that waits and reaps, alone in its image (`xtask/images/pause.c`).
+fn pause(program: &Path) -> Image {
+    Image {
+        name: "pause",
+        tag: "1.0".to_owned(),
+        program: program.to_owned(),
+        entrypoint: "/pause".to_owned(),
+        on_base: false,
+        user: "65535:65535",
+    }
 }
 
 /// What the command line asks.
@@ -145,7 +165,8 @@ pub fn build(release: &Path) -> anyhow::Result<PathBuf> {
 /// Builds every image into `dir`; returns them.
 fn build_all(release: &Path, dir: &Path) -> anyhow::Result<Vec<Image>> {
     let prometheus = which("prometheus").context("prometheus is not on the PATH")?;
-    let images = catalogue(release, &prometheus, &prometheus_version(&prometheus)?);
+    let mut images = catalogue(release, &prometheus, &prometheus_version(&prometheus)?);
+    images.push(pause(&compile_pause(dir)?));
     let base = dir.join("base");
     assemble_base(&base)?;
     let buildah = Buildah {
@@ -157,6 +178,20 @@ fn build_all(release: &Path, dir: &Path) -> anyhow::Result<Vec<Image>> {
     }
     buildah.prune()?;
     Ok(images)
+}
+
+/// `xtask/images/pause.c`, linked statically.
+fn compile_pause(dir: &Path) -> anyhow::Result<PathBuf> {
+    let out = dir.join("pause");
+    std::fs::create_dir_all(dir)?;
+    workspace::run(
+        Command::new("gcc")
+            .args(["-static", "-Os", "-Wall", "-o"])
+            .arg(&out)
+            .arg(workspace::root().join("xtask/images/pause.c")),
+    )
+    .context("compile the pause program (gcc and Debian's libc6-dev)")?;
+    Ok(out)
 }
 
 /// The base's files: those of [`BASE_PACKAGES`] as `dpkg` installed them
@@ -254,12 +289,14 @@ impl Buildah {
         let container = output(self.command().args(["from", "scratch"]))?;
         let container = container.trim();
         let built = (|| {
-            workspace::run(
-                self.command()
-                    .args(["copy", container])
-                    .arg(format!("{}/", base.display()))
-                    .arg("/"),
-            )?;
+            if image.on_base {
+                workspace::run(
+                    self.command()
+                        .args(["copy", container])
+                        .arg(format!("{}/", base.display()))
+                        .arg("/"),
+                )?;
+            }
             workspace::run(
                 self.command()
                     .args(["copy", "--chmod", "0755", container])
@@ -269,7 +306,7 @@ impl Buildah {
             workspace::run(self.command().args([
                 "config",
                 "--user",
-                USER,
+                image.user,
                 "--workingdir",
                 "/",
                 "--entrypoint",

@@ -1,5 +1,6 @@
 //! Developer tasks for homeostat, run as `cargo xtask <task>`.
 
+mod cluster;
 mod crds;
 mod demo;
 mod images;
@@ -19,6 +20,9 @@ tasks:
   test           build test assets if missing, then fmt, clippy, every test, NAB
   test-assets    build kube-apiserver, etcd and kubectl once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
+  cluster up|down
+                 a real one-node cluster (kubelet, containerd) on this machine, as root;
+                 up prints the kubeconfig path, down removes everything it made
   crds [--check] write crds/ from the Rust types (--check: fail on drift)
   images [--import SOCKET] [--namespace NS]
                  build the container images with buildah into target/images/; import
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         "nab" => nab::run(rest),
         "demo" => demo::run(rest),
         "images" => images::run(rest),
+        "cluster" => cluster::run(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

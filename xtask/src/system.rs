@@ -68,6 +68,20 @@ pub const RUNC: SystemPackage = SystemPackage {
     elsewhere: "runc on the PATH",
 };
 
+/// The pod network of the local cluster: bridge, host-local, portmap, loopback.
+pub const CNI_PLUGINS: SystemPackage = SystemPackage {
+    debian: "containernetworking-plugins",
+    present: || Path::new("/usr/lib/cni/bridge").is_file(),
+    elsewhere: "the CNI plugins (bridge, host-local, portmap, loopback) in /usr/lib/cni",
+};
+
+/// The kubelet's and the CNI plugins' chains.
+pub const IPTABLES: SystemPackage = SystemPackage {
+    debian: "iptables",
+    present: || on_path("iptables") || Path::new("/usr/sbin/iptables").is_file(),
+    elsewhere: "iptables (nft or legacy) on the PATH",
+};
+
 fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))

@@ -17,6 +17,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         &system::BUILDAH,
         &system::CONTAINERD,
         &system::RUNC,
+        &system::CNI_PLUGINS,
+        &system::IPTABLES,
     ])?;
 
     workspace::run(&mut workspace::cargo(&["fmt", "--all", "--", "--check"]))?;

@@ -1,5 +1,6 @@
-//! `cargo xtask test-assets`: kube-apiserver, kubectl and etcd built from their
-//! Go modules (tests/control-plane) once, into a cache under target/.
+//! `cargo xtask test-assets`: the Kubernetes commands (control plane, node,
+//! kubectl) and etcd built from their Go modules (tests/control-plane) once,
+//! into a cache under target/.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,11 +10,23 @@ use anyhow::{Context, bail};
 
 use crate::workspace;
 
-const BINARIES: [&str; 4] = [
+/// The control plane of the tests, and the node of `cargo xtask cluster`.
+const KUBERNETES_COMMANDS: [&str; 6] = [
     "kube-apiserver",
     "kube-controller-manager",
-    "etcd",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
     "kubectl",
+];
+const BINARIES: [&str; 7] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+    "etcd",
 ];
 const STAMP: &str = ".inputs-hash";
 
@@ -70,7 +83,8 @@ fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resu
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
     eprintln!(
-        "building kube-apiserver, kube-controller-manager, kubectl ({version}) and etcd with {} into {} (a cold build takes about 7 minutes on 2 cores)",
+        "building {} ({version}) and etcd with {} into {} (a cold build takes about 9 minutes on 2 cores)",
+        KUBERNETES_COMMANDS.join(", "),
         go.display(),
         dir.display()
     );
@@ -82,22 +96,22 @@ fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resu
             .current_dir(module)
             .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
             .arg(out_dir)
-            .args([
-                "k8s.io/kubernetes/cmd/kube-apiserver",
-                "k8s.io/kubernetes/cmd/kube-controller-manager",
-                "k8s.io/kubernetes/cmd/kubectl",
-                "./cmd/etcd",
-            ]),
+            .args(
+                KUBERNETES_COMMANDS
+                    .iter()
+                    .map(|c| format!("k8s.io/kubernetes/cmd/{c}")),
+            )
+            .arg("./cmd/etcd"),
     )?;
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 
-    verify_version(&staging.join("kube-apiserver"), &["--version"], version)?;
-    verify_version(
-        &staging.join("kube-controller-manager"),
-        &["--version"],
-        version,
-    )?;
-    verify_version(&staging.join("kubectl"), &["version", "--client"], version)?;
+    for command in KUBERNETES_COMMANDS {
+        let args: &[&str] = match command {
+            "kubectl" => &["version", "--client"],
+            _ => &["--version"],
+        };
+        verify_version(&staging.join(command), args, version)?;
+    }
     let etcd_version =
         required_version(&read(&module.join("go.mod"))?, "go.etcd.io/etcd/server/v3")?;
     verify_version(

@@ -30,11 +30,13 @@ pub fn cargo(args: &[&str]) -> Command {
 /// unifies features over the packages it is asked for, so building the
 /// detector alone and then with the others compiled it (and shared
 /// dependencies) twice.
-const RELEASE_PACKAGES: [&str; 4] = [
+const RELEASE_PACKAGES: [&str; 5] = [
     "homeostat-oms",
     "homeostat-operator",
     "homeostat-detector",
     "homeostat-demo",
+    // homeostat-cluster, for `cargo xtask cluster`.
+    "homeostat-test-support",
 ];
 
 /// Builds the release binaries of [`RELEASE_PACKAGES`] (a no-op when they

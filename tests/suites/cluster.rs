@@ -1,0 +1,190 @@
+//! The one-node cluster on this machine (`cargo xtask cluster up`): a
+//! Deployment under Pod Security `restricted` gets a pod from the scheduler,
+//! containerd and runc run it on the CNI bridge, it serves, its logs come
+//! through the API server, and `down` leaves nothing behind.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use homeostat_test_support::cluster::{self, Cluster, config};
+use homeostat_test_support::{TestAssets, wait_until};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use kube::api::{ListParams, LogParams, PostParams};
+use serde_json::json;
+
+fn images_dir() -> PathBuf {
+    std::env::var_os("HOMEOSTAT_IMAGES_DIR")
+        .map(PathBuf::from)
+        .expect("HOMEOSTAT_IMAGES_DIR is not set: run `cargo xtask images` (cargo xtask test does)")
+}
+
+/// A pod spec that passes Pod Security `restricted`.
+fn restricted_tax() -> serde_json::Value {
+    json!({
+        "automountServiceAccountToken": false,
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "tax",
+            "image": "ghcr.io/homeostat-dev/oms-sample:0.1.0",
+            "imagePullPolicy": "IfNotPresent",
+            "args": ["tax", "--listen", "0.0.0.0:8080", "--admin-token", "t"],
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": {"drop": ["ALL"]}
+            },
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "32Mi"},
+                "limits": {"cpu": "500m", "memory": "128Mi"}
+            },
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}
+        }]
+    })
+}
+
+async fn exercise(cluster: &Cluster) {
+    let client = cluster.client().await.expect("client");
+    let namespace: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": "shop", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}
+    }))
+    .expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create shop");
+
+    // Pod Security refuses a pod that runs as root with every capability.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let careless: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "careless"},
+        "spec": {"containers": [{"name": "c", "image": "ghcr.io/homeostat-dev/oms-sample:0.1.0"}]}
+    }))
+    .expect("pod");
+    let refused = pods
+        .create(&PostParams::default(), &careless)
+        .await
+        .expect_err("a pod that is not restricted");
+    assert!(
+        refused.to_string().contains("violates PodSecurity"),
+        "{refused}"
+    );
+
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "tax"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "tax"}},
+            "template": {"metadata": {"labels": {"app": "tax"}}, "spec": restricted_tax()}
+        }
+    }))
+    .expect("deployment");
+    Api::<Deployment>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create the Deployment");
+
+    let pod = wait_until(
+        "the tax pod Ready",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels("app=tax"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let pod = list.items.into_iter().next().ok_or("no pod yet")?;
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready {
+                Ok(pod)
+            } else {
+                Err(format!(
+                    "{:?}",
+                    pod.status.and_then(|s| s.container_statuses)
+                ))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- kubelet ---\n{}",
+            std::fs::read_to_string(cluster.log("kubelet")).unwrap_or_default()
+        )
+    });
+
+    // It serves on the bridge, from the host.
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP");
+    assert!(ip.starts_with("10.244.0."), "{ip}");
+    let health = reqwest::get(format!("http://{ip}:8080/healthz"))
+        .await
+        .expect("GET /healthz")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(health.trim(), "ok");
+    // Its logs, through the API server and the kubelet.
+    let name = pod.metadata.name.clone().expect("name");
+    let logs = pods
+        .logs(&name, &LogParams::default())
+        .await
+        .expect("the pod's logs");
+    assert!(logs.contains("service(s) ready"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_deployment_runs_on_the_node_and_down_leaves_nothing_behind() {
+    homeostat_test_support::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::new(dir.path().join("cluster"));
+    let assets = TestAssets::locate().expect("test assets");
+    let up = cluster.up(&assets, &images_dir()).await;
+    let exercised = match &up {
+        Ok(()) => {
+            tokio::spawn({
+                let cluster = cluster.clone();
+                async move { exercise(&cluster).await }
+            })
+            .await
+        }
+        Err(_) => Ok(()),
+    };
+    // Down whatever happened above, then judge.
+    cluster.down().await.expect("cluster down");
+    up.expect("cluster up");
+    if let Err(panic) = exercised {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+
+    let state = cluster.state.display().to_string();
+    assert_eq!(cluster::processes_mentioning(&state), Vec::<u32>::new());
+    assert!(!cluster.state.exists(), "the state directory is gone");
+    assert_eq!(cluster::mounts_under(&cluster.state), Vec::<String>::new());
+    assert_eq!(cluster::leftover_chains(), Vec::<String>::new());
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains(config::BRIDGE), "{links}");
+    assert!(!links.contains("veth"), "{links}");
+    let netns: Vec<_> = std::fs::read_dir("/var/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !netns
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("cni-")),
+        "{netns:?}"
+    );
+}
