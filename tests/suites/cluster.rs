@@ -1,7 +1,8 @@
 //! The one-node cluster on this machine (`cargo xtask cluster up`): a
 //! Deployment under Pod Security `restricted` gets a pod from the scheduler,
-//! containerd and runc run it on the CNI bridge, it serves, its logs come
-//! through the API server, and `down` leaves nothing behind.
+//! containerd and runc run it on the CNI bridge, it serves on its pod IP and
+//! through its Service (kube-proxy), its logs come through the API server,
+//! and `down` leaves nothing behind.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use homeostat_test_support::cluster::{self, Cluster, config};
 use homeostat_test_support::{TestAssets, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::Api;
 use kube::api::{ListParams, LogParams, PostParams};
 use serde_json::json;
@@ -133,6 +134,46 @@ async fn exercise(cluster: &Cluster) {
         .await
         .expect("body");
     assert_eq!(health.trim(), "ok");
+    // Through its Service's cluster IP too: kube-proxy's rules.
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "tax"},
+        "spec": {"selector": {"app": "tax"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))
+    .expect("service");
+    let service = Api::<Service>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create the Service");
+    let cluster_ip = service
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("a cluster IP");
+    assert!(cluster_ip.starts_with("10.96."), "{cluster_ip}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    wait_until(
+        "the tax Service answers",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async {
+            let answer = http
+                .get(format!("http://{cluster_ip}/healthz"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            answer.text().await.map_err(|e| e.to_string())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- kube-proxy ---\n{}",
+            std::fs::read_to_string(cluster.log("kube-proxy")).unwrap_or_default()
+        )
+    });
+
     // Its logs, through the API server and the kubelet.
     let name = pod.metadata.name.clone().expect("name");
     let logs = pods

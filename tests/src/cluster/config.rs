@@ -156,3 +156,32 @@ serializeImagePulls: false
         ca = pki.join("ca.crt").display(),
     )
 }
+
+/// kube-proxy in iptables mode. Service traffic is masqueraded to the
+/// node's bridge address (the host has no br_netfilter, so a reply between
+/// two pods on the bridge would otherwise skip the NAT); it stays on the
+/// bridge. NodePorts answer on the bridge address only, conntrack limits are
+/// left as the machine has them.
+pub fn kube_proxy(kubeconfig: &Path) -> String {
+    format!(
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {kubeconfig}
+hostnameOverride: {NODE}
+mode: iptables
+clusterCIDR: {POD_SUBNET}
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [\"{NODE_IP}/32\"]
+conntrack:
+  maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+iptables:
+  masqueradeAll: true
+  localhostNodePorts: false
+",
+        kubeconfig = kubeconfig.display(),
+    )
+}

@@ -29,13 +29,14 @@ use daemon::Daemon;
 use pki::{Client, Pki};
 
 /// The parts, in start order; stopped in reverse.
-const PARTS: [&str; 6] = [
+const PARTS: [&str; 7] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "containerd",
     "kubelet",
+    "kube-proxy",
 ];
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Debian's containernetworking-plugins.
@@ -190,7 +191,26 @@ impl Cluster {
             ready.then_some(())
         })
         .await?;
-        progress("node Ready");
+        progress("kube-proxy");
+        self.daemon("kube-proxy").start(
+            &assets.binary("kube-proxy")?,
+            &[format!(
+                "--config={}",
+                self.state.join("kube-proxy.yaml").display()
+            )],
+        )?;
+        // Its rules are in once the kubernetes Service has a chain.
+        self.wait("kube-proxy", || async {
+            let rules = Command::new("iptables")
+                .args(["-t", "nat", "-S", "KUBE-SERVICES"])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&rules.stdout)
+                .contains("default/kubernetes")
+                .then_some(())
+        })
+        .await?;
+        progress("node Ready, Services routed");
         Ok(())
     }
 
@@ -259,6 +279,10 @@ impl Cluster {
         write(
             &self.state.join("kubelet.yaml"),
             &config::kubelet(&self.containerd_dir(), &pki),
+        )?;
+        write(
+            &self.state.join("kube-proxy.yaml"),
+            &config::kube_proxy(&self.component_kubeconfig(Client::Proxy)),
         )?;
         Ok(())
     }
@@ -531,6 +555,9 @@ fn bridge_up() -> Result<(), SupportError> {
             vec!["link", "add", BRIDGE, "type", "bridge"],
             vec!["addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE],
             vec!["link", "set", BRIDGE, "up"],
+            // Service addresses stay on the machine even before kube-proxy
+            // has its rules (the route goes with the bridge).
+            vec!["route", "add", config::SERVICE_RANGE, "dev", BRIDGE],
         ] {
             let out = Command::new("ip")
                 .args(&args)
@@ -642,38 +669,59 @@ fn chains(tool: &str, table: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Removes the jumps into our chains, then the chains.
+/// Removes our chains and every rule in or into them: the table is saved,
+/// filtered and restored in one step (rules keep their quoting that way).
 fn remove_chains() {
-    for tool in ["iptables", "ip6tables"] {
+    for (save, restore) in [
+        ("iptables-save", "iptables-restore"),
+        ("ip6tables-save", "ip6tables-restore"),
+    ] {
         for table in TABLES {
-            let ours = chains(tool, table);
-            if ours.is_empty() {
+            let Ok(saved) = Command::new(save).args(["-t", table]).output() else {
+                continue;
+            };
+            let saved = String::from_utf8_lossy(&saved.stdout).into_owned();
+            let filtered = without_our_chains(&saved);
+            if filtered == saved {
                 continue;
             }
-            let rules = Command::new(tool)
-                .args(["-t", table, "-S"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            for rule in rules.lines().filter(|l| l.starts_with("-A ")) {
-                let jumps_to_ours = ours.iter().any(|c| rule.contains(&format!("-j {c}")));
-                let in_ours = ours.iter().any(|c| rule.starts_with(&format!("-A {c} ")));
-                if jumps_to_ours && !in_ours {
-                    let delete = format!("-D{}", &rule[2..]);
-                    let _ = Command::new(tool)
-                        .args(["-t", table])
-                        .args(delete.split_whitespace())
-                        .output();
-                }
+            let Ok(mut child) = Command::new(restore)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+            else {
+                continue;
+            };
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                let _ = stdin.write_all(filtered.as_bytes());
             }
-            for chain in &ours {
-                let _ = Command::new(tool).args(["-t", table, "-F", chain]).output();
-            }
-            for chain in &ours {
-                let _ = Command::new(tool).args(["-t", table, "-X", chain]).output();
-            }
+            let _ = child.wait();
         }
     }
+}
+
+/// An `iptables-save` text without our chains and the rules in or into them.
+fn without_our_chains(saved: &str) -> String {
+    let ours = |chain: &str| CHAIN_PREFIXES.iter().any(|p| chain.starts_with(p));
+    saved
+        .lines()
+        .filter(|line| {
+            if let Some(declared) = line.strip_prefix(':') {
+                return !ours(declared.split_whitespace().next().unwrap_or_default());
+            }
+            if let Some(rule) = line.strip_prefix("-A ") {
+                let chain = rule.split_whitespace().next().unwrap_or_default();
+                let target = rule
+                    .split_whitespace()
+                    .skip_while(|w| *w != "-j" && *w != "-g")
+                    .nth(1)
+                    .unwrap_or_default();
+                return !ours(chain) && !ours(target);
+            }
+            true
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -682,4 +730,35 @@ fn which(program: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(program))
             .find(|p| p.is_file())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_our_chains;
+
+    #[test]
+    fn only_our_chains_and_the_jumps_into_them_go() {
+        let saved = "*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:KUBE-SERVICES - [0:0]
+:CNI-HOSTPORT-DNAT - [0:0]
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT -j CNI-HOSTPORT-DNAT
+-A KUBE-SERVICES -d 10.96.0.1/32 -j KUBE-SVC-NPX46M4PTMTKRN6Y
+COMMIT
+";
+        assert_eq!(
+            without_our_chains(saved),
+            "*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+COMMIT
+"
+        );
+    }
 }
