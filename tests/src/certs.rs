@@ -6,6 +6,34 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
+/// A certificate authority: its certificate and what signs with it.
+pub(crate) struct Ca {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub(crate) fn new(name: &str) -> Result<Self, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert_pem = params.self_signed(&key)?.pem();
+        let key_pem = key.serialize_pem();
+        Ok(Self {
+            cert_pem,
+            key_pem,
+            issuer: Issuer::new(params, key),
+        })
+    }
+}
+
 pub(crate) struct ControlPlanePki {
     pub ca_cert: String,
     pub serving_cert: String,
@@ -18,19 +46,8 @@ pub(crate) struct ControlPlanePki {
 
 impl ControlPlanePki {
     pub(crate) fn generate() -> Result<Self, rcgen::Error> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "homeostat test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
+        let ca = Ca::new("homeostat test CA")?;
+        let (ca_cert, issuer) = (ca.cert_pem, ca.issuer);
 
         let serving_key = KeyPair::generate()?;
         let mut serving = CertificateParams::new(vec![
@@ -60,7 +77,7 @@ impl ControlPlanePki {
         let service_account_key = KeyPair::generate()?;
 
         Ok(Self {
-            ca_cert: ca_cert.pem(),
+            ca_cert,
             serving_cert: serving_cert.pem(),
             serving_key: serving_key.serialize_pem(),
             admin_cert: admin_cert.pem(),

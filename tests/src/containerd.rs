@@ -94,17 +94,21 @@ impl LocalContainerd {
 
     /// Kills and deletes every container (their shims outlive containerd).
     fn remove_containers(&self) {
-        let Ok(out) = self.ctr().args(["containers", "list", "--quiet"]).output() else {
-            return;
-        };
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = self
-                .ctr()
-                .args(["tasks", "kill", "--signal", "SIGKILL", id])
-                .output();
-            let _ = self.ctr().args(["tasks", "delete", "--force", id]).output();
-            let _ = self.ctr().args(["containers", "delete", id]).output();
-        }
+        remove_all_containers(|| self.ctr());
+    }
+}
+
+/// Kills and deletes every container `ctr()` lists, through containerd.
+pub fn remove_all_containers(ctr: impl Fn() -> Command) {
+    let Ok(out) = ctr().args(["containers", "list", "--quiet"]).output() else {
+        return;
+    };
+    for id in String::from_utf8_lossy(&out.stdout).lines() {
+        let _ = ctr()
+            .args(["tasks", "kill", "--signal", "SIGKILL", id])
+            .output();
+        let _ = ctr().args(["tasks", "delete", "--force", id]).output();
+        let _ = ctr().args(["containers", "delete", id]).output();
     }
 }
 

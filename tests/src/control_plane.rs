@@ -70,7 +70,10 @@ impl ControlPlane {
         )?;
 
         let kubeconfig_path = root.join("kubeconfig");
-        write(&kubeconfig_path, &kubeconfig_yaml(&server_url, root))?;
+        write(
+            &kubeconfig_path,
+            &kubeconfig_yaml(&server_url, root, "homeostat-admin", "admin"),
+        )?;
 
         let plane_client = client_for(&kubeconfig_path).await?;
         wait_ready(&plane_client, &mut apiserver, &mut etcd).await?;
@@ -233,8 +236,10 @@ fn apiserver_command(binary: &Path, root: &Path, port: u16, etcd_url: &str) -> C
     command
 }
 
-fn kubeconfig_yaml(server_url: &str, root: &Path) -> String {
-    let file = |name: &str| root.join(name).display().to_string();
+/// A kubeconfig for `user` at `server_url`, with the CA and the client
+/// certificate and key in `pki` (`ca.crt`, `<stem>.crt`, `<stem>.key`).
+pub(crate) fn kubeconfig_yaml(server_url: &str, pki: &Path, user: &str, stem: &str) -> String {
+    let file = |name: String| pki.join(name).display().to_string();
     format!(
         "apiVersion: v1
 kind: Config
@@ -244,7 +249,7 @@ clusters:
     server: {server_url}
     certificate-authority: {ca}
 users:
-- name: homeostat-admin
+- name: {user}
   user:
     client-certificate: {cert}
     client-key: {key}
@@ -252,13 +257,13 @@ contexts:
 - name: homeostat
   context:
     cluster: homeostat
-    user: homeostat-admin
+    user: {user}
     namespace: default
 current-context: homeostat
 ",
-        ca = file("ca.crt"),
-        cert = file("admin.crt"),
-        key = file("admin.key"),
+        ca = file("ca.crt".to_owned()),
+        cert = file(format!("{stem}.crt")),
+        key = file(format!("{stem}.key")),
     )
 }
 

@@ -28,34 +28,7 @@ pub fn apiserver_url() -> String {
 
 /// A kubeconfig for `client`, with its certificate from `pki`.
 pub fn kubeconfig(pki: &Path, client: Client) -> String {
-    let file = |name: String| pki.join(name).display().to_string();
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: homeostat
-  cluster:
-    server: {server}
-    certificate-authority: {ca}
-users:
-- name: {user}
-  user:
-    client-certificate: {cert}
-    client-key: {key}
-contexts:
-- name: homeostat
-  context:
-    cluster: homeostat
-    user: {user}
-    namespace: default
-current-context: homeostat
-",
-        server = apiserver_url(),
-        ca = file("ca.crt".into()),
-        user = client.file(),
-        cert = file(format!("{}.crt", client.file())),
-        key = file(format!("{}.key", client.file())),
-    )
+    crate::control_plane::kubeconfig_yaml(&apiserver_url(), pki, client.file(), client.file())
 }
 
 /// containerd with Kubernetes' CRI plugin, its state under `dir`.

@@ -334,16 +334,26 @@ impl Cluster {
         ]
     }
 
-    fn controller_manager_args(&self) -> Vec<String> {
-        let pki = |name: &str| self.pki().join(name).display().to_string();
-        let kubeconfig = self
-            .component_kubeconfig(Client::ControllerManager)
-            .display()
-            .to_string();
+    /// What kube-controller-manager and kube-scheduler share: their
+    /// credentials (for the API and for checking callers) and a secure port
+    /// on loopback.
+    fn component_args(&self, client: Client, port: u16) -> Vec<String> {
+        let kubeconfig = self.component_kubeconfig(client).display().to_string();
         vec![
             format!("--kubeconfig={kubeconfig}"),
             format!("--authentication-kubeconfig={kubeconfig}"),
             format!("--authorization-kubeconfig={kubeconfig}"),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            "--v=1".into(),
+        ]
+    }
+
+    fn controller_manager_args(&self) -> Vec<String> {
+        let pki = |name: &str| self.pki().join(name).display().to_string();
+        let mut args = self.component_args(Client::ControllerManager, 10257);
+        args.extend([
             format!("--root-ca-file={}", pki("ca.crt")),
             format!("--cluster-signing-cert-file={}", pki("ca.crt")),
             format!("--cluster-signing-key-file={}", pki("ca.key")),
@@ -352,27 +362,12 @@ impl Cluster {
                 pki("service-account.key")
             ),
             "--use-service-account-credentials=true".into(),
-            "--leader-elect=false".into(),
-            "--bind-address=127.0.0.1".into(),
-            "--secure-port=10257".into(),
-            "--v=1".into(),
-        ]
+        ]);
+        args
     }
 
     fn scheduler_args(&self) -> Vec<String> {
-        let kubeconfig = self
-            .component_kubeconfig(Client::Scheduler)
-            .display()
-            .to_string();
-        vec![
-            format!("--kubeconfig={kubeconfig}"),
-            format!("--authentication-kubeconfig={kubeconfig}"),
-            format!("--authorization-kubeconfig={kubeconfig}"),
-            "--leader-elect=false".into(),
-            "--bind-address=127.0.0.1".into(),
-            "--secure-port=10259".into(),
-            "--v=1".into(),
-        ]
+        self.component_args(Client::Scheduler, 10259)
     }
 
     fn kubelet_args(&self) -> Vec<String> {
@@ -492,20 +487,7 @@ impl Cluster {
 
     /// Kills and deletes every container containerd still runs.
     fn kill_containers(&self) {
-        let ids = self
-            .ctr()
-            .args(["containers", "list", "--quiet"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        for id in ids.lines() {
-            let _ = self
-                .ctr()
-                .args(["tasks", "kill", "--signal", "SIGKILL", id])
-                .output();
-            let _ = self.ctr().args(["tasks", "delete", "--force", id]).output();
-            let _ = self.ctr().args(["containers", "delete", id]).output();
-        }
+        crate::containerd::remove_all_containers(|| self.ctr());
     }
 }
 

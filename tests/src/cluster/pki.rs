@@ -3,10 +3,9 @@
 //! to the user and O to its groups, which the Node and RBAC authorizers
 //! read), and the service-account signing key.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, SanType};
+
+use crate::certs::Ca;
 
 /// Who holds a client certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,23 +67,11 @@ pub struct Pki {
 impl Pki {
     /// Everything for node `node` whose API server answers at `addresses`.
     pub fn generate(node: &str, addresses: &[&str]) -> Result<Self, rcgen::Error> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "homeostat cluster CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let ca_key_pem = ca_key.serialize_pem();
-        let issuer = Issuer::new(ca_params, ca_key);
+        let ca = Ca::new("homeostat cluster CA")?;
+        let issuer = ca.issuer;
         let mut files = vec![
-            ("ca.crt".to_owned(), ca_cert.pem()),
-            ("ca.key".to_owned(), ca_key_pem),
+            ("ca.crt".to_owned(), ca.cert_pem),
+            ("ca.key".to_owned(), ca.key_pem),
         ];
 
         let mut names: Vec<String> = [
