@@ -164,7 +164,7 @@ pub fn build(release: &Path) -> anyhow::Result<PathBuf> {
 
 /// Builds every image into `dir`; returns them.
 fn build_all(release: &Path, dir: &Path) -> anyhow::Result<Vec<Image>> {
-    let prometheus = which("prometheus").context("prometheus is not on the PATH")?;
+    let prometheus = workspace::which("prometheus").context("prometheus is not on the PATH")?;
     let mut images = catalogue(release, &prometheus, &prometheus_version(&prometheus)?);
     images.push(pause(&compile_pause(dir)?));
     let base = dir.join("base");
@@ -359,14 +359,6 @@ fn parse_prometheus_version(text: &str) -> Option<String> {
     version
         .starts_with(|c: char| c.is_ascii_digit())
         .then(|| version.to_owned())
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-    })
 }
 
 /// Runs `command`; its standard output, or an error with its standard error.

@@ -83,8 +83,7 @@ pub const IPTABLES: SystemPackage = SystemPackage {
 };
 
 fn on_path(binary: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
+    workspace::which(binary).is_some()
 }
 
 fn is_root() -> bool {

@@ -54,7 +54,7 @@ fn is_complete(dir: &Path, inputs: &str) -> bool {
 }
 
 fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Result<()> {
-    let go = which("go").context(
+    let go = workspace::which("go").context(
         "the Go toolchain is needed to build kube-apiserver and etcd: install Go 1.24 or newer and put `go` on the PATH",
     )?;
     let minor = version
@@ -172,13 +172,6 @@ fn inputs_hash(module: &Path) -> anyhow::Result<String> {
 
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]
