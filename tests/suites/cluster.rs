@@ -1,8 +1,8 @@
 //! The one-node cluster on this machine (`cargo xtask cluster up`): a
 //! Deployment under Pod Security `restricted` gets a pod from the scheduler,
 //! containerd and runc run it on the CNI bridge, it serves on its pod IP and
-//! through its Service (kube-proxy), its logs come through the API server,
-//! and `down` leaves nothing behind.
+//! through its Service (kube-proxy), its name resolves through the cluster
+//! DNS, its logs come through the API server, and `down` leaves nothing behind.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -173,6 +173,38 @@ async fn exercise(cluster: &Cluster) {
             std::fs::read_to_string(cluster.log("kube-proxy")).unwrap_or_default()
         )
     });
+
+    // Its name, through the cluster DNS Service a pod's resolver points at;
+    // names outside the cluster are not forwarded anywhere.
+    let resolved = wait_until(
+        "tax.shop resolves",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async {
+            let found = cluster::dns::resolve("tax.shop.svc.cluster.local").await?;
+            if found.is_empty() {
+                Err("no A record yet".to_owned())
+            } else {
+                Ok(found)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- coredns ---\n{}",
+            std::fs::read_to_string(cluster.log("coredns")).unwrap_or_default()
+        )
+    });
+    assert_eq!(
+        resolved,
+        vec![cluster_ip.parse::<std::net::Ipv4Addr>().expect("an IPv4")]
+    );
+    let outside = cluster::dns::resolve("example.com").await;
+    assert!(
+        outside.as_ref().is_ok_and(Vec::is_empty) || outside.is_err(),
+        "{outside:?}"
+    );
 
     // Its logs, through the API server and the kubelet.
     let name = pod.metadata.name.clone().expect("name");

@@ -1,6 +1,6 @@
 //! `cargo xtask test-assets`: the Kubernetes commands (control plane, node,
-//! kubectl) and etcd built from their Go modules (tests/control-plane) once,
-//! into a cache under target/.
+//! kubectl) and etcd built from their Go modules (tests/control-plane), and
+//! the cluster's CoreDNS (tests/cluster-dns), once, into a cache under target/.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +19,7 @@ const KUBERNETES_COMMANDS: [&str; 6] = [
     "kube-proxy",
     "kubectl",
 ];
-const BINARIES: [&str; 7] = [
+const BINARIES: [&str; 8] = [
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
@@ -27,16 +27,26 @@ const BINARIES: [&str; 7] = [
     "kube-proxy",
     "kubectl",
     "etcd",
+    "coredns",
+];
+/// The files that decide what gets built, under tests/.
+const INPUTS: [&str; 6] = [
+    "control-plane/go.mod",
+    "control-plane/go.sum",
+    "control-plane/cmd/etcd/main.go",
+    "cluster-dns/go.mod",
+    "cluster-dns/go.sum",
+    "cluster-dns/main.go",
 ];
 const STAMP: &str = ".inputs-hash";
 
 /// Returns the asset directory, building it first when it is missing or was
 /// built from other inputs.
 pub fn ensure() -> anyhow::Result<PathBuf> {
-    let module = workspace::root().join("tests/control-plane");
-    let go_mod = read(&module.join("go.mod"))?;
+    let tests = workspace::root().join("tests");
+    let go_mod = read(&tests.join("control-plane/go.mod"))?;
     let version = required_version(&go_mod, "k8s.io/kubernetes")?;
-    let inputs = inputs_hash(&module)?;
+    let inputs = inputs_hash(&tests)?;
     let dir = workspace::target_dir()
         .join("test-assets")
         .join(format!("kubernetes-{version}"));
@@ -44,7 +54,7 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
     if is_complete(&dir, &inputs) {
         return Ok(dir);
     }
-    build(&module, &dir, &version, &inputs)?;
+    build(&tests, &dir, &version, &inputs)?;
     Ok(dir)
 }
 
@@ -53,7 +63,8 @@ fn is_complete(dir: &Path, inputs: &str) -> bool {
         && std::fs::read_to_string(dir.join(STAMP)).is_ok_and(|stamp| stamp == inputs)
 }
 
-fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Result<()> {
+fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Result<()> {
+    let module = tests.join("control-plane");
     let go = workspace::which("go").context(
         "the Go toolchain is needed to build kube-apiserver and etcd: install Go 1.24 or newer and put `go` on the PATH",
     )?;
@@ -83,7 +94,7 @@ fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resu
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
     eprintln!(
-        "building {} ({version}) and etcd with {} into {} (a cold build takes about 9 minutes on 2 cores)",
+        "building {} ({version}), etcd and CoreDNS with {} into {} (a cold build takes about 10 minutes on 2 cores)",
         KUBERNETES_COMMANDS.join(", "),
         go.display(),
         dir.display()
@@ -93,15 +104,22 @@ fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resu
     out_dir.push("/");
     workspace::run(
         Command::new(&go)
-            .current_dir(module)
+            .current_dir(&module)
             .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
-            .arg(out_dir)
+            .arg(&out_dir)
             .args(
                 KUBERNETES_COMMANDS
                     .iter()
                     .map(|c| format!("k8s.io/kubernetes/cmd/{c}")),
             )
             .arg("./cmd/etcd"),
+    )?;
+    workspace::run(
+        Command::new(&go)
+            .current_dir(tests.join("cluster-dns"))
+            .args(["build", "-trimpath", "-o"])
+            .arg(staging.join("coredns"))
+            .arg("."),
     )?;
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 
@@ -118,6 +136,15 @@ fn build(module: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resu
         &staging.join("etcd"),
         &["--version"],
         etcd_version.trim_start_matches('v'),
+    )?;
+    let coredns_version = required_version(
+        &read(&tests.join("cluster-dns/go.mod"))?,
+        "github.com/coredns/coredns",
+    )?;
+    verify_version(
+        &staging.join("coredns"),
+        &["-version"],
+        &format!("CoreDNS-{}", coredns_version.trim_start_matches('v')),
     )?;
 
     std::fs::write(staging.join(STAMP), inputs).context("write the inputs stamp")?;
@@ -149,20 +176,22 @@ fn required_version(go_mod: &str, module: &str) -> anyhow::Result<String> {
     go_mod
         .lines()
         .find_map(|line| {
+            // In a require block, or a one-line `require module version`.
+            let line = line.trim().trim_start_matches("require ");
             let mut words = line.split_whitespace();
             (words.next() == Some(module))
                 .then(|| words.next())
                 .flatten()
         })
         .map(str::to_owned)
-        .with_context(|| format!("tests/control-plane/go.mod does not require {module}"))
+        .with_context(|| format!("go.mod does not require {module}"))
 }
 
 /// FNV-1a over the files that decide what gets built.
-fn inputs_hash(module: &Path) -> anyhow::Result<String> {
+fn inputs_hash(tests: &Path) -> anyhow::Result<String> {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for file in ["go.mod", "go.sum", "cmd/etcd/main.go"] {
-        for byte in read(&module.join(file))?.bytes().chain(file.bytes()) {
+    for file in INPUTS {
+        for byte in read(&tests.join(file))?.bytes().chain(file.bytes()) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -190,5 +219,13 @@ mod tests {
             Some("v3.5.21".into())
         );
         assert!(required_version(go_mod, "k8s.io/api").is_err());
+        assert_eq!(
+            required_version(
+                "module y\n\nrequire github.com/coredns/coredns v1.12.0\n",
+                "github.com/coredns/coredns"
+            )
+            .ok(),
+            Some("v1.12.0".into())
+        );
     }
 }

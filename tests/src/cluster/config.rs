@@ -14,6 +14,9 @@ pub const NODE_IP: &str = "10.244.0.1";
 pub const POD_SUBNET: &str = "10.244.0.0/24";
 pub const BRIDGE_ADDRESS: &str = "10.244.0.1/24";
 pub const SERVICE_RANGE: &str = "10.96.0.0/16";
+/// The `kubernetes` Service's address: the first of the range.
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+/// The `kube-system/kube-dns` Service's address, pods' resolver.
 pub const CLUSTER_DNS: &str = "10.96.0.10";
 pub const APISERVER_PORT: u16 = 6443;
 /// etcd on loopback only.

@@ -1,7 +1,7 @@
 //! A real one-node Kubernetes cluster on this machine: etcd, kube-apiserver
 //! (Node and RBAC authorization, Pod Security admission), the controller
-//! manager, the scheduler and a kubelet running pods under containerd and
-//! runc on a CNI bridge, all built from the pinned modules
+//! manager, the scheduler, a kubelet running pods under containerd and
+//! runc on a CNI bridge, kube-proxy and CoreDNS, all built from the pinned modules
 //! (`cargo xtask test-assets`) or taken from Debian's packages.
 //!
 //! [`up`] starts what is not running and waits for a Ready node; [`down`]
@@ -11,6 +11,7 @@
 
 pub mod config;
 mod daemon;
+pub mod dns;
 mod pki;
 
 use std::path::{Path, PathBuf};
@@ -24,14 +25,17 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::assets::TestAssets;
 use crate::{SupportError, install_crypto_provider};
-use config::{BRIDGE, BRIDGE_ADDRESS, ETCD_CLIENT, ETCD_PEER, NODE, NODE_IP};
+use config::{
+    BRIDGE, BRIDGE_ADDRESS, ETCD_CLIENT, ETCD_PEER, KUBERNETES_SERVICE_IP, NODE, NODE_IP,
+};
 use daemon::Daemon;
 use pki::{Client, Pki};
 
 /// The parts, in start order; stopped in reverse.
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "etcd",
     "kube-apiserver",
+    "coredns",
     "kube-controller-manager",
     "kube-scheduler",
     "containerd",
@@ -140,6 +144,16 @@ impl Cluster {
         })
         .await?;
 
+        progress("cluster DNS");
+        dns::apply_objects(&client).await?;
+        self.daemon("coredns").start(
+            &assets.binary("coredns")?,
+            &[
+                "-conf".into(),
+                self.state.join("Corefile").display().to_string(),
+            ],
+        )?;
+
         progress("kube-controller-manager and kube-scheduler");
         self.daemon("kube-controller-manager").start(
             &assets.kube_controller_manager()?,
@@ -210,7 +224,18 @@ impl Cluster {
                 .then_some(())
         })
         .await?;
-        progress("node Ready, Services routed");
+        // A pod's first lookup goes through the kube-dns Service, so this
+        // waits for kube-proxy's rule as well as for CoreDNS's caches.
+        self.wait("coredns", || async {
+            let found = dns::resolve("kubernetes.default.svc.cluster.local")
+                .await
+                .ok()?;
+            found
+                .contains(&KUBERNETES_SERVICE_IP.parse().ok()?)
+                .then_some(())
+        })
+        .await?;
+        progress("node Ready, Services routed, cluster DNS answers");
         Ok(())
     }
 
@@ -250,7 +275,7 @@ impl Cluster {
         };
         // Certificates are made once: a second `up` keeps the cluster's identity.
         if !pki.join("ca.crt").is_file() {
-            let generated = Pki::generate(NODE, &[NODE_IP, "127.0.0.1", "10.96.0.1"])?;
+            let generated = Pki::generate(NODE, &[NODE_IP, "127.0.0.1", KUBERNETES_SERVICE_IP])?;
             for (name, pem) in &generated.files {
                 write(&pki.join(name), pem)?;
             }
@@ -261,6 +286,7 @@ impl Cluster {
             Client::Scheduler,
             Client::Kubelet,
             Client::Proxy,
+            Client::Dns,
         ] {
             write(
                 &self.component_kubeconfig(client),
@@ -279,6 +305,10 @@ impl Cluster {
         write(
             &self.state.join("kubelet.yaml"),
             &config::kubelet(&self.containerd_dir(), &pki),
+        )?;
+        write(
+            &self.state.join("Corefile"),
+            &dns::corefile(&self.component_kubeconfig(Client::Dns)),
         )?;
         write(
             &self.state.join("kube-proxy.yaml"),

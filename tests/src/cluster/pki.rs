@@ -19,16 +19,19 @@ pub enum Client {
     /// The kubelet of `node`.
     Kubelet,
     Proxy,
+    /// CoreDNS, reading Services and endpoints.
+    Dns,
 }
 
 impl Client {
-    pub const ALL: [Client; 6] = [
+    pub const ALL: [Client; 7] = [
         Client::Admin,
         Client::ApiserverKubelet,
         Client::ControllerManager,
         Client::Scheduler,
         Client::Kubelet,
         Client::Proxy,
+        Client::Dns,
     ];
 
     /// The file stem of its certificate and key.
@@ -40,11 +43,12 @@ impl Client {
             Client::Scheduler => "scheduler",
             Client::Kubelet => "kubelet",
             Client::Proxy => "kube-proxy",
+            Client::Dns => "coredns",
         }
     }
 
     /// (user, group) as the API server reads them.
-    fn identity(self, node: &str) -> (String, Option<&'static str>) {
+    pub(super) fn identity(self, node: &str) -> (String, Option<&'static str>) {
         match self {
             Client::Admin => ("homeostat-admin".into(), Some("system:masters")),
             Client::ApiserverKubelet => (
@@ -55,6 +59,7 @@ impl Client {
             Client::Scheduler => ("system:kube-scheduler".into(), None),
             Client::Kubelet => (format!("system:node:{node}"), Some("system:nodes")),
             Client::Proxy => ("system:kube-proxy".into(), None),
+            Client::Dns => ("homeostat:cluster-dns".into(), None),
         }
     }
 }
