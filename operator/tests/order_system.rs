@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use homeostat_api::OrderSystem;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{
@@ -235,12 +235,14 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
     let (plane, client) = plane().await;
     let ns = "shop";
     namespace(&client, ns).await;
+    restricted(&client, ns).await;
     let systems: Api<OrderSystem> = Api::namespaced(client.clone(), ns);
     let os: OrderSystem = serde_json::from_value(json!({
         "apiVersion": "homeostat.dev/v1alpha1", "kind": "OrderSystem",
         "metadata": {"name": "shop"},
         "spec": {"database": {"inCluster": {"storage": "2Gi"}, "poolSize": 5},
-                 "events": {"inCluster": {"image": "mirror.local/nats:2.10"}}}
+                 "events": {"inCluster": {"image": "mirror.local/nats:2.10"}},
+                 "loadGenerator": {"ordersPerSecond": 5}}
     }))
     .expect("order system");
     systems
@@ -372,6 +374,92 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
         .expect("data");
     assert_eq!(again["password"].0, password.as_bytes());
 
+    // Every pod it renders passes Pod Security `restricted`, which the
+    // namespace enforces: each template, created as a pod (dry run), is
+    // admitted.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut templates: Vec<(String, _)> = deployments
+        .list(&Default::default())
+        .await
+        .expect("list Deployments")
+        .into_iter()
+        .map(|d| {
+            (
+                d.metadata.name.clone().unwrap_or_default(),
+                d.spec.expect("spec").template,
+            )
+        })
+        .collect();
+    templates.extend(
+        statefulsets
+            .list(&Default::default())
+            .await
+            .expect("list StatefulSets")
+            .into_iter()
+            .map(|s| {
+                let name = s.metadata.name.clone().unwrap_or_default();
+                let spec = s.spec.expect("spec");
+                let mut template = spec.template;
+                // What the StatefulSet controller adds: a claim per template.
+                if let Some(pod) = template.spec.as_mut() {
+                    for claim in spec.volume_claim_templates.unwrap_or_default() {
+                        let volume = claim.metadata.name.unwrap_or_default();
+                        pod.volumes.get_or_insert_with(Vec::new).push(
+                            serde_json::from_value(json!({"name": volume,
+                                "persistentVolumeClaim": {"claimName": format!("{volume}-{name}-0")}}))
+                            .expect("volume"),
+                        );
+                    }
+                }
+                (name, template)
+            }),
+    );
+    let names: Vec<&str> = templates.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        templates.len(),
+        11,
+        "8 services, the load generator, 2 servers: {names:?}"
+    );
+    for (name, template) in templates {
+        let pod = Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("{name}-check")),
+                ..Default::default()
+            },
+            spec: template.spec,
+            ..Pod::default()
+        };
+        pods.create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &pod,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}'s pod is refused: {e}"));
+    }
+    // The check can fail: the same namespace refuses a pod without them.
+    let careless: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "careless"},
+        "spec": {"containers": [{"name": "c", "image": "mirror.local/oms"}]}
+    }))
+    .expect("pod");
+    let refused = pods
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &careless,
+        )
+        .await
+        .expect_err("a pod that is not restricted");
+    assert!(
+        refused.to_string().contains("violates PodSecurity"),
+        "{refused}"
+    );
+
     // No kubelet here: the servers never become ready, and the status says so.
     let status = systems
         .get("shop")
@@ -390,6 +478,19 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
         "{}",
         ready.message
     );
+}
+
+/// Makes `ns` enforce Pod Security `restricted`.
+async fn restricted(client: &kube::Client, ns: &str) {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "restricted"}}})),
+        )
+        .await
+        .expect("label the namespace");
 }
 
 async fn exists<K>(api: &Api<K>, name: &str) -> Result<bool, String>

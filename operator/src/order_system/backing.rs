@@ -9,9 +9,10 @@ use homeostat_api::{InClusterServer, OrderSystem, SecretKey};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
-    SecretKeySelector, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
+    Probe, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -20,6 +21,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::pod_security;
 use super::render::{Child, labels};
 
 pub const POSTGRES_IMAGE: &str = "postgres:16-bookworm";
@@ -84,6 +86,30 @@ impl Backing {
         }
     }
 
+    /// Who the server runs as; its volumes belong to that user's group.
+    fn user(self) -> i64 {
+        match self {
+            Backing::Postgres => pod_security::POSTGRES,
+            Backing::Nats => pod_security::NONROOT,
+        }
+    }
+
+    /// Writable directories besides the data (the root filesystem is
+    /// read-only): PostgreSQL's socket directory and a scratch directory.
+    fn scratch_paths(self) -> &'static [&'static str] {
+        match self {
+            Backing::Postgres => &["/var/run/postgresql", "/tmp"],
+            Backing::Nats => &[],
+        }
+    }
+
+    fn resources(self) -> k8s_openapi::api::core::v1::ResourceRequirements {
+        match self {
+            Backing::Postgres => pod_security::resources("100m", "256Mi", "1Gi"),
+            Backing::Nats => pod_security::resources("50m", "64Mi", "512Mi"),
+        }
+    }
+
     /// The URL the OMS services use, given the database password.
     fn url(self, os: &OrderSystem, password: &str) -> String {
         let host = self.name(os);
@@ -120,11 +146,23 @@ impl Backing {
                 container_port: self.port(),
                 ..ContainerPort::default()
             }]),
-            volume_mounts: Some(vec![VolumeMount {
-                name: "data".to_owned(),
-                mount_path: self.data_path().to_owned(),
-                ..VolumeMount::default()
-            }]),
+            volume_mounts: Some(
+                std::iter::once(("data".to_owned(), self.data_path()))
+                    .chain(
+                        self.scratch_paths()
+                            .iter()
+                            .enumerate()
+                            .map(|(i, path)| (format!("scratch-{i}"), *path)),
+                    )
+                    .map(|(name, path)| VolumeMount {
+                        name,
+                        mount_path: path.to_owned(),
+                        ..VolumeMount::default()
+                    })
+                    .collect(),
+            ),
+            security_context: Some(pod_security::container()),
+            resources: Some(self.resources()),
             ..Container::default()
         };
         match self {
@@ -289,6 +327,18 @@ fn servers(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![backing.container(os, image)],
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security::pod(backing.user(), true)),
+                    volumes: Some(
+                        (0..backing.scratch_paths().len())
+                            .map(|i| Volume {
+                                name: format!("scratch-{i}"),
+                                empty_dir: Some(EmptyDirVolumeSource::default()),
+                                ..Volume::default()
+                            })
+                            .collect(),
+                    )
+                    .filter(|v: &Vec<Volume>| !v.is_empty()),
                     ..PodSpec::default()
                 }),
             },

@@ -23,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::backing::{self, Backing};
+use super::pod_security;
 
 pub const FIELD_MANAGER: &str = "homeostat-order-system";
 /// The routing ConfigMap `orders` follows and reroute policies change.
@@ -169,14 +170,22 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
         if !env.is_empty() {
             container["env"] = json!(env);
         }
-        if let Some(resources) = &overrides.resources {
-            container["resources"] = serde_json::to_value(resources).unwrap_or(Value::Null);
-        }
+        container["securityContext"] = to_value(&pod_security::container());
+        container["resources"] = match &overrides.resources {
+            Some(resources) => to_value(resources),
+            None => to_value(&pod_security::resources("50m", "64Mi", "256Mi")),
+        };
         let mut spec = json!({
             "selector": {"matchLabels": {"app.kubernetes.io/name": service, "app.kubernetes.io/instance": name}},
             "template": {
                 "metadata": {"labels": labels(&name, service)},
-                "spec": {"serviceAccountName": account, "containers": [container]}
+                "spec": {
+                    "serviceAccountName": account,
+                    // Only orders reads the API (the routing ConfigMap).
+                    "automountServiceAccountToken": service == "orders",
+                    "securityContext": to_value(&pod_security::pod(pod_security::NONROOT, false)),
+                    "containers": [container],
+                }
             }
         });
         let mut metadata = meta(service, service);
@@ -224,16 +233,23 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
                     "selector": {"matchLabels": {"app.kubernetes.io/name": "loadgen", "app.kubernetes.io/instance": name}},
                     "template": {
                         "metadata": {"labels": labels(&name, "loadgen")},
-                        "spec": {"containers": [{
-                            "name": "loadgen",
-                            "image": os.spec.image,
-                            "args": ["loadgen", "--target", format!("http://orders:{PORT}"),
-                                     "--rate", load.orders_per_second.to_string(),
-                                     // A year: the Deployment restarts it if it ever ends.
-                                     "--duration", "31536000",
-                                     "--new-orders", load.new_order_percent.to_string(),
-                                     "--lookups", load.lookup_percent.to_string()]
-                        }]}
+                        "spec": {
+                            "automountServiceAccountToken": false,
+                            "securityContext": to_value(&pod_security::pod(pod_security::NONROOT, false)),
+                            "containers": [{
+                                "name": "loadgen",
+                                "image": os.spec.image,
+                                "args": ["loadgen", "--target", format!("http://orders:{PORT}"),
+                                         "--rate", load.orders_per_second.to_string(),
+                                         // A year: the Deployment restarts it if it ever ends.
+                                         "--duration", "31536000",
+                                         "--new-orders", load.new_order_percent.to_string(),
+                                         "--lookups", load.lookup_percent.to_string()],
+                                "imagePullPolicy": pull_policy,
+                                "securityContext": to_value(&pod_security::container()),
+                                "resources": to_value(&pod_security::resources("50m", "32Mi", "128Mi")),
+                            }]
+                        }
                     }
                 }
             }),
@@ -267,6 +283,10 @@ pub fn service_monitor(os: &OrderSystem) -> Child {
         }),
         create_only: false,
     }
+}
+
+fn to_value<T: serde::Serialize>(typed: &T) -> Value {
+    serde_json::to_value(typed).unwrap_or(Value::Null)
 }
 
 /// An environment variable read from one key of a Secret.
