@@ -1,6 +1,7 @@
 //! The container images `cargo xtask images` builds, under a real
 //! containerd and runc: each runs its program as the non-root user and holds
-//! nothing else; the OMS image serves.
+//! nothing else; the OMS image serves; the PostgreSQL and NATS images keep
+//! the upstream images' interface on a read-only root filesystem.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,14 +112,16 @@ async fn every_image_runs_its_program_as_nonroot_with_nothing_else_inside() {
         [
             "homeostat-detector",
             "homeostat-operator",
+            "nats",
             "oms-sample",
             "pause",
+            "postgres",
             "prometheus"
         ]
     );
 
     let containerd = LocalContainerd::start().unwrap_or_else(|e| panic!("containerd: {e}"));
-    let mut oms = None;
+    let (mut oms, mut postgres, mut nats) = (None, None, None);
     for archive in &archives {
         let image = read_archive(archive);
         let config = &image.config["config"];
@@ -136,11 +139,20 @@ async fn every_image_runs_its_program_as_nonroot_with_nothing_else_inside() {
             );
             continue;
         }
-        assert_eq!(config["User"], "65532:65532", "{}", image.reference);
         let entrypoint = config["Entrypoint"][0]
             .as_str()
             .expect("an entrypoint")
             .to_owned();
+        ctr_ok(containerd.ctr().args(["images", "import"]).arg(archive));
+        if image.reference.contains("/postgres:") {
+            // Its entrypoint is a script (the upstream interface), so it
+            // has a shell; it runs as Debian's and upstream's postgres user.
+            assert_eq!(config["User"], "999:999");
+            assert!(image.files.iter().any(|f| f == "bin/sh"));
+            postgres = Some(image.reference);
+            continue;
+        }
+        assert_eq!(config["User"], "65532:65532", "{}", image.reference);
         // The program, the C library it links, CA certificates, the users:
         // no shell, no package manager.
         assert!(
@@ -173,7 +185,6 @@ async fn every_image_runs_its_program_as_nonroot_with_nothing_else_inside() {
             image.reference
         );
 
-        ctr_ok(containerd.ctr().args(["images", "import"]).arg(archive));
         let id = image
             .reference
             .rsplit('/')
@@ -189,13 +200,17 @@ async fn every_image_runs_its_program_as_nonroot_with_nothing_else_inside() {
             "--version",
         ]));
         assert!(
-            printed.contains("version") || printed.contains("0."),
+            printed.contains("version") || printed.contains("0.") || printed.contains(": v2."),
             "{printed}"
         );
         if image.reference.contains("/oms-sample:") {
             oms = Some((image.reference, entrypoint));
+        } else if image.reference.contains("/nats:") {
+            nats = Some(image.reference);
         }
     }
+    serves_as_the_database(&containerd, &postgres.expect("the PostgreSQL image")).await;
+    serves_as_the_broker(&containerd, &nats.expect("the NATS image")).await;
 
     // The OMS image serves, as the user the image names.
     let (reference, entrypoint) = oms.expect("the OMS image");
@@ -244,5 +259,139 @@ async fn every_image_runs_its_program_as_nonroot_with_nothing_else_inside() {
         uid.split_whitespace().skip(1).collect::<Vec<_>>(),
         ["65532"; 4],
         "{uid}"
+    );
+}
+
+/// A directory the image's user `uid` may write, bind-mounted at `target`.
+fn writable_mount(dir: &Path, uid: u32, target: &str) -> String {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).expect("chown");
+    format!(
+        "type=bind,src={},dst={target},options=rbind:rw",
+        dir.display()
+    )
+}
+
+/// The PostgreSQL image as the operator runs it (the upstream image's
+/// variables, a read-only root filesystem, data and socket on volumes):
+/// it makes the database for the user and takes the password over TCP.
+async fn serves_as_the_database(containerd: &LocalContainerd, reference: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port().expect("a free port").to_string();
+    ctr_ok(containerd.ctr().args([
+        "run",
+        "--detach",
+        "--net-host",
+        "--read-only",
+        "--env",
+        "POSTGRES_USER=oms",
+        "--env",
+        "POSTGRES_DB=oms",
+        "--env",
+        "POSTGRES_PASSWORD=s3cret",
+        "--env",
+        "PGDATA=/var/lib/postgresql/data/pgdata",
+        "--mount",
+        &writable_mount(&dir.path().join("data"), 999, "/var/lib/postgresql/data"),
+        "--mount",
+        &writable_mount(&dir.path().join("run"), 999, "/var/run/postgresql"),
+        reference,
+        "postgres",
+        "/usr/local/bin/docker-entrypoint.sh",
+        "-c",
+        &format!("port={port}"),
+        "-c",
+        "max_connections=300",
+    ]));
+    let psql = |password: &str, sql: &str| {
+        Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "oms",
+                "-d",
+                "oms",
+                "-tAc",
+                sql,
+            ])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "2")
+            .output()
+            .expect("run psql")
+    };
+    let answer = wait_until(
+        "the database answers",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async {
+            let out = psql("s3cret", "show max_connections");
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n--- containerd ---\n{}", containerd.log_tail()));
+    assert_eq!(answer, "300", "the arguments reach postgres");
+    let refused = psql("wrong", "select 1");
+    assert!(!refused.status.success(), "a wrong password is refused");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("password authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        dir.path().join("data/pgdata/PG_VERSION").is_file(),
+        "the data is on the volume"
+    );
+}
+
+/// The NATS image as the operator runs it: JetStream on, its store on a
+/// volume, monitoring answering.
+async fn serves_as_the_broker(containerd: &LocalContainerd, reference: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port().expect("a free port").to_string();
+    let monitor = free_port().expect("a free port").to_string();
+    ctr_ok(containerd.ctr().args([
+        "run",
+        "--detach",
+        "--net-host",
+        "--read-only",
+        "--mount",
+        &writable_mount(&dir.path().join("data"), 65532, "/data"),
+        reference,
+        "nats",
+        "/nats-server",
+        "--port",
+        &port,
+        "--jetstream",
+        "--store_dir",
+        "/data",
+        "--http_port",
+        &monitor,
+    ]));
+    let url = format!("http://127.0.0.1:{monitor}/healthz?js-enabled-only=true");
+    wait_until(
+        "JetStream is enabled",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            match reqwest::get(&url).await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n--- containerd ---\n{}", containerd.log_tail()));
+    assert!(
+        dir.path().join("data/jetstream").is_dir(),
+        "the store is on the volume"
     );
 }

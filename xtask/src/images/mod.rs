@@ -1,5 +1,7 @@
 //! `cargo xtask images [--import SOCKET] [--namespace NS]`: the container
 //! images of homeostat, built without a container engine or a registry.
+//! [`servers`] adds PostgreSQL and NATS for an OrderSystem's in-cluster
+//! servers on clusters without registry access (the local one).
 //!
 //! Each image is one layer: a base assembled from the files of Debian's
 //! packages as installed here (glibc, libgcc, CA certificates — what the
@@ -16,6 +18,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use crate::{system, workspace};
+
+mod servers;
 
 /// The user every image runs as: distroless's `nonroot`.
 const USER: &str = "65532:65532";
@@ -37,6 +41,18 @@ struct Image {
     /// On the Debian base, or alone (a static program).
     on_base: bool,
     user: &'static str,
+    /// Directories copied over the base before the program.
+    layers: Vec<Layer>,
+    /// `NAME=value` in the image's environment.
+    env: Vec<String>,
+}
+
+/// A directory whose contents are copied to the image's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layer {
+    dir: PathBuf,
+    /// `uid:gid` owning what it copies; root without it.
+    owner: Option<&'static str>,
 }
 
 impl Image {
@@ -61,6 +77,8 @@ fn catalogue(release: &Path, prometheus: &Path, prometheus_version: &str) -> Vec
         entrypoint: format!("/usr/local/bin/{binary}"),
         on_base: true,
         user: USER,
+        layers: Vec::new(),
+        env: Vec::new(),
     };
     vec![
         ours("oms-sample", "oms"),
@@ -73,6 +91,8 @@ fn catalogue(release: &Path, prometheus: &Path, prometheus_version: &str) -> Vec
             entrypoint: "/bin/prometheus".to_owned(),
             on_base: true,
             user: USER,
+            layers: Vec::new(),
+            env: Vec::new(),
         },
     ]
 }
@@ -87,6 +107,8 @@ fn pause(program: &Path) -> Image {
         entrypoint: "/pause".to_owned(),
         on_base: false,
         user: "65535:65535",
+        layers: Vec::new(),
+        env: Vec::new(),
     }
 }
 
@@ -122,7 +144,12 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
-    system::ensure(&[&system::BUILDAH, &system::PROMETHEUS])?;
+    system::ensure(&[
+        &system::BUILDAH,
+        &system::PROMETHEUS,
+        &system::POSTGRESQL,
+        &system::NATS,
+    ])?;
     let release = workspace::build_release_bins()?;
     let dir = workspace::target_dir().join("images");
     let images = build_all(&release, &dir)?;
@@ -156,7 +183,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// Builds every image from the binaries in `release` into
 /// `target/images/`; returns that directory.
 pub fn build(release: &Path) -> anyhow::Result<PathBuf> {
-    system::ensure(&[&system::BUILDAH, &system::PROMETHEUS])?;
+    system::ensure(&[
+        &system::BUILDAH,
+        &system::PROMETHEUS,
+        &system::POSTGRESQL,
+        &system::NATS,
+    ])?;
     let dir = workspace::target_dir().join("images");
     build_all(release, &dir)?;
     Ok(dir)
@@ -167,6 +199,8 @@ fn build_all(release: &Path, dir: &Path) -> anyhow::Result<Vec<Image>> {
     let prometheus = workspace::which("prometheus").context("prometheus is not on the PATH")?;
     let mut images = catalogue(release, &prometheus, &prometheus_version(&prometheus)?);
     images.push(pause(&compile_pause(dir)?));
+    images.push(servers::postgres(&dir.join("layers/postgres"))?);
+    images.push(servers::nats(&dir.join("layers/nats"))?);
     let base = dir.join("base");
     assemble_base(&base)?;
     let buildah = Buildah {
@@ -297,12 +331,30 @@ impl Buildah {
                         .arg("/"),
                 )?;
             }
+            for layer in &image.layers {
+                let mut copy = self.command();
+                copy.arg("copy");
+                if let Some(owner) = layer.owner {
+                    copy.args(["--chown", owner]);
+                }
+                workspace::run(
+                    copy.arg(container)
+                        .arg(format!("{}/", layer.dir.display()))
+                        .arg("/"),
+                )?;
+            }
             workspace::run(
                 self.command()
                     .args(["copy", "--chmod", "0755", container])
                     .arg(&image.program)
                     .arg(&image.entrypoint),
             )?;
+            for variable in &image.env {
+                workspace::run(
+                    self.command()
+                        .args(["config", "--env", variable, container]),
+                )?;
+            }
             workspace::run(self.command().args([
                 "config",
                 "--user",
