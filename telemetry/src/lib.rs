@@ -43,7 +43,9 @@ pub fn init(service_name: &str, json_logs: bool) -> anyhow::Result<TelemetryGuar
             .with_writer(std::io::stderr)
             .boxed()
     } else {
+        // Colours for a terminal only: a pod's log is a file.
         tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed()
     };
