@@ -1,6 +1,7 @@
 //! `cargo xtask test-assets`: the Kubernetes commands (control plane, node,
 //! kubectl) and etcd built from their Go modules (tests/control-plane), and
-//! the cluster's CoreDNS (tests/cluster-dns), once, into a cache under target/.
+//! the cluster's CoreDNS (tests/cluster-dns) and the in-cluster Prometheus
+//! (tests/prometheus), once, into a cache under target/.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +20,7 @@ const KUBERNETES_COMMANDS: [&str; 6] = [
     "kube-proxy",
     "kubectl",
 ];
-const BINARIES: [&str; 8] = [
+const BINARIES: [&str; 9] = [
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
@@ -28,15 +29,19 @@ const BINARIES: [&str; 8] = [
     "kubectl",
     "etcd",
     "coredns",
+    "prometheus",
 ];
 /// The files that decide what gets built, under tests/.
-const INPUTS: [&str; 6] = [
+const INPUTS: [&str; 9] = [
     "control-plane/go.mod",
     "control-plane/go.sum",
     "control-plane/cmd/etcd/main.go",
     "cluster-dns/go.mod",
     "cluster-dns/go.sum",
     "cluster-dns/main.go",
+    "prometheus/go.mod",
+    "prometheus/go.sum",
+    "prometheus/tools.go",
 ];
 const STAMP: &str = ".inputs-hash";
 
@@ -94,7 +99,7 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
     eprintln!(
-        "building {} ({version}), etcd and CoreDNS with {} into {} (a cold build takes about 10 minutes on 2 cores)",
+        "building {} ({version}), etcd, CoreDNS and Prometheus with {} into {} (a cold build takes about 15 minutes on 2 cores)",
         KUBERNETES_COMMANDS.join(", "),
         go.display(),
         dir.display()
@@ -121,6 +126,21 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
             .arg(staging.join("coredns"))
             .arg("."),
     )?;
+    let prometheus_version = prometheus_release(&required_version(
+        &read(&tests.join("prometheus/go.mod"))?,
+        "github.com/prometheus/prometheus",
+    )?)?;
+    workspace::run(
+        Command::new(&go)
+            .current_dir(tests.join("prometheus"))
+            .args(["build", "-trimpath", "-ldflags"])
+            .arg(format!(
+                "-s -w -X github.com/prometheus/common/version.Version={prometheus_version}"
+            ))
+            .arg("-o")
+            .arg(staging.join("prometheus"))
+            .arg("github.com/prometheus/prometheus/cmd/prometheus"),
+    )?;
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 
     for command in KUBERNETES_COMMANDS {
@@ -145,6 +165,12 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
         &staging.join("coredns"),
         &["-version"],
         &format!("CoreDNS-{}", coredns_version.trim_start_matches('v')),
+    )?;
+
+    verify_version(
+        &staging.join("prometheus"),
+        &["--version"],
+        &format!("version {prometheus_version}"),
     )?;
 
     std::fs::write(staging.join(STAMP), inputs).context("write the inputs stamp")?;
@@ -199,6 +225,14 @@ fn inputs_hash(tests: &Path) -> anyhow::Result<String> {
     Ok(format!("{hash:016x}"))
 }
 
+/// Prometheus's release from its Go module's version: v0.53.2 is 2.53.2.
+pub fn prometheus_release(module_version: &str) -> anyhow::Result<String> {
+    match module_version.strip_prefix("v0.") {
+        Some(rest) => Ok(format!("2.{rest}")),
+        None => bail!("Prometheus module version {module_version} is not v0.MINOR.PATCH"),
+    }
+}
+
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
 }
@@ -219,6 +253,8 @@ mod tests {
             Some("v3.5.21".into())
         );
         assert!(required_version(go_mod, "k8s.io/api").is_err());
+        assert_eq!(prometheus_release("v0.53.2").ok(), Some("2.53.2".into()));
+        assert!(prometheus_release("v3.0.0").is_err());
         assert_eq!(
             required_version(
                 "module y\n\nrequire github.com/coredns/coredns v1.12.0\n",

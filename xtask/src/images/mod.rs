@@ -26,6 +26,8 @@ const USER: &str = "65532:65532";
 /// Where the images are named; the manifests and the OrderSystem's default
 /// image use the same names.
 const REGISTRY: &str = "ghcr.io/homeostat-dev";
+/// The tag of the images of Debian's servers (PostgreSQL, NATS).
+const DEBIAN_TAG: &str = "debian";
 /// The Debian packages the base is made of.
 const BASE_PACKAGES: [&str; 3] = ["libc6", "libgcc-s1", "ca-certificates"];
 
@@ -34,6 +36,8 @@ const BASE_PACKAGES: [&str; 3] = ["libc6", "libgcc-s1", "ca-certificates"];
 struct Image {
     name: &'static str,
     tag: String,
+    /// What it holds, as `org.opencontainers.image.version`.
+    version: String,
     /// The program on this machine that becomes the image's entrypoint.
     program: PathBuf,
     /// Where it goes in the image.
@@ -67,12 +71,14 @@ impl Image {
     }
 }
 
-/// The images: the three binaries from `release`, and Prometheus from
-/// Debian's package at `prometheus_version` (e.g. `2.42.0`).
+/// The images: the three binaries from `release`, and Prometheus built from
+/// its Go module (`cargo xtask test-assets`; Debian's is built without
+/// Kubernetes service discovery) at `prometheus_version` (e.g. `2.53.2`).
 fn catalogue(release: &Path, prometheus: &Path, prometheus_version: &str) -> Vec<Image> {
     let ours = |name: &'static str, binary: &str| Image {
         name,
         tag: env!("CARGO_PKG_VERSION").to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         program: release.join(binary),
         entrypoint: format!("/usr/local/bin/{binary}"),
         on_base: true,
@@ -86,7 +92,9 @@ fn catalogue(release: &Path, prometheus: &Path, prometheus_version: &str) -> Vec
         ours("homeostat-detector", "homeostat-detector"),
         Image {
             name: "prometheus",
-            tag: format!("{prometheus_version}-debian"),
+            // Upstream's tag: the local overlay changes only the name.
+            tag: format!("v{prometheus_version}"),
+            version: prometheus_version.to_owned(),
             program: prometheus.to_owned(),
             entrypoint: "/bin/prometheus".to_owned(),
             on_base: true,
@@ -103,6 +111,7 @@ fn pause(program: &Path) -> Image {
     Image {
         name: "pause",
         tag: "1.0".to_owned(),
+        version: "1.0".to_owned(),
         program: program.to_owned(),
         entrypoint: "/pause".to_owned(),
         on_base: false,
@@ -144,12 +153,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
-    system::ensure(&[
-        &system::BUILDAH,
-        &system::PROMETHEUS,
-        &system::POSTGRESQL,
-        &system::NATS,
-    ])?;
+    system::ensure(&[&system::BUILDAH, &system::POSTGRESQL, &system::NATS])?;
     let release = workspace::build_release_bins()?;
     let dir = workspace::target_dir().join("images");
     let images = build_all(&release, &dir)?;
@@ -183,12 +187,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// Builds every image from the binaries in `release` into
 /// `target/images/`; returns that directory.
 pub fn build(release: &Path) -> anyhow::Result<PathBuf> {
-    system::ensure(&[
-        &system::BUILDAH,
-        &system::PROMETHEUS,
-        &system::POSTGRESQL,
-        &system::NATS,
-    ])?;
+    system::ensure(&[&system::BUILDAH, &system::POSTGRESQL, &system::NATS])?;
     let dir = workspace::target_dir().join("images");
     build_all(release, &dir)?;
     Ok(dir)
@@ -196,7 +195,7 @@ pub fn build(release: &Path) -> anyhow::Result<PathBuf> {
 
 /// Builds every image into `dir`; returns them.
 fn build_all(release: &Path, dir: &Path) -> anyhow::Result<Vec<Image>> {
-    let prometheus = workspace::which("prometheus").context("prometheus is not on the PATH")?;
+    let prometheus = crate::test_assets::ensure()?.join("prometheus");
     let mut images = catalogue(release, &prometheus, &prometheus_version(&prometheus)?);
     images.push(pause(&compile_pause(dir)?));
     images.push(servers::postgres(&dir.join("layers/postgres"))?);
@@ -357,6 +356,8 @@ impl Buildah {
             }
             workspace::run(self.command().args([
                 "config",
+                "--label",
+                &format!("org.opencontainers.image.version={}", image.version),
                 "--user",
                 image.user,
                 "--workingdir",
@@ -398,7 +399,8 @@ impl Buildah {
     }
 }
 
-/// `2.42.0` from `prometheus, version 2.42.0+ds (branch: …)`.
+/// `2.53.2` from `prometheus, version 2.53.2 (branch: …)` (or Debian's
+/// `2.42.0+ds`).
 fn prometheus_version(prometheus: &Path) -> anyhow::Result<String> {
     let text = output(Command::new(prometheus).arg("--version"))?;
     parse_prometheus_version(&text)
@@ -463,7 +465,7 @@ mod tests {
                 format!("ghcr.io/homeostat-dev/oms-sample:{version}"),
                 format!("ghcr.io/homeostat-dev/homeostat-operator:{version}"),
                 format!("ghcr.io/homeostat-dev/homeostat-detector:{version}"),
-                "ghcr.io/homeostat-dev/prometheus:2.42.0-debian".to_owned(),
+                "ghcr.io/homeostat-dev/prometheus:v2.42.0".to_owned(),
             ]
         );
         assert_eq!(images[0].entrypoint, "/usr/local/bin/oms");

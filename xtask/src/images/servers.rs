@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use super::{Image, Layer, USER, output};
+use super::{DEBIAN_TAG, Image, Layer, USER, output};
 use crate::workspace;
 
 /// Debian's `postgres` user, the upstream image's too.
@@ -17,7 +17,7 @@ const POSTGRES_USER: &str = "999:999";
 /// Of PostgreSQL's programs, those the entrypoint and the probe run.
 const POSTGRES_PROGRAMS: [&str; 3] = ["postgres", "initdb", "pg_isready"];
 
-/// `homeostat-dev/postgres:<major>-debian`, from the newest PostgreSQL under
+/// `homeostat-dev/postgres:debian`, from the newest PostgreSQL under
 /// /usr/lib/postgresql. `layers` is where its files are assembled.
 pub(super) fn postgres(layers: &Path) -> anyhow::Result<Image> {
     let major = newest_postgres()?;
@@ -78,7 +78,8 @@ pub(super) fn postgres(layers: &Path) -> anyhow::Result<Image> {
     }
     Ok(Image {
         name: "postgres",
-        tag: format!("{major}-debian"),
+        tag: DEBIAN_TAG.to_owned(),
+        version: major.to_string(),
         program: workspace::root().join("xtask/images/postgres-entrypoint.sh"),
         entrypoint: "/usr/local/bin/docker-entrypoint.sh".to_owned(),
         on_base: true,
@@ -101,7 +102,7 @@ pub(super) fn postgres(layers: &Path) -> anyhow::Result<Image> {
     })
 }
 
-/// `homeostat-dev/nats:<version>-debian`, Debian's nats-server.
+/// `homeostat-dev/nats:debian`, Debian's nats-server.
 pub(super) fn nats(layers: &Path) -> anyhow::Result<Image> {
     let program = workspace::which("nats-server")
         .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
@@ -114,7 +115,8 @@ pub(super) fn nats(layers: &Path) -> anyhow::Result<Image> {
     std::fs::create_dir_all(owned.join("data"))?;
     Ok(Image {
         name: "nats",
-        tag: format!("{version}-debian"),
+        tag: DEBIAN_TAG.to_owned(),
+        version,
         program,
         entrypoint: "/nats-server".to_owned(),
         on_base: true,
