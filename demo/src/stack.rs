@@ -151,12 +151,18 @@ impl Stack {
         say("installing the CRDs, the sample OrderSystem and the policies");
         let mut apply = plane.kubectl()?;
         apply
-            .args(["apply", "--server-side", "-f"])
+            .args(["apply", "--server-side", "-k"])
             .arg(layout.root.join("crds"));
-        run(apply, "kubectl apply crds/")?;
+        run(apply, "kubectl apply -k crds/")?;
+        // The control plane is the demo's own: its only CRDs are ours.
         let mut wait = plane.kubectl()?;
-        wait.args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
-            .arg(layout.root.join("crds"));
+        wait.args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ]);
         run(wait, "kubectl wait for the CRDs")?;
         let mut ns = plane.kubectl()?;
         ns.args(["create", "namespace", "homeostat-system"]);

@@ -13,10 +13,8 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use super::apply;
 use super::config::{CLUSTER_DNS, NODE, NODE_IP};
 use super::pki::Client;
 use crate::SupportError;
@@ -26,7 +24,6 @@ pub const PORT: u16 = 53;
 pub const READY_PORT: u16 = 8181;
 /// Its Prometheus metrics, for an in-cluster Prometheus to scrape.
 pub const METRICS_PORT: u16 = 9153;
-const FIELD_MANAGER: &str = "homeostat-cluster";
 const NAME: &str = "kube-dns";
 
 /// The Corefile: `cluster.local` from the API server (read with
@@ -105,7 +102,10 @@ pub async fn apply_objects(client: &kube::Client) -> Result<(), SupportError> {
     slice_meta.labels = Some(
         [
             ("kubernetes.io/service-name", NAME),
-            ("endpointslice.kubernetes.io/managed-by", FIELD_MANAGER),
+            (
+                "endpointslice.kubernetes.io/managed-by",
+                super::FIELD_MANAGER,
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -152,24 +152,6 @@ fn read(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
         verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
         ..PolicyRule::default()
     }
-}
-
-async fn apply<K>(api: Api<K>, object: &K) -> Result<(), SupportError>
-where
-    K: kube::Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
-{
-    let name = object.meta().name.clone().unwrap_or_default();
-    let mut body = serde_json::to_value(object)
-        .map_err(|e| SupportError::Kubeconfig(format!("serialise {name}: {e}")))?;
-    body["apiVersion"] = K::api_version(&()).into();
-    body["kind"] = K::kind(&()).into();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
-    Ok(())
 }
 
 /// The addresses `name` resolves to through the cluster DNS Service, as a

@@ -13,6 +13,7 @@ pub mod config;
 mod daemon;
 pub mod dns;
 mod pki;
+pub mod storage;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::assets::TestAssets;
@@ -43,6 +44,8 @@ const PARTS: [&str; 8] = [
     "kube-proxy",
 ];
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Who applies the cluster's own objects (DNS, storage).
+const FIELD_MANAGER: &str = "homeostat-cluster";
 /// Debian's containernetworking-plugins.
 const CNI_BIN: &str = "/usr/lib/cni";
 
@@ -153,6 +156,9 @@ impl Cluster {
                 self.state.join("Corefile").display().to_string(),
             ],
         )?;
+
+        progress("storage");
+        storage::apply_objects(&client, &self.state.join("volumes")).await?;
 
         progress("kube-controller-manager and kube-scheduler");
         self.daemon("kube-controller-manager").start(
@@ -519,6 +525,29 @@ impl Cluster {
     fn kill_containers(&self) {
         crate::containerd::remove_all_containers(|| self.ctr());
     }
+}
+
+/// Server-side applies `object` as the cluster's own (forced: ours alone).
+async fn apply<K>(api: Api<K>, object: &K) -> Result<(), SupportError>
+where
+    K: kube::Resource<DynamicType = ()>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let mut body = serde_json::to_value(object)
+        .map_err(|e| SupportError::Kubeconfig(format!("serialise {name}: {e}")))?;
+    body["apiVersion"] = K::api_version(&()).into();
+    body["kind"] = K::kind(&()).into();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Addresses host-local still holds: one file per address (named after it).
