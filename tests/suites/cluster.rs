@@ -2,7 +2,9 @@
 //! Deployment under Pod Security `restricted` gets a pod from the scheduler,
 //! containerd and runc run it on the CNI bridge, it serves on its pod IP and
 //! through its Service (kube-proxy), its name resolves through the cluster
-//! DNS, its logs come through the API server, and `down` leaves nothing behind.
+//! DNS, its logs come through the API server; then deploy/overlays/local runs
+//! homeostat and the sample OMS on it (`overlays.rs`); and `down` leaves
+//! nothing behind. One test: the cluster's addresses are fixed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,16 +51,16 @@ fn restricted_tax() -> serde_json::Value {
 async fn exercise(cluster: &Cluster) {
     let client = cluster.client().await.expect("client");
     let namespace: Namespace = serde_json::from_value(json!({
-        "metadata": {"name": "shop", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}
+        "metadata": {"name": "probe", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}
     }))
     .expect("namespace");
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &namespace)
         .await
-        .expect("create shop");
+        .expect("create probe");
 
     // Pod Security refuses a pod that runs as root with every capability.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "probe");
     let careless: Pod = serde_json::from_value(json!({
         "metadata": {"name": "careless"},
         "spec": {"containers": [{"name": "c", "image": "ghcr.io/homeostat-dev/oms-sample:0.1.0"}]}
@@ -82,7 +84,7 @@ async fn exercise(cluster: &Cluster) {
         }
     }))
     .expect("deployment");
-    Api::<Deployment>::namespaced(client.clone(), "shop")
+    Api::<Deployment>::namespaced(client.clone(), "probe")
         .create(&PostParams::default(), &deployment)
         .await
         .expect("create the Deployment");
@@ -140,7 +142,7 @@ async fn exercise(cluster: &Cluster) {
         "spec": {"selector": {"app": "tax"}, "ports": [{"port": 80, "targetPort": 8080}]}
     }))
     .expect("service");
-    let service = Api::<Service>::namespaced(client.clone(), "shop")
+    let service = Api::<Service>::namespaced(client.clone(), "probe")
         .create(&PostParams::default(), &service)
         .await
         .expect("create the Service");
@@ -177,11 +179,11 @@ async fn exercise(cluster: &Cluster) {
     // Its name, through the cluster DNS Service a pod's resolver points at;
     // names outside the cluster are not forwarded anywhere.
     let resolved = wait_until(
-        "tax.shop resolves",
+        "tax.probe resolves",
         Duration::from_secs(30),
         Duration::from_millis(250),
         || async {
-            let found = cluster::dns::resolve("tax.shop.svc.cluster.local").await?;
+            let found = cluster::dns::resolve("tax.probe.svc.cluster.local").await?;
             if found.is_empty() {
                 Err("no A record yet".to_owned())
             } else {
@@ -216,7 +218,7 @@ async fn exercise(cluster: &Cluster) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restricted_deployment_runs_on_the_node_and_down_leaves_nothing_behind() {
+async fn the_cluster_runs_restricted_pods_and_the_local_overlay_and_down_leaves_nothing() {
     homeostat_test_support::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::new(dir.path().join("cluster"));
@@ -226,7 +228,10 @@ async fn a_restricted_deployment_runs_on_the_node_and_down_leaves_nothing_behind
         Ok(()) => {
             tokio::spawn({
                 let cluster = cluster.clone();
-                async move { exercise(&cluster).await }
+                async move {
+                    exercise(&cluster).await;
+                    crate::overlays::exercise(&cluster).await;
+                }
             })
             .await
         }

@@ -9,6 +9,7 @@ mod crds;
 mod deployments;
 mod detector;
 mod images;
+mod overlays;
 mod prometheus;
 mod remediation_policy_validation;
 mod report_writer;
