@@ -183,6 +183,27 @@ pub struct ServiceOverrides {
     /// Compute resources of the service's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// How fast each replica works, for load drills: without it a replica
+    /// takes on everything at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<ServiceCapacity>,
+}
+
+/// A replica that works on at most `workers` requests at a time, each for at
+/// least `serviceTimeMs` (a pool-bound service): past `workers /
+/// serviceTimeMs` requests a millisecond the rest queue and latency rises,
+/// and another replica takes half the queue.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceCapacity {
+    /// Requests each replica works on at once.
+    #[schemars(range(min = 1, max = 10000))]
+    pub workers: i32,
+
+    /// The least time a request holds its worker, in milliseconds.
+    #[schemars(range(min = 1, max = 60000))]
+    pub service_time_ms: i32,
 }
 
 /// The open-loop load generator (`oms loadgen`) run beside the OMS.

@@ -18,6 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::Semaphore;
 
+use crate::capacity::Capacity;
 use crate::error::ApiError;
 use crate::metrics::ServiceMetrics;
 
@@ -26,6 +27,8 @@ use crate::metrics::ServiceMetrics;
 pub struct Limits {
     pub max_in_flight: usize,
     pub request_timeout: Duration,
+    /// How fast it works; unbounded without it (see [`crate::capacity`]).
+    pub capacity: Option<Capacity>,
 }
 
 /// Above the saga's deadline and its settling; an order whose request
@@ -40,6 +43,7 @@ impl Default for Limits {
         Self {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT as usize,
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            capacity: None,
         }
     }
 }

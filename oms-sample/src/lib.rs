@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod audit;
 pub mod bus;
+pub mod capacity;
 pub mod catalog;
 pub mod client;
 pub mod contract;

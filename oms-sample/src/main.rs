@@ -163,6 +163,16 @@ struct Common {
     #[arg(long, default_value_t = homeostat_oms::admission::DEFAULT_REQUEST_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
+    /// Requests each service replica works on at once, for load drills (a
+    /// pool-bound service: more wait their turn); with --service-time-ms.
+    /// Without it, no limit.
+    #[arg(long, requires = "service_time_ms",
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    workers: Option<u64>,
+    /// The least time each request holds its worker, in milliseconds; with --workers.
+    #[arg(long, requires = "workers",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    service_time_ms: Option<u64>,
     /// How long a stock reservation or a card authorisation may stay
     /// unclaimed before it is given back (released, voided), in
     /// milliseconds. Keep it well above the saga's 30 s lease.
@@ -257,6 +267,10 @@ impl Common {
             format!("--ship-delay-ms={}", self.ship_delay_ms),
             format!("--db-pool-size={}", self.db_pool_size),
         ];
+        if let (Some(workers), Some(time)) = (self.workers, self.service_time_ms) {
+            args.push(format!("--workers={workers}"));
+            args.push(format!("--service-time-ms={time}"));
+        }
         if let Some(configmap) = &self.routing_configmap {
             args.push(format!("--routing-configmap={configmap}"));
         }
@@ -297,6 +311,13 @@ impl Common {
             limits: homeostat_oms::admission::Limits {
                 max_in_flight: usize::try_from(self.max_in_flight)?,
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
+                capacity: match (self.workers, self.service_time_ms) {
+                    (Some(workers), Some(time)) => Some(homeostat_oms::capacity::Capacity {
+                        workers: usize::try_from(workers)?,
+                        service_time: Duration::from_millis(time),
+                    }),
+                    _ => None,
+                },
             },
             hold_ttl: Duration::from_millis(self.hold_ttl_ms),
             ship_delay: Duration::from_millis(self.ship_delay_ms),

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::admission::{self, Admission, Limits};
+use crate::capacity::{self, Workers};
 use crate::error::{ApiError, JsonBody};
 use crate::faults::{FaultRequest, FaultSet};
 use crate::metrics::{ServerLabels, ServiceMetrics};
@@ -31,6 +32,7 @@ pub struct ServiceContext {
     pub faults: Arc<FaultSet>,
     pub admin_token: Arc<str>,
     pub admission: Admission,
+    pub workers: Workers,
 }
 
 impl ServiceContext {
@@ -39,6 +41,7 @@ impl ServiceContext {
         Self {
             name,
             admission: Admission::new(name, limits, &metrics),
+            workers: Workers::new(limits.capacity, &metrics),
             metrics,
             faults: Arc::new(FaultSet::default()),
             admin_token: Arc::from(admin_token),
@@ -54,6 +57,12 @@ pub fn service_router(ctx: ServiceContext, api: OpenApiRouter) -> Router {
 
     let api = api
         .layer(middleware::from_fn_with_state(ctx.clone(), inject_faults))
+        // Waiting for a worker is inside admission: it counts in flight and
+        // against the deadline.
+        .layer(middleware::from_fn_with_state(
+            ctx.workers.clone(),
+            capacity::work,
+        ))
         .layer(middleware::from_fn_with_state(
             ctx.admission.clone(),
             admission::admit,

@@ -146,6 +146,10 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
             args.push("--routing-configmap".into());
             args.push(format!("{namespace}/{ROUTING_CONFIGMAP}"));
         }
+        if let Some(capacity) = &overrides.capacity {
+            args.push(format!("--workers={}", capacity.workers));
+            args.push(format!("--service-time-ms={}", capacity.service_time_ms));
+        }
         let mut container = json!({
             "name": service,
             "image": os.spec.image,
@@ -351,6 +355,27 @@ mod tests {
                 .contains(&json!("shop/oms-routing")),
             "{orders}"
         );
+    }
+
+    #[test]
+    fn a_service_with_a_capacity_gets_it_as_flags() {
+        let children = render(
+            &system(
+                json!({"services": {"tax": {"capacity": {"workers": 4, "serviceTimeMs": 20}}}}),
+            ),
+            &BTreeMap::new(),
+        );
+        let args = |service: &str| {
+            find(&children, "Deployment", service).body["spec"]["template"]["spec"]["containers"][0]
+                ["args"]
+                .clone()
+        };
+        let tax = args("tax");
+        let tax = tax.as_array().expect("args");
+        assert!(tax.contains(&json!("--workers=4")), "{tax:?}");
+        assert!(tax.contains(&json!("--service-time-ms=20")), "{tax:?}");
+        let orders = args("orders").to_string();
+        assert!(!orders.contains("--workers"), "{orders}");
     }
 
     #[test]
