@@ -29,17 +29,17 @@ tasks:
                  them into the containerd at SOCKET (namespace k8s.io) when asked
   nab [--min S]  score the detector on the NAB development set; fail below S (65)";
 
+/// The control plane from the release binaries every task shares, so that
+/// running it never rebuilds what another task built (a `cargo run` of one
+/// package unifies features differently and recompiled shared crates).
 fn control_plane(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
-    let mut cargo = workspace::cargo(&[
-        "run",
-        "-p",
-        "homeostat-test-support",
-        "--bin",
-        "homeostat-control-plane",
-        "--",
-    ]);
-    workspace::run(cargo.env("HOMEOSTAT_TEST_ASSETS", assets).args(args))
+    let release = workspace::build_release_bins()?;
+    workspace::run(
+        std::process::Command::new(release.join("homeostat-control-plane"))
+            .env("HOMEOSTAT_TEST_ASSETS", assets)
+            .args(args),
+    )
 }
 
 fn main() -> ExitCode {
