@@ -306,6 +306,15 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
         .expect("the database Secret");
     let data = secret.data.expect("data");
     let password = String::from_utf8(data["password"].0.clone()).expect("utf-8");
+    let admin_token = secrets
+        .get("shop-oms-admin")
+        .await
+        .expect("the admin Secret")
+        .data
+        .expect("data")["token"]
+        .0
+        .clone();
+    assert!(admin_token.len() >= 32, "a strong admin token");
     let url = String::from_utf8(data["url"].0.clone()).expect("utf-8");
     assert!(password.len() >= 32, "a strong password");
     assert_eq!(
@@ -343,6 +352,7 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
     assert_eq!(
         env(&orders),
         json!([
+            {"name": "OMS_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "shop-oms-admin", "key": "token"}}},
             {"name": "OMS_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "shop-postgres", "key": "url"}}},
             {"name": "OMS_DB_POOL_SIZE", "value": "5"},
             {"name": "OMS_NATS_URL", "valueFrom": {"secretKeyRef": {"name": "shop-nats", "key": "url"}}},
@@ -373,6 +383,14 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
         .data
         .expect("data");
     assert_eq!(again["password"].0, password.as_bytes());
+    // So is the admin token every service reads.
+    let admin_again = secrets
+        .get("shop-oms-admin")
+        .await
+        .expect("the admin Secret")
+        .data
+        .expect("data");
+    assert_eq!(admin_again["token"].0, admin_token);
 
     // Every pod it renders passes Pod Security `restricted`, which the
     // namespace enforces: each template, created as a pod (dry run), is

@@ -14,7 +14,7 @@ use homeostat_api::OrderSystem;
 use homeostat_test_support::cluster::Cluster;
 use homeostat_test_support::{TestAssets, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::Api;
 use kube::api::{ListParams, LogParams};
 use serde_json::{Value, json};
@@ -189,6 +189,25 @@ pub async fn exercise(cluster: &Cluster) {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(placed["state"], "confirmed", "{placed}");
+
+    // Drills go through the admin token the operator made for the shop.
+    let secret = Api::<Secret>::namespaced(client.clone(), "shop")
+        .get("shop-oms-admin")
+        .await
+        .expect("the admin Secret");
+    let token = String::from_utf8(secret.data.expect("data")["token"].0.clone()).expect("utf-8");
+    let tax_ip = service_ip(&client, "shop", "tax").await;
+    let faults = format!("http://{tax_ip}:8080/admin/faults");
+    let refused = http.get(&faults).send().await.expect("tax answers");
+    assert_eq!(refused.status().as_u16(), 401, "no token, no faults");
+    let injected = http
+        .post(&faults)
+        .bearer_auth(&token)
+        .json(&json!({"kind": "latency", "latency_ms": 5, "duration_seconds": 5}))
+        .send()
+        .await
+        .expect("tax answers");
+    assert!(injected.status().is_success(), "{}", injected.status());
 
     // Prometheus found the OMS pods and labels their series by service.
     let prometheus_ip = service_ip(&client, "homeostat-system", "prometheus").await;

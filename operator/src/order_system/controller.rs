@@ -122,10 +122,11 @@ async fn service_monitors_installed(client: &Client) -> Result<bool, kube::Error
 pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = os.namespace().unwrap_or_default();
     let live = live_deployments(&ctx.client, &namespace).await?;
-    // Used only when the database's Secret is first created.
+    // Used only when the database's and the admin Secrets are first created.
     let password = uuid::Uuid::new_v4().simple().to_string();
+    let admin_token = uuid::Uuid::new_v4().simple().to_string();
     let servers = backing::render(&os, &password);
-    for child in servers.iter().chain(&render(&os, &live)) {
+    for child in servers.iter().chain(&render(&os, &live, &admin_token)) {
         apply(&ctx.client, &namespace, child).await?;
     }
     if os.spec.service_monitors && service_monitors_installed(&ctx.client).await? {

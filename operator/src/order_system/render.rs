@@ -64,8 +64,22 @@ pub struct LiveDeployment {
     pub held: bool,
 }
 
-/// The objects of `os`. `live` are the Deployments that exist, by service.
-pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<Child> {
+/// The Secret whose key `token` every service takes its admin token from
+/// (`/admin/faults`): one per OrderSystem, made once by the operator.
+pub fn admin_secret(os: &OrderSystem) -> SecretKey {
+    SecretKey {
+        name: format!("{}-oms-admin", os.name_any()),
+        key: "token".to_owned(),
+    }
+}
+
+/// The objects of `os`. `live` are the Deployments that exist, by service;
+/// `admin_token` goes into the admin Secret when it is first created.
+pub fn render(
+    os: &OrderSystem,
+    live: &BTreeMap<String, LiveDeployment>,
+    admin_token: &str,
+) -> Vec<Child> {
     let name = os.name_any();
     let namespace = os.namespace().unwrap_or_default();
     let owner = os
@@ -80,6 +94,7 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
         m
     };
     let account = format!("{name}-oms");
+    let admin = admin_secret(os);
     let mut children = vec![
         Child {
             api_version: "v1",
@@ -113,6 +128,18 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
                 "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
             }),
             create_only: false,
+        },
+        Child {
+            api_version: "v1",
+            kind: "Secret",
+            plural: "secrets",
+            name: admin.name.clone(),
+            body: json!({
+                "metadata": meta(&admin.name, "oms"),
+                "stringData": {(admin.key.as_str()): admin_token},
+            }),
+            // Made once; drills read it, nothing rewrites it.
+            create_only: true,
         },
         Child {
             api_version: "v1",
@@ -161,7 +188,7 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
         if let Some(policy) = pull_policy {
             container["imagePullPolicy"] = json!(policy);
         }
-        let mut env = Vec::new();
+        let mut env = vec![from_secret("OMS_ADMIN_TOKEN", &admin)];
         if let Some(secret) = database_url.as_ref().filter(|_| keeps_state(service)) {
             env.push(from_secret("OMS_DATABASE_URL", secret));
             if let Some(size) = os.spec.database.as_ref().and_then(|d| d.pool_size) {
@@ -171,9 +198,7 @@ pub fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<
         if let Some(secret) = nats_url.as_ref().filter(|_| handles_events(service)) {
             env.push(from_secret("OMS_NATS_URL", secret));
         }
-        if !env.is_empty() {
-            container["env"] = json!(env);
-        }
+        container["env"] = json!(env);
         container["securityContext"] = to_value(&pod_security::container());
         container["resources"] = match &overrides.resources {
             Some(resources) => to_value(resources),
@@ -305,6 +330,15 @@ fn from_secret(variable: &str, secret: &SecretKey) -> Value {
 mod tests {
     use super::*;
 
+    fn render(os: &OrderSystem, live: &BTreeMap<String, LiveDeployment>) -> Vec<Child> {
+        super::render(os, live, "t0ken")
+    }
+
+    fn admin_env() -> Value {
+        json!({"name": "OMS_ADMIN_TOKEN",
+               "valueFrom": {"secretKeyRef": {"name": "shop-oms-admin", "key": "token"}}})
+    }
+
     fn system(spec: Value) -> OrderSystem {
         let mut os: OrderSystem = serde_json::from_value(json!({
             "apiVersion": "homeostat.dev/v1alpha1", "kind": "OrderSystem",
@@ -358,6 +392,26 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_token_is_made_once_into_a_secret_every_service_reads() {
+        let children = render(&system(json!({})), &BTreeMap::new());
+        let secret = find(&children, "Secret", "shop-oms-admin");
+        assert!(secret.create_only, "never rewritten");
+        assert_eq!(secret.body["stringData"]["token"], "t0ken");
+        assert_eq!(
+            secret.body["metadata"]["ownerReferences"][0]["kind"],
+            "OrderSystem"
+        );
+        for service in OMS_SERVICES {
+            let env = &find(&children, "Deployment", service).body["spec"]["template"]["spec"]["containers"]
+                [0]["env"];
+            assert!(
+                env.as_array().expect("env").contains(&admin_env()),
+                "{service}: {env}"
+            );
+        }
+    }
+
+    #[test]
     fn a_service_with_a_capacity_gets_it_as_flags() {
         let children = render(
             &system(
@@ -390,17 +444,18 @@ mod tests {
                 .clone()
         };
         for service in OMS_SERVICES {
+            assert_eq!(env(service)[0], admin_env(), "{service}");
             if service == "tax" {
-                assert!(env(service).is_null(), "tax keeps no state");
+                assert_eq!(env(service), json!([admin_env()]), "tax keeps no state");
                 continue;
             }
             assert_eq!(
-                env(service)[0],
+                env(service)[1],
                 json!({"name": "OMS_DATABASE_URL",
                        "valueFrom": {"secretKeyRef": {"name": "oms-db", "key": "url"}}}),
                 "{service}"
             );
-            assert_eq!(env(service)[1]["value"], "4");
+            assert_eq!(env(service)[2]["value"], "4");
         }
     }
 
@@ -417,12 +472,16 @@ mod tests {
             if matches!(service, "orders" | "notifications") {
                 assert_eq!(
                     env,
-                    json!([{"name": "OMS_NATS_URL",
+                    json!([admin_env(), {"name": "OMS_NATS_URL",
                             "valueFrom": {"secretKeyRef": {"name": "oms-nats", "key": "url"}}}]),
                     "{service}"
                 );
             } else {
-                assert!(env.is_null(), "{service} neither sends nor receives events");
+                assert_eq!(
+                    env,
+                    json!([admin_env()]),
+                    "{service} neither sends nor receives events"
+                );
             }
         }
     }
