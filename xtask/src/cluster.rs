@@ -22,8 +22,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             &system::RUNC,
             &system::CNI_PLUGINS,
             &system::IPTABLES,
-            &system::BUILDAH,
-            &system::PROMETHEUS,
         ])?;
         let assets = test_assets::ensure()?;
         eprintln!("cluster: building the images");

@@ -4,6 +4,7 @@ mod cluster;
 mod crds;
 mod demo;
 mod images;
+mod kind;
 mod nab;
 mod system;
 mod test;
@@ -18,11 +19,13 @@ tasks:
   demo [--scenario FILE] [--json FILE] [--html FILE]
                  run the local self-healing demo (default: tests/scenarios/payment-latency.yaml)
   test           build test assets if missing, then fmt, clippy, every test, NAB
-  test-assets    build kube-apiserver, etcd and kubectl once; print their directory
+  test-assets    build the Kubernetes commands, etcd, CoreDNS and Prometheus once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
   cluster up|down
                  a real one-node cluster (kubelet, containerd) on this machine, as root;
                  up prints the kubeconfig path, down removes everything it made
+  kind-up        homeostat and the sample OMS on kind (needs docker, kind, kubectl)
+  kind-down      delete the kind cluster kind-up made
   crds [--check] write crds/ from the Rust types (--check: fail on drift)
   images [--import SOCKET] [--namespace NS]
                  build the container images with buildah into target/images/; import
@@ -57,6 +60,8 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "images" => images::run(rest),
         "cluster" => cluster::run(rest),
+        "kind-up" => kind::up(rest),
+        "kind-down" => kind::down(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
