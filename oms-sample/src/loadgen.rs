@@ -1,6 +1,8 @@
 //! `oms loadgen`: an open-loop order mix at a fixed arrival rate. Requests
 //! are started on schedule whether or not earlier ones have finished, so a
 //! slow server shows up as latency and errors, never as a lower arrival rate.
+//! Besides orders, lookups and returns (to `orders`), the mix may hold tax
+//! quotes (to a `tax` target): the traffic surge of a load drill.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,9 @@ pub struct LoadOptions {
     /// Percent of requests that create orders, look them up, and return them.
     pub new_order_percent: u32,
     pub lookup_percent: u32,
+    /// Percent of requests that price a basket (`POST /v1/quotes`): for a
+    /// `tax` target. The rest return orders.
+    pub quote_percent: u32,
     pub timeout: Duration,
     /// Requests in flight beyond which new arrivals are dropped (and counted as errors).
     pub max_in_flight: usize,
@@ -40,6 +45,7 @@ impl Default for LoadOptions {
             duration: Duration::from_secs(10),
             new_order_percent: 70,
             lookup_percent: 25,
+            quote_percent: 0,
             timeout: Duration::from_secs(10),
             max_in_flight: 5_000,
             seed: 42,
@@ -63,6 +69,7 @@ pub struct LoadReport {
     pub orders_rejected: u64,
     pub lookups: u64,
     pub returns: u64,
+    pub quotes: u64,
 }
 
 #[derive(Default)]
@@ -73,6 +80,7 @@ struct Tally {
     rejected: AtomicU64,
     lookups: AtomicU64,
     returns: AtomicU64,
+    quotes: AtomicU64,
 }
 
 /// Orders that can be looked up or returned, newest last.
@@ -88,7 +96,25 @@ const KNOWN_ORDERS: usize = 10_000;
 enum Kind {
     NewOrder,
     Lookup,
+    Quote,
     Return,
+}
+
+impl Kind {
+    /// The kind of request `roll` (0–99) draws from the mix.
+    fn drawn(roll: u32, options: &LoadOptions) -> Self {
+        let lookups = options.new_order_percent + options.lookup_percent;
+        let quotes = lookups + options.quote_percent;
+        if roll < options.new_order_percent {
+            Kind::NewOrder
+        } else if roll < lookups {
+            Kind::Lookup
+        } else if roll < quotes {
+            Kind::Quote
+        } else {
+            Kind::Return
+        }
+    }
 }
 
 /// A live arrival rate that the caller may change while the run goes on.
@@ -119,8 +145,8 @@ pub async fn run_with_rate(options: &LoadOptions, rate: Rate) -> anyhow::Result<
         "--rate must be above 0"
     );
     anyhow::ensure!(
-        options.new_order_percent + options.lookup_percent <= 100,
-        "new-order and lookup percentages must add up to at most 100"
+        options.new_order_percent + options.lookup_percent + options.quote_percent <= 100,
+        "new-order, lookup and quote percentages must add up to at most 100"
     );
     crate::client::install_crypto_provider();
     let http = reqwest::Client::builder()
@@ -150,14 +176,7 @@ pub async fn run_with_rate(options: &LoadOptions, rate: Rate) -> anyhow::Result<
         next += Duration::from_secs_f64(1.0 / current);
         sent += 1;
 
-        let roll = rng.gen_range(0..100);
-        let kind = if roll < options.new_order_percent {
-            Kind::NewOrder
-        } else if roll < options.new_order_percent + options.lookup_percent {
-            Kind::Lookup
-        } else {
-            Kind::Return
-        };
+        let kind = Kind::drawn(rng.gen_range(0..100), options);
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             tally.dropped.fetch_add(1, Ordering::Relaxed);
             tally.errors.fetch_add(1, Ordering::Relaxed);
@@ -213,6 +232,7 @@ pub async fn run_with_rate(options: &LoadOptions, rate: Rate) -> anyhow::Result<
         orders_rejected: tally.rejected.load(Ordering::Relaxed),
         lookups: tally.lookups.load(Ordering::Relaxed),
         returns: tally.returns.load(Ordering::Relaxed),
+        quotes: tally.quotes.load(Ordering::Relaxed),
     })
 }
 
@@ -279,6 +299,16 @@ async fn send(
                 return matches!(response, Ok(r) if r.status().is_success());
             }
         }
+        Kind::Quote => {
+            tally.quotes.fetch_add(1, Ordering::Relaxed);
+            let quote = serde_json::json!({"lines": basket["lines"], "region": basket["region"]});
+            let response = http
+                .post(format!("{target}/v1/quotes"))
+                .json(&quote)
+                .send()
+                .await;
+            return matches!(response, Ok(r) if r.status().is_success());
+        }
         Kind::NewOrder => {}
     }
     let response = http
@@ -321,7 +351,7 @@ impl LoadReport {
     /// The human summary.
     pub fn summary(&self) -> String {
         format!(
-            "requests {} at {:.1}/s (target {:.1}/s)\nlatency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms\nerrors {} (dropped {})\norders confirmed {}, rejected {}; lookups {}, returns {}",
+            "requests {} at {:.1}/s (target {:.1}/s)\nlatency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms\nerrors {} (dropped {})\norders confirmed {}, rejected {}; lookups {}, returns {}, quotes {}",
             self.requests,
             self.achieved_rps,
             self.target_rps,
@@ -334,7 +364,38 @@ impl LoadReport {
             self.orders_confirmed,
             self.orders_rejected,
             self.lookups,
-            self.returns
+            self.returns,
+            self.quotes
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mix_draws_orders_lookups_quotes_then_returns() {
+        let options = LoadOptions {
+            new_order_percent: 50,
+            lookup_percent: 20,
+            quote_percent: 20,
+            ..LoadOptions::default()
+        };
+        let drawn: Vec<&str> = [0, 49, 50, 69, 70, 89, 90, 99]
+            .into_iter()
+            .map(|roll| match Kind::drawn(roll, &options) {
+                Kind::NewOrder => "order",
+                Kind::Lookup => "lookup",
+                Kind::Quote => "quote",
+                Kind::Return => "return",
+            })
+            .collect();
+        assert_eq!(
+            drawn,
+            [
+                "order", "order", "lookup", "lookup", "quote", "quote", "return", "return"
+            ]
+        );
     }
 }

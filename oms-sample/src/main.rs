@@ -93,7 +93,7 @@ enum Command {
     },
     /// Send an open-loop order mix at a fixed arrival rate and report latency and outcomes.
     Loadgen {
-        /// The orders service.
+        /// The orders service (or tax, for quotes only).
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         target: String,
         /// Requests per second.
@@ -108,6 +108,10 @@ enum Command {
         /// Percent of requests that look orders up (the rest return orders).
         #[arg(long, default_value_t = 25)]
         lookups: u32,
+        /// Percent of requests that price a basket at a tax --target
+        /// (`--new-orders 0 --lookups 0 --quotes 100`: a surge on tax).
+        #[arg(long, default_value_t = 0)]
+        quotes: u32,
         /// Seed of the request mix.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -491,6 +495,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             new_orders,
             lookups,
+            quotes,
             seed,
             json,
         } => {
@@ -504,6 +509,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 duration: Duration::from_secs_f64(duration),
                 new_order_percent: new_orders,
                 lookup_percent: lookups,
+                quote_percent: quotes,
                 seed,
                 ..LoadOptions::default()
             };

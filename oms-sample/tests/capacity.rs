@@ -1,7 +1,9 @@
 //! A bounded capacity on real `oms up` processes (`--workers`,
 //! `--service-time-ms`): a burst beyond what the workers take waits its turn
 //! — seen waiting in the replica's metrics — and every order is still
-//! served; nothing is shed while the queue fits the in-flight limit.
+//! served; nothing is shed while the queue fits the in-flight limit. A
+//! surge of tax quotes (`oms loadgen --quotes 100`) beyond tax's capacity
+//! queues at tax and is served.
 
 mod common;
 
@@ -80,4 +82,38 @@ async fn a_burst_beyond_the_workers_queues_and_is_served() {
         })
         .unwrap_or(0.0);
     assert_eq!(shed, 0.0, "nothing shed");
+}
+
+#[tokio::test]
+async fn a_quote_surge_beyond_tax_capacity_queues_at_tax_and_is_served() {
+    // Two workers, 50 ms each: tax serves 40 quotes a second.
+    let oms = Oms::start(&["--workers", "2", "--service-time-ms", "50"]).await;
+    let surge = homeostat_oms::loadgen::LoadOptions {
+        target: oms.url("tax"),
+        rate: 80.0,
+        duration: Duration::from_secs(3),
+        new_order_percent: 0,
+        lookup_percent: 0,
+        quote_percent: 100,
+        ..Default::default()
+    };
+    let watch = wait_until(
+        "quotes waiting for a tax worker",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async {
+            let metrics = oms.metrics("tax").await;
+            match gauge(&metrics, "oms_requests_waiting", "tax") {
+                Some(waiting) if waiting > 0.0 => Ok(waiting),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+    let (report, waited) = tokio::join!(homeostat_oms::loadgen::run(&surge), watch);
+    let report = report.expect("the surge runs");
+    waited.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.quotes, report.requests, "only quotes were sent");
+    assert!(report.requests >= 200, "{report:?}");
+    assert_eq!(report.errors, 0, "every quote answered: {report:?}");
+    assert_eq!(report.orders_confirmed, 0);
 }
