@@ -5,6 +5,7 @@
 //! API server and carries its decisions out. `router` holds the traffic
 //! routers behind one small trait.
 
+pub mod backoff;
 pub mod metrics;
 pub mod order_system;
 pub mod remediation;

@@ -12,6 +12,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::remediation::execute::Outcome;
@@ -27,10 +28,44 @@ struct GuardLabels {
     guard: String,
 }
 
+/// The operator's controllers, as their metrics name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    RemediationPolicy,
+    OrderSystem,
+}
+
+impl Controller {
+    fn label(self) -> &'static str {
+        match self {
+            Controller::RemediationPolicy => "remediationpolicy",
+            Controller::OrderSystem => "ordersystem",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: &'static str,
+    /// What failed, in a word (e.g. `gather`, `execute`, `conflict`).
+    error: &'static str,
+}
+
+fn reconcile_histogram() -> Histogram {
+    // 5 ms to about 20 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
 pub struct OperatorMetrics {
     registry: Registry,
-    reconciles: Counter,
-    errors: Counter,
+    reconciles: Family<ControllerLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    durations: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     actions: Family<ActionLabels, Counter>,
     guard_blocks: Family<GuardLabels, Counter>,
     invalid: Counter,
@@ -41,18 +76,29 @@ pub struct OperatorMetrics {
 impl Default for OperatorMetrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("homeostat_operator");
-        let reconciles = Counter::default();
-        let errors = Counter::default();
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let durations: Family<ControllerLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(reconcile_histogram);
         let actions = Family::<ActionLabels, Counter>::default();
         let guard_blocks = Family::<GuardLabels, Counter>::default();
         let invalid = Counter::default();
         let leader = Gauge::default();
         registry.register(
             "reconciles",
-            "RemediationPolicy reconciles",
+            "Reconciles, by controller",
             reconciles.clone(),
         );
-        registry.register("reconcile_errors", "Reconciles that failed", errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by controller and what failed",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long a reconcile took, by controller",
+            durations.clone(),
+        );
         registry.register(
             "actions",
             "Remediation steps by kind and outcome",
@@ -73,10 +119,19 @@ impl Default for OperatorMetrics {
             "1 while this process holds the leader Lease",
             leader.clone(),
         );
+        // Every controller's series from the start: a standby shows 0.
+        for controller in [Controller::RemediationPolicy, Controller::OrderSystem] {
+            let labels = ControllerLabels {
+                controller: controller.label(),
+            };
+            let _ = reconciles.get_or_create(&labels);
+            let _ = durations.get_or_create(&labels);
+        }
         Self {
             registry,
             reconciles,
             errors,
+            durations,
             actions,
             guard_blocks,
             invalid,
@@ -87,10 +142,25 @@ impl Default for OperatorMetrics {
 }
 
 impl OperatorMetrics {
-    pub fn reconcile(&self, failed: bool) {
-        self.reconciles.inc();
-        if failed {
-            self.errors.inc();
+    /// One reconcile of `controller` that took `took` and failed with
+    /// `error` (a word), or succeeded.
+    pub fn reconciled(
+        &self,
+        controller: Controller,
+        took: std::time::Duration,
+        error: Option<&'static str>,
+    ) {
+        let controller = controller.label();
+        self.reconciles
+            .get_or_create(&ControllerLabels { controller })
+            .inc();
+        self.durations
+            .get_or_create(&ControllerLabels { controller })
+            .observe(took.as_secs_f64());
+        if let Some(error) = error {
+            self.errors
+                .get_or_create(&ErrorLabels { controller, error })
+                .inc();
         }
     }
 

@@ -59,6 +59,7 @@ pub async fn run(
         operator_namespace: config.namespace.clone(),
         metrics: metrics.clone(),
         resync: config.resync,
+        failures: Default::default(),
     });
     tokio::pin!(shutdown);
     loop {
@@ -74,6 +75,8 @@ pub async fn run(
                 Arc::new(order_system::controller::Context {
                     client: ctx.client.clone(),
                     resync: Duration::from_secs(30),
+                    metrics: metrics.clone(),
+                    failures: Default::default(),
                 }),
                 until_stopped(stopped),
             );

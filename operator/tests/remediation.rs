@@ -550,7 +550,9 @@ async fn of_two_operators_only_the_leader_acts() {
     let (leading, standby) = if leader == "a" { (&a, &b) } else { (&b, &a) };
     leading.wait_reconciles(3.0).await;
     assert_eq!(
-        standby.metric("homeostat_operator_reconciles_total").await,
+        standby
+            .metric(r#"homeostat_operator_reconciles_total{controller="remediationpolicy"}"#)
+            .await,
         Ok(0.0)
     );
     assert_eq!(

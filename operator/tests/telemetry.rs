@@ -1,4 +1,5 @@
-//! The operator's own telemetry: OTLP traces when an endpoint is configured.
+//! The operator's own telemetry: OTLP traces when an endpoint is configured,
+//! each reconcile a span naming its object; the reconcile-duration histogram.
 
 mod common;
 
@@ -44,20 +45,29 @@ async fn reconciles_are_exported_as_otlp_traces_when_configured() {
         }),
     )
     .await;
-    let _operator =
+    let operator =
         Operator::start_with_env(&plane, "a", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
-    eventually("an OTLP export naming the operator", 60, || async {
-        let got = received.lock().expect("lock");
-        // service.name travels as a plain protobuf string in the resource.
-        let named = got.iter().any(|b| {
-            b.windows(b"homeostat-operator".len())
-                .any(|w| w == b"homeostat-operator")
-        });
-        if named {
-            Ok(())
-        } else {
-            Err(format!("{} exports", got.len()))
-        }
-    })
+    let has = |body: &Bytes, text: &[u8]| body.windows(text.len()).any(|w| w == text);
+    eventually(
+        "an OTLP export naming the operator and a reconcile of scale-tax",
+        60,
+        || async {
+            let got = received.lock().expect("lock");
+            // Names and attribute values travel as plain protobuf strings.
+            let named = got.iter().any(|b| has(b, b"homeostat-operator"));
+            let reconcile = got
+                .iter()
+                .any(|b| has(b, b"reconcile") && has(b, b"scale-tax"));
+            if named && reconcile {
+                Ok(())
+            } else {
+                Err(format!("{} exports", got.len()))
+            }
+        },
+    )
     .await;
+    let timed = operator
+        .metric(r#"homeostat_operator_reconcile_duration_seconds_count{controller="remediationpolicy"}"#)
+        .await;
+    assert!(timed.as_ref().is_ok_and(|n| *n >= 1.0), "{timed:?}");
 }

@@ -78,3 +78,15 @@ pub fn init(service_name: &str, json_logs: bool) -> anyhow::Result<TelemetryGuar
         .map_err(|e| anyhow::anyhow!("install the tracing subscriber: {e}"))?;
     Ok(TelemetryGuard { provider })
 }
+
+/// Records the OpenTelemetry trace id of `span` in its `trace_id` field, when
+/// traces are exported (otherwise there is no trace to name).
+pub fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = span.context();
+    let trace_id = context.span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+}

@@ -20,16 +20,41 @@ use serde_json::json;
 
 use super::backing;
 use super::render::{Child, FIELD_MANAGER, LiveDeployment, render, service_monitor};
+use crate::backoff::{Failures, retry_delay};
+use crate::metrics::{Controller as ControllerKind, OperatorMetrics};
 use crate::remediation::record::set_condition;
 
 pub struct Context {
     pub client: Client,
     pub resync: Duration,
+    pub metrics: Arc<OperatorMetrics>,
+    /// Failed reconciles in a row, by OrderSystem: the retry backs off.
+    pub failures: Failures,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct ReconcileError(#[from] kube::Error);
+
+impl ReconcileError {
+    /// A child changed between our read and our apply.
+    fn is_conflict(&self) -> bool {
+        matches!(&self.0, kube::Error::Api(e) if e.code == 409)
+    }
+
+    /// What failed, in a word, for the `error` label.
+    pub fn metric_label(&self) -> &'static str {
+        match &self.0 {
+            _ if self.is_conflict() => "conflict",
+            kube::Error::Api(_) => "api",
+            _ => "transport",
+        }
+    }
+}
+
+fn key(os: &OrderSystem) -> String {
+    format!("{}/{}", os.namespace().unwrap_or_default(), os.name_any())
+}
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -119,18 +144,40 @@ async fn service_monitors_installed(client: &Client) -> Result<bool, kube::Error
         .is_some())
 }
 
+/// One pass over one OrderSystem, in a span naming it (and the trace, when
+/// traces are exported).
+#[tracing::instrument(skip_all, fields(
+    order_system = %os.name_any(),
+    namespace = %os.namespace().unwrap_or_default(),
+    trace_id = tracing::field::Empty,
+))]
 pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    homeostat_telemetry::record_trace_id(&tracing::Span::current());
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&os, &ctx).await;
+    ctx.metrics.reconciled(
+        ControllerKind::OrderSystem,
+        started.elapsed(),
+        result.as_ref().err().map(ReconcileError::metric_label),
+    );
+    if result.is_ok() {
+        ctx.failures.succeeded(&key(&os));
+    }
+    result
+}
+
+async fn reconcile_inner(os: &OrderSystem, ctx: &Context) -> Result<Action, ReconcileError> {
     let namespace = os.namespace().unwrap_or_default();
     let live = live_deployments(&ctx.client, &namespace).await?;
     // Used only when the database's and the admin Secrets are first created.
     let password = uuid::Uuid::new_v4().simple().to_string();
     let admin_token = uuid::Uuid::new_v4().simple().to_string();
-    let servers = backing::render(&os, &password);
-    for child in servers.iter().chain(&render(&os, &live, &admin_token)) {
+    let servers = backing::render(os, &password);
+    for child in servers.iter().chain(&render(os, &live, &admin_token)) {
         apply(&ctx.client, &namespace, child).await?;
     }
     if os.spec.service_monitors && service_monitors_installed(&ctx.client).await? {
-        apply(&ctx.client, &namespace, &service_monitor(&os)).await?;
+        apply(&ctx.client, &namespace, &service_monitor(os)).await?;
     }
     // Status: what the Deployments ask for and have.
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -236,7 +283,7 @@ pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action
         generation,
     );
     status.services = services;
-    write_status(&ctx.client, &os, &status).await?;
+    write_status(&ctx.client, os, &status).await?;
     Ok(Action::requeue(ctx.resync))
 }
 
@@ -256,14 +303,16 @@ async fn write_status(
     Ok(())
 }
 
-fn error_policy(os: Arc<OrderSystem>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    if matches!(&error.0, kube::Error::Api(e) if e.code == 409) {
-        // A child changed since we read it (a remediation scaled it): read again.
+fn error_policy(os: Arc<OrderSystem>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        // A child changed since we read it (a remediation scaled it): read
+        // again at once; not a failure of ours.
         tracing::debug!(order_system = %os.name_any(), %error, "child changed while applying; again");
         return Action::requeue(Duration::from_millis(200));
     }
-    tracing::warn!(order_system = %os.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let delay = retry_delay(ctx.failures.failed(&key(&os)));
+    tracing::warn!(order_system = %os.name_any(), %error, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
 }
 
 /// Runs until `shutdown`: children that drift (deleted, edited) are put back

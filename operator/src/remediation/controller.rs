@@ -15,7 +15,8 @@ use kube::{Api, Client, ResourceExt};
 use super::execute::{ExecuteError, Executor};
 use super::plan::{Policy, plan};
 use super::world::{self, GatherError};
-use crate::metrics::OperatorMetrics;
+use crate::backoff::{Failures, retry_delay};
+use crate::metrics::{Controller as ControllerKind, OperatorMetrics};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -28,6 +29,8 @@ pub struct Context {
     pub metrics: Arc<OperatorMetrics>,
     /// How often a policy is looked at again without a change (hold and stable times).
     pub resync: Duration,
+    /// Failed reconciles in a row, by policy: the retry backs off.
+    pub failures: Failures,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,19 +41,52 @@ pub enum ReconcileError {
     Execute(#[from] ExecuteError),
 }
 
+impl ReconcileError {
+    /// What failed, in a word, for the `error` label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ReconcileError::Gather(_) => "gather",
+            ReconcileError::Execute(_) => "execute",
+        }
+    }
+}
+
+fn key(policy: &RemediationPolicy) -> String {
+    format!(
+        "{}/{}",
+        policy.namespace().unwrap_or_default(),
+        policy.name_any()
+    )
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// One pass over one policy.
+/// One pass over one policy, in a span naming it (and the trace, when
+/// traces are exported).
+#[tracing::instrument(skip_all, fields(
+    policy = %policy.name_any(),
+    namespace = %policy.namespace().unwrap_or_default(),
+    trace_id = tracing::field::Empty,
+))]
 pub async fn reconcile(
     policy: Arc<RemediationPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    homeostat_telemetry::record_trace_id(&tracing::Span::current());
+    let started = std::time::Instant::now();
     let result = reconcile_inner(&policy, &ctx).await;
-    ctx.metrics.reconcile(result.is_err());
+    ctx.metrics.reconciled(
+        ControllerKind::RemediationPolicy,
+        started.elapsed(),
+        result.as_ref().err().map(ReconcileError::metric_label),
+    );
+    if result.is_ok() {
+        ctx.failures.succeeded(&key(&policy));
+    }
     result
 }
 
@@ -109,10 +145,11 @@ async fn reconcile_inner(
 fn error_policy(
     policy: Arc<RemediationPolicy>,
     error: &ReconcileError,
-    _ctx: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
-    tracing::warn!(policy = %policy.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+    let delay = retry_delay(ctx.failures.failed(&key(&policy)));
+    tracing::warn!(policy = %policy.name_any(), %error, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
 }
 
 /// Runs the controller until `shutdown` completes.

@@ -329,14 +329,18 @@ impl Operator {
     /// Waits until this process has run `n` more reconciles.
     pub async fn wait_reconciles(&self, n: f64) {
         let from = self
-            .metric("homeostat_operator_reconciles_total")
+            .metric(r#"homeostat_operator_reconciles_total{controller="remediationpolicy"}"#)
             .await
             .unwrap_or(0.0);
         eventually(
             &format!("{n} more reconciles by {}", self.identity),
             60,
             || async {
-                let now = self.metric("homeostat_operator_reconciles_total").await?;
+                let now = self
+                    .metric(
+                        r#"homeostat_operator_reconciles_total{controller="remediationpolicy"}"#,
+                    )
+                    .await?;
                 if now >= from + n {
                     Ok(())
                 } else {
