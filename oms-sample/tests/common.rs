@@ -22,12 +22,15 @@ pub struct Oms {
     log: tempfile::NamedTempFile,
 }
 
-/// `count` consecutive free loopback ports.
+/// `count` consecutive free loopback ports, below Linux's ephemeral range
+/// (32768–60999): there, any outgoing connection or port-0 listener (the
+/// throwaway PostgreSQL and NATS take theirs so) may take one between our
+/// check and `oms up`'s bind.
 fn free_base_port(count: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (std::process::id() as u16 % 200) * 100;
+    let seed = (std::process::id() as u16 % 120) * 100;
     for _ in 0..200 {
-        let base = 20_000 + (seed + NEXT.fetch_add(count, Ordering::SeqCst)) % 40_000;
+        let base = 20_000 + (seed + NEXT.fetch_add(count, Ordering::SeqCst)) % 12_000;
         let free = (0..count).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
         if free {
             return base;
