@@ -28,7 +28,7 @@ async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let can = |who: &str, verb: &str, what: &str, ns: &str| {
+    let can_as = |account: &str, verb: &str, what: &str, ns: &str| {
         let mut kubectl = plane.kubectl().unwrap_or_else(|e| panic!("kubectl: {e}"));
         let (resource, subresource) = match what.split_once('/') {
             Some((r, s)) => (r, Some(s)),
@@ -40,11 +40,14 @@ async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
         }
         let out = kubectl
             .arg(format!(
-                "--as=system:serviceaccount:homeostat-system:homeostat-{who}"
+                "--as=system:serviceaccount:homeostat-system:{account}"
             ))
             .output()
             .expect("run kubectl");
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let can = |who: &str, verb: &str, what: &str, ns: &str| {
+        can_as(&format!("homeostat-{who}"), verb, what, ns)
     };
     // What the operator does.
     assert!(can("operator", "patch", "deployments.apps/scale", "shop"));
@@ -132,4 +135,13 @@ async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
         "shop"
     ));
     assert!(!can("detector", "patch", "deployments.apps/scale", "shop"));
+    // Prometheus discovers pods in the two namespaces it scrapes, and
+    // reads nothing else.
+    for ns in ["shop", "homeostat-system"] {
+        assert!(can_as("prometheus", "list", "pods", ns), "{ns}");
+        assert!(can_as("prometheus", "watch", "pods", ns), "{ns}");
+    }
+    assert!(!can_as("prometheus", "list", "pods", "kube-system"));
+    assert!(!can_as("prometheus", "get", "secrets", "shop"));
+    assert!(!can_as("prometheus", "list", "services", "shop"));
 }
