@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod metrics;
 pub mod order_system;
+pub mod reconciled;
 pub mod remediation;
 pub mod router;
 pub mod run;

@@ -22,6 +22,7 @@ use super::backing;
 use super::render::{Child, FIELD_MANAGER, LiveDeployment, render, service_monitor};
 use crate::backoff::{Failures, retry_delay};
 use crate::metrics::{Controller as ControllerKind, OperatorMetrics};
+use crate::reconciled::tracked;
 use crate::remediation::record::set_condition;
 
 pub struct Context {
@@ -153,17 +154,15 @@ async fn service_monitors_installed(client: &Client) -> Result<bool, kube::Error
 ))]
 pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     homeostat_telemetry::record_trace_id(&tracing::Span::current());
-    let started = std::time::Instant::now();
-    let result = reconcile_inner(&os, &ctx).await;
-    ctx.metrics.reconciled(
+    tracked(
         ControllerKind::OrderSystem,
-        started.elapsed(),
-        result.as_ref().err().map(ReconcileError::metric_label),
-    );
-    if result.is_ok() {
-        ctx.failures.succeeded(&key(&os));
-    }
-    result
+        &key(&os),
+        &ctx.metrics,
+        &ctx.failures,
+        ReconcileError::metric_label,
+        reconcile_inner(&os, &ctx),
+    )
+    .await
 }
 
 async fn reconcile_inner(os: &OrderSystem, ctx: &Context) -> Result<Action, ReconcileError> {

@@ -17,6 +17,7 @@ use super::plan::{Policy, plan};
 use super::world::{self, GatherError};
 use crate::backoff::{Failures, retry_delay};
 use crate::metrics::{Controller as ControllerKind, OperatorMetrics};
+use crate::reconciled::tracked;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -77,17 +78,15 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     homeostat_telemetry::record_trace_id(&tracing::Span::current());
-    let started = std::time::Instant::now();
-    let result = reconcile_inner(&policy, &ctx).await;
-    ctx.metrics.reconciled(
+    tracked(
         ControllerKind::RemediationPolicy,
-        started.elapsed(),
-        result.as_ref().err().map(ReconcileError::metric_label),
-    );
-    if result.is_ok() {
-        ctx.failures.succeeded(&key(&policy));
-    }
-    result
+        &key(&policy),
+        &ctx.metrics,
+        &ctx.failures,
+        ReconcileError::metric_label,
+        reconcile_inner(&policy, &ctx),
+    )
+    .await
 }
 
 async fn reconcile_inner(
