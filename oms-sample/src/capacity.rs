@@ -42,8 +42,8 @@ impl Capacity {
 /// The workers of one service replica, shared by its request handlers.
 #[derive(Clone)]
 pub struct Workers {
-    capacity: Option<Capacity>,
-    permits: Arc<Semaphore>,
+    /// The capacity and its workers; none: no limit.
+    limit: Option<(Capacity, Arc<Semaphore>)>,
     busy: Gauge,
     waiting: Gauge,
 }
@@ -67,8 +67,7 @@ impl Workers {
         );
         total.set(capacity.map_or(0, |c| c.workers as i64));
         Self {
-            capacity,
-            permits: Arc::new(Semaphore::new(capacity.map_or(0, |c| c.workers))),
+            limit: capacity.map(|c| (c, Arc::new(Semaphore::new(c.workers)))),
             busy,
             waiting,
         }
@@ -77,12 +76,12 @@ impl Workers {
 
 /// The middleware: wait for a worker, work for at least the service time.
 pub async fn work(State(workers): State<Workers>, request: Request, next: Next) -> Response {
-    let Some(capacity) = workers.capacity else {
+    let Some((capacity, permits)) = &workers.limit else {
         return next.run(request).await;
     };
     workers.waiting.inc();
     // Never closed, so always a permit.
-    let permit = workers.permits.clone().acquire_owned().await.ok();
+    let permit = permits.clone().acquire_owned().await.ok();
     workers.waiting.dec();
     workers.busy.inc();
     let started = Instant::now();

@@ -21,6 +21,23 @@ fn gauge(metrics: &str, name: &str, service: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
 }
 
+/// Waits until `service` shows a request waiting for a worker.
+async fn seen_waiting(oms: &Oms, service: &str) -> Result<f64, String> {
+    wait_until(
+        &format!("requests waiting for a {service} worker"),
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async {
+            let metrics = oms.metrics(service).await;
+            match gauge(&metrics, "oms_requests_waiting", service) {
+                Some(waiting) if waiting > 0.0 => Ok(waiting),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_burst_beyond_the_workers_queues_and_is_served() {
     // Two workers, 100 ms each: 20 requests a second per service.
@@ -47,24 +64,8 @@ async fn a_burst_beyond_the_workers_queues_and_is_served() {
             response.status().as_u16()
         }
     }));
-    let watch = async {
-        wait_until(
-            "orders waiting for a worker",
-            Duration::from_secs(30),
-            Duration::from_millis(20),
-            || async {
-                let metrics = oms.metrics("orders").await;
-                match gauge(&metrics, "oms_requests_waiting", "orders") {
-                    Some(waiting) if waiting > 0.0 => Ok(waiting),
-                    other => Err(format!("{other:?}")),
-                }
-            },
-        )
-        .await
-    };
-    let (statuses, waited) = tokio::join!(burst, watch);
-    let waited = waited.unwrap_or_else(|e| panic!("{e}"));
-    assert!(waited >= 1.0);
+    let (statuses, waited) = tokio::join!(burst, seen_waiting(&oms, "orders"));
+    waited.unwrap_or_else(|e| panic!("{e}"));
     assert!(
         statuses.iter().all(|s| *s == 201),
         "every order served: {statuses:?}"
@@ -97,19 +98,10 @@ async fn a_quote_surge_beyond_tax_capacity_queues_at_tax_and_is_served() {
         quote_percent: 100,
         ..Default::default()
     };
-    let watch = wait_until(
-        "quotes waiting for a tax worker",
-        Duration::from_secs(30),
-        Duration::from_millis(20),
-        || async {
-            let metrics = oms.metrics("tax").await;
-            match gauge(&metrics, "oms_requests_waiting", "tax") {
-                Some(waiting) if waiting > 0.0 => Ok(waiting),
-                other => Err(format!("{other:?}")),
-            }
-        },
+    let (report, waited) = tokio::join!(
+        homeostat_oms::loadgen::run(&surge),
+        seen_waiting(&oms, "tax")
     );
-    let (report, waited) = tokio::join!(homeostat_oms::loadgen::run(&surge), watch);
     let report = report.expect("the surge runs");
     waited.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.quotes, report.requests, "only quotes were sent");

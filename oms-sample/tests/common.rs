@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use homeostat_api::oms::OMS_SERVICES;
 use homeostat_test_support::process::terminate;
-use homeostat_test_support::wait_until;
+use homeostat_test_support::{wait_for_ok, wait_until};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -86,22 +86,11 @@ impl Oms {
             log,
         };
         for (i, service) in OMS_SERVICES.iter().enumerate() {
-            let url = format!("http://127.0.0.1:{}/readyz", base_port + i as u16);
-            let http = oms.http.clone();
-            wait_until(
+            wait_for_ok(
                 &format!("{service} ready"),
+                &format!("http://127.0.0.1:{}/readyz", base_port + i as u16),
                 Duration::from_secs(30),
                 Duration::from_millis(50),
-                || {
-                    let (http, url) = (http.clone(), url.clone());
-                    async move {
-                        match http.get(&url).send().await {
-                            Ok(r) if r.status().is_success() => Ok(()),
-                            Ok(r) => Err(r.status().to_string()),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
-                },
             )
             .await
             .unwrap_or_else(|e| panic!("{e}\n--- oms log ---\n{}", oms.log()));

@@ -300,18 +300,9 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
 
     // The database's password is made once: the Secret the services read
     // holds the URL with the password the server was given.
-    let secret = secrets
-        .get("shop-postgres")
-        .await
-        .expect("the database Secret");
-    let data = secret.data.expect("data");
+    let data = secret_data(&secrets, "shop-postgres").await;
     let password = String::from_utf8(data["password"].0.clone()).expect("utf-8");
-    let admin_token = secrets
-        .get("shop-oms-admin")
-        .await
-        .expect("the admin Secret")
-        .data
-        .expect("data")["token"]
+    let admin_token = secret_data(&secrets, "shop-oms-admin").await["token"]
         .0
         .clone();
     assert!(admin_token.len() >= 32, "a strong admin token");
@@ -321,12 +312,7 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
         url,
         format!("postgres://oms:{password}@shop-postgres:5432/oms")
     );
-    let nats_url = secrets
-        .get("shop-nats")
-        .await
-        .expect("the NATS Secret")
-        .data
-        .expect("data");
+    let nats_url = secret_data(&secrets, "shop-nats").await;
     assert_eq!(nats_url["url"].0, b"nats://shop-nats:4222");
 
     // The stateful services read them.
@@ -376,20 +362,10 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
         }
     })
     .await;
-    let again = secrets
-        .get("shop-postgres")
-        .await
-        .expect("Secret")
-        .data
-        .expect("data");
+    let again = secret_data(&secrets, "shop-postgres").await;
     assert_eq!(again["password"].0, password.as_bytes());
     // So is the admin token every service reads.
-    let admin_again = secrets
-        .get("shop-oms-admin")
-        .await
-        .expect("the admin Secret")
-        .data
-        .expect("data");
+    let admin_again = secret_data(&secrets, "shop-oms-admin").await;
     assert_eq!(admin_again["token"].0, admin_token);
 
     // Every pod it renders passes Pod Security `restricted`, which the
@@ -496,6 +472,19 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
         "{}",
         ready.message
     );
+}
+
+/// The data of the Secret `name`.
+async fn secret_data(
+    secrets: &Api<Secret>,
+    name: &str,
+) -> std::collections::BTreeMap<String, k8s_openapi::ByteString> {
+    secrets
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("Secret {name}: {e}"))
+        .data
+        .unwrap_or_else(|| panic!("Secret {name} has no data"))
 }
 
 /// Makes `ns` enforce Pod Security `restricted`.

@@ -26,7 +26,7 @@ pub use ports::free_port;
 pub use process::ManagedProcess;
 pub use prometheus::{Prometheus, PrometheusConfig, ScrapeTarget};
 pub use scrape::metric_value;
-pub use wait::wait_until;
+pub use wait::{wait_for_ok, wait_until};
 
 /// kube uses rustls with ring; make ring the process-wide provider so that
 /// every TLS client in the process agrees. Safe to call more than once.

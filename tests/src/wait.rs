@@ -30,3 +30,22 @@ where
         tokio::time::sleep(interval).await;
     }
 }
+
+/// Polls `url` with GET every `interval` until it answers with a success
+/// status, or fails after `timeout` with the last status or error.
+pub async fn wait_for_ok(
+    what: &str,
+    url: &str,
+    timeout: Duration,
+    interval: Duration,
+) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    wait_until(what, timeout, interval, || async {
+        match http.get(url).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+}

@@ -364,17 +364,11 @@ impl Detector {
 
     async fn wait_ready(&self) {
         let url = format!("{}/readyz", self.metrics_url);
-        wait_until(
+        homeostat_test_support::wait_for_ok(
             "detector ready (baselines fitted)",
+            &url,
             Duration::from_secs(120),
             Duration::from_millis(250),
-            || async {
-                match reqwest::get(&url).await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(r.status().to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            },
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use homeostat_test_support::containerd::LocalContainerd;
-use homeostat_test_support::{free_port, wait_until};
+use homeostat_test_support::{free_port, wait_for_ok, wait_until};
 use serde_json::Value;
 
 fn images_dir() -> PathBuf {
@@ -228,19 +228,11 @@ async fn every_image_runs_its_program_as_nonroot_with_nothing_else_inside() {
         "--admin-token",
         "t",
     ]));
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    wait_until(
+    wait_for_ok(
         "the tax container answers",
+        &format!("http://127.0.0.1:{port}/healthz"),
         Duration::from_secs(30),
         Duration::from_millis(100),
-        || async {
-            match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(r.status().to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n--- containerd ---\n{}", containerd.log_tail()));
@@ -375,18 +367,11 @@ async fn serves_as_the_broker(containerd: &LocalContainerd, reference: &str) {
         "--http_port",
         &monitor,
     ]));
-    let url = format!("http://127.0.0.1:{monitor}/healthz?js-enabled-only=true");
-    wait_until(
+    wait_for_ok(
         "JetStream is enabled",
+        &format!("http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"),
         Duration::from_secs(30),
         Duration::from_millis(100),
-        || async {
-            match reqwest::get(&url).await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(r.status().to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n--- containerd ---\n{}", containerd.log_tail()));

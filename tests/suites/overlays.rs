@@ -50,7 +50,8 @@ fn ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Every pod in `namespace`, by name, with why it is not Ready.
+/// The pods of `pods` that are not Ready, a line each with their
+/// containers' states.
 fn describe(pods: &[Pod]) -> String {
     pods.iter()
         .filter(|p| !ready(p))

@@ -25,7 +25,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         ])?;
         let assets = test_assets::ensure()?;
         eprintln!("cluster: building the images");
-        let images = images::build(&release)?;
+        let images = images::build(&release, &assets)?;
         cluster
             .arg("--images")
             .arg(images)

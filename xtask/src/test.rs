@@ -45,7 +45,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     ]))?;
     let release = workspace::build_release_bins()?;
     // The images test runs what `cargo xtask images` builds.
-    let images = images::build(&release)?;
+    let images = images::build(&release, &assets)?;
     workspace::run(
         workspace::cargo(&["test", "--workspace", "--locked"])
             .env("HOMEOSTAT_TEST_ASSETS", &assets)

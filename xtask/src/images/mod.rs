@@ -153,10 +153,8 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
-    system::ensure(&[&system::BUILDAH, &system::POSTGRESQL, &system::NATS])?;
     let release = workspace::build_release_bins()?;
-    let dir = workspace::target_dir().join("images");
-    let images = build_all(&release, &dir)?;
+    let (dir, images) = build_images(&release, &crate::test_assets::ensure()?)?;
     match &options.import {
         Some(socket) => {
             for image in &images {
@@ -184,18 +182,25 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds every image from the binaries in `release` into
-/// `target/images/`; returns that directory.
-pub fn build(release: &Path) -> anyhow::Result<PathBuf> {
+/// Builds every image from the binaries in `release` and the Prometheus in
+/// `assets` (`cargo xtask test-assets`) into `target/images/`; returns that
+/// directory.
+pub fn build(release: &Path, assets: &Path) -> anyhow::Result<PathBuf> {
+    Ok(build_images(release, assets)?.0)
+}
+
+/// The packages the images are made of, then every image into
+/// `target/images/`: that directory and the images.
+fn build_images(release: &Path, assets: &Path) -> anyhow::Result<(PathBuf, Vec<Image>)> {
     system::ensure(&[&system::BUILDAH, &system::POSTGRESQL, &system::NATS])?;
     let dir = workspace::target_dir().join("images");
-    build_all(release, &dir)?;
-    Ok(dir)
+    let images = build_all(release, assets, &dir)?;
+    Ok((dir, images))
 }
 
 /// Builds every image into `dir`; returns them.
-fn build_all(release: &Path, dir: &Path) -> anyhow::Result<Vec<Image>> {
-    let prometheus = crate::test_assets::ensure()?.join("prometheus");
+fn build_all(release: &Path, assets: &Path, dir: &Path) -> anyhow::Result<Vec<Image>> {
+    let prometheus = assets.join("prometheus");
     let mut images = catalogue(release, &prometheus, &prometheus_version(&prometheus)?);
     images.push(pause(&compile_pause(dir)?));
     images.push(servers::postgres(&dir.join("layers/postgres"))?);
