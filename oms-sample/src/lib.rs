@@ -21,6 +21,7 @@ pub mod error;
 pub mod faults;
 pub mod loadgen;
 pub mod metrics;
+pub mod recycle;
 pub mod replicas;
 pub mod routing;
 pub mod server;

@@ -19,6 +19,7 @@ use crate::capacity::{self, Workers};
 use crate::error::{ApiError, JsonBody};
 use crate::faults::{FaultRequest, FaultSet};
 use crate::metrics::{ServerLabels, ServiceMetrics};
+use crate::recycle;
 use crate::telemetry;
 
 /// Largest request body any OMS endpoint accepts.
@@ -120,15 +121,20 @@ fn titled(ctx: &ServiceContext, mut openapi: utoipa::openapi::OpenApi) -> utoipa
     openapi
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` until `shutdown` completes, recycling
+/// keep-alive connections (see [`recycle`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = router.layer(middleware::from_fn(recycle::recycle));
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<recycle::Connection>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Records the server histogram (fault delays included) inside a span that

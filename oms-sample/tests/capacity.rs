@@ -109,3 +109,31 @@ async fn a_quote_surge_beyond_tax_capacity_queues_at_tax_and_is_served() {
     assert_eq!(report.errors, 0, "every quote answered: {report:?}");
     assert_eq!(report.orders_confirmed, 0);
 }
+
+/// A caller's keep-alive connection is closed after its hundredth request,
+/// so a replica added later gets a share of the callers already running.
+#[tokio::test]
+async fn keep_alive_connections_are_recycled_after_a_hundred_requests() {
+    let oms = Oms::start(&[]).await;
+    // One pooled connection, reused for every request while it lasts.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("client");
+    let url = format!("{}/v1/quotes", oms.url("tax"));
+    let basket =
+        serde_json::json!({"region": "CENTRAL", "lines": [{"sku": "SKU-MUG", "quantity": 1}]});
+    let mut closed_at = Vec::new();
+    for n in 1..=201 {
+        let response = http.post(&url).json(&basket).send().await.expect("quote");
+        assert!(response.status().is_success(), "{}", response.status());
+        if response
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v == "close")
+        {
+            closed_at.push(n);
+        }
+    }
+    assert_eq!(closed_at, [100, 200]);
+}
