@@ -211,7 +211,7 @@ pub struct ServiceCapacity {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.newOrderPercent + self.lookupPercent + self.returnPercent == 100").message("newOrderPercent + lookupPercent + returnPercent must equal 100"))]
 pub struct LoadGeneratorSpec {
-    /// Run the load generator.
+    /// Run the load generator; false scales a running one to zero.
     #[serde(default = "default_true")]
     pub enabled: bool,
 

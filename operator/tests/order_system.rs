@@ -195,6 +195,17 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
         "held by the remediation"
     );
 
+    // A disabled load generator stops: its Deployment goes to zero replicas.
+    systems
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"loadGenerator": {"enabled": false}}})),
+        )
+        .await
+        .expect("disable the load generator");
+    wait_replicas(&client, ns, "shop-loadgen", 0).await;
+
     // Deleting the OrderSystem deletes everything it owns (kube-controller-
     // manager's garbage collector, as on a real cluster).
     plane

@@ -248,7 +248,10 @@ pub fn render(
             create_only: false,
         });
     }
-    if let Some(load) = os.spec.load_generator.as_ref().filter(|l| l.enabled) {
+    // Disabled, it is kept at zero replicas rather than left out: left out,
+    // the load generator an earlier spec started would run on (children are
+    // applied, never deleted, so the operator needs no delete verb).
+    if let Some(load) = os.spec.load_generator.as_ref() {
         let loadgen = format!("{name}-loadgen");
         children.push(Child {
             api_version: "apps/v1",
@@ -258,7 +261,7 @@ pub fn render(
             body: json!({
                 "metadata": meta(&loadgen, "loadgen"),
                 "spec": {
-                    "replicas": 1,
+                    "replicas": i32::from(load.enabled),
                     "selector": {"matchLabels": {"app.kubernetes.io/name": "loadgen", "app.kubernetes.io/instance": name}},
                     "template": {
                         "metadata": {"labels": labels(&name, "loadgen")},
@@ -540,7 +543,7 @@ mod tests {
     }
 
     #[test]
-    fn the_load_generator_runs_only_when_enabled() {
+    fn the_load_generator_runs_only_when_enabled_and_stops_when_disabled() {
         let on = render(
             &system(json!({"loadGenerator": {"ordersPerSecond": 25}})),
             &BTreeMap::new(),
@@ -552,6 +555,11 @@ mod tests {
             &system(json!({"loadGenerator": {"enabled": false}})),
             &BTreeMap::new(),
         );
-        assert!(!off.iter().any(|c| c.name == "shop-loadgen"));
+        assert_eq!(
+            find(&off, "Deployment", "shop-loadgen").body["spec"]["replicas"],
+            0
+        );
+        let none = render(&system(json!({})), &BTreeMap::new());
+        assert!(!none.iter().any(|c| c.name == "shop-loadgen"));
     }
 }
