@@ -109,11 +109,11 @@ impl SyntheticOms {
         };
         let edges = buckets();
         let mut series = vec![
-            server("orders", "/v1/orders", 0.005, true, 1),
-            server("payment-primary", "/v1/authorisations", 0.003, true, 2),
-            server("tax", "/v1/quotes", 0.001, false, 3),
-            client("payment-primary", "/v1/authorisations", 0.0032, true, 4),
-            client("tax", "/v1/quotes", 0.0012, false, 5),
+            server("orders", "/v1/orders", 0.050, true, 1),
+            server("payment-primary", "/v1/authorisations", 0.030, true, 2),
+            server("tax", "/v1/quotes", 0.010, false, 3),
+            client("payment-primary", "/v1/authorisations", 0.032, true, 4),
+            client("tax", "/v1/quotes", 0.012, false, 5),
         ];
         for s in &mut series {
             s.cumulative = vec![0.0; edges.len()];

@@ -133,14 +133,29 @@ impl SeriesModel {
         }
     }
 
-    /// The deviation the joint model sees: none for a series that is never
-    /// harmful, so its moves cannot make a combination look unseen.
-    pub fn joint_deviation(&self, z: f64) -> f64 {
-        if self.direction == Direction::Neither {
+    /// The deviation the joint model sees for a scored tick: none for a
+    /// series that is never harmful, or for a move smaller than
+    /// `min_effect`, so neither can make a combination look unseen.
+    pub fn joint_deviation(&self, tick: &Tick) -> f64 {
+        let negligible = (tick.observed - tick.expected).abs() < self.min_effect;
+        if self.direction == Direction::Neither || negligible {
             0.0
         } else {
-            z
+            tick.z
         }
+    }
+
+    /// [`Self::joint_deviation`] of a historical `value` at `unix_seconds`.
+    pub fn joint_deviation_at(&self, unix_seconds: i64, value: f64) -> f64 {
+        self.joint_deviation(&Tick {
+            score: 0.0,
+            z: self.baseline.z(unix_seconds, value),
+            observed: value,
+            expected: self
+                .baseline
+                .scale
+                .inverse(self.baseline.expected(unix_seconds)),
+        })
     }
 
     /// `[lower, centre, upper]` at `unix_seconds` for a band of `width` spreads.
