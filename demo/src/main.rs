@@ -1,9 +1,13 @@
 //! `homeostat-demo`: the self-healing loop on a laptop. Run through
 //! `cargo xtask demo`, which builds what it needs first.
 
+mod cluster;
 mod html;
+mod load;
+mod local;
 mod outcome;
 mod play;
+mod pods;
 mod scenario;
 mod series;
 mod stack;
@@ -16,9 +20,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::outcome::Outcome;
+use crate::outcome::{ActionOutcome, Outcome};
+use crate::pods::{PodRecord, scale_outcome};
 use crate::scenario::{Policies, Scenario};
-use crate::stack::{Layout, SCRAPE, Stack};
+use crate::stack::{Layout, Runtime, SCRAPE, Stack};
 use crate::timeline::Timeline;
 
 /// The detector's default report threshold, drawn on the score chart.
@@ -49,6 +54,17 @@ struct Cli {
     /// Where `oms`, `homeostat-operator` and `homeostat-detector` are (default: <root>/target/release).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Run on the one-node cluster (`cargo xtask cluster up`) as pods,
+    /// bringing it up when it is not running.
+    #[arg(long)]
+    cluster: bool,
+    /// The cluster's state directory (default: <root>/target/cluster).
+    #[arg(long, requires = "cluster")]
+    cluster_state: Option<PathBuf>,
+    /// The image archives of `cargo xtask images`, for bringing the
+    /// cluster up (default: <root>/target/images).
+    #[arg(long, env = "HOMEOSTAT_IMAGES_DIR")]
+    images: Option<PathBuf>,
 }
 
 fn default_root() -> PathBuf {
@@ -61,12 +77,24 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
         .scenario
         .unwrap_or_else(|| root.join("tests/scenarios/payment-latency.yaml"));
     let scenario = Scenario::load(&scenario_path)?;
-    let out_dir = cli
-        .out_dir
-        .unwrap_or_else(|| root.join("target/demo").join(&scenario.name));
+    let runtime = if cli.cluster {
+        Runtime::Cluster {
+            state: cli
+                .cluster_state
+                .unwrap_or_else(|| root.join("target/cluster")),
+            images: cli.images.unwrap_or_else(|| root.join("target/images")),
+        }
+    } else {
+        Runtime::Local
+    };
+    let demo_dir = match runtime {
+        Runtime::Local => root.join("target/demo"),
+        Runtime::Cluster { .. } => root.join("target/demo/cluster"),
+    };
+    let out_dir = cli.out_dir.unwrap_or_else(|| demo_dir.join(&scenario.name));
     let policies = match &scenario.policies {
-        Policies::Default => vec![root.join("deploy/samples/policies.yaml")],
-        Policies::Files(files) => files.clone(),
+        Policies::Default => None,
+        Policies::Files(files) => Some(files.as_slice()),
     };
     let layout = Layout {
         bin_dir: cli.bin_dir.unwrap_or_else(|| root.join("target/release")),
@@ -82,16 +110,26 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
         scenario.observe_seconds,
         layout.log_dir.display()
     ));
-    let mut stack = Stack::start(layout, &policies, &mut timeline).await?;
-    let played = play::play(&mut stack, &scenario, &mut timeline).await?;
+    let mut stack = Stack::start(&runtime, layout, policies, &mut timeline).await?;
+    let mut played = play::play(&mut stack, &scenario, &mut timeline).await?;
 
     // The last action or restore can land between two scrapes.
-    let prometheus = stack.prometheus.url().to_owned();
+    let prometheus = stack.prometheus_url().to_owned();
     let step = SCRAPE.as_secs_f64();
-    let orders =
-        series::orders_against_band(&prometheus, played.warmup_ended_at, played.ended_at, step)
-            .await
-            .context("read orders' p99 and band from Prometheus")?;
+    let (from, to) = (played.warmup_ended_at, played.ended_at);
+    let orders = series::against_band(&prometheus, "orders", from, to, step)
+        .await
+        .context("read orders' p99 and band from Prometheus")?;
+    let faulted = scenario
+        .faults
+        .first()
+        .map_or("orders", |f| f.service.as_str());
+    let faulted_p99 = series::against_band(&prometheus, faulted, from, to, step)
+        .await
+        .with_context(|| format!("read {faulted}'s p99 and band from Prometheus"))?;
+    if let Some(pods) = stack.pods() {
+        judge_scaling(&mut played.actions, &pods, &prometheus, to, step).await?;
+    }
     let outcome = Outcome::compute(
         &scenario.name,
         played.warmup_ended_at,
@@ -99,7 +137,8 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
         played.reports.clone(),
         played.actions.clone(),
         &orders,
-    );
+    )
+    .with_service_recovery(&faulted_p99);
     let mut charted = vec!["orders".to_owned()];
     for f in &scenario.faults {
         if !charted.contains(&f.service) {
@@ -142,6 +181,52 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Adds to each scale action the pods it started, when each became Ready
+/// and when it served its first request.
+async fn judge_scaling(
+    actions: &mut [ActionOutcome],
+    pods: &[PodRecord],
+    prometheus: &str,
+    ended_at: jiff::Timestamp,
+    step: f64,
+) -> anyhow::Result<()> {
+    let scaled: Vec<(String, jiff::Timestamp)> = actions
+        .iter()
+        .filter(|a| a.kind == "scale" && a.acted())
+        .map(|a| (a.target.clone(), a.at))
+        .collect();
+    for action in actions
+        .iter_mut()
+        .filter(|a| a.kind == "scale" && a.acted())
+    {
+        // Its pods are those started before the restore or the next step.
+        let next_step = scaled
+            .iter()
+            .filter(|(target, at)| *target == action.target && *at > action.at)
+            .map(|(_, at)| *at)
+            .min();
+        let until = [action.restored_at, next_step]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(ended_at);
+        let mut scale = scale_outcome(pods, &action.target, action.at, until);
+        for pod in &mut scale.new_pods {
+            let first =
+                series::first_request(prometheus, &pod.name, pod.created_at, ended_at, step)
+                    .await
+                    .with_context(|| {
+                        format!("read {}'s first request from Prometheus", pod.name)
+                    })?;
+            if let Some(first) = first {
+                pod.served_first_at(first, action.at);
+            }
+        }
+        action.scale = Some(scale);
+    }
+    Ok(())
+}
+
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -154,7 +239,14 @@ fn print_summary(o: &Outcome) {
     println!("\n== {} ==", o.scenario);
     println!("time to detect:    {}", s(o.ttd_seconds));
     println!("time to remediate: {}", s(o.ttr_seconds));
-    println!("time to recover:   {}", s(o.recovery_seconds));
+    println!("time to recover:   {} (orders)", s(o.recovery_seconds));
+    if let Some(f) = o.faults.first().filter(|f| f.service != "orders") {
+        println!(
+            "                   {} ({})",
+            s(o.service_recovery_seconds),
+            f.service
+        );
+    }
     for r in &o.reports {
         println!(
             "report {}: culprit {} (peak score {:.2}), resolved {}",
@@ -179,6 +271,24 @@ fn print_summary(o: &Outcome) {
             a.to,
             a.restored_at.map_or("no".to_owned(), |t| t.to_string())
         );
+        if let Some(scale) = &a.scale {
+            println!(
+                "  pods Ready: {} before, {} after",
+                scale.ready_before,
+                scale
+                    .ready_after
+                    .map_or("— (a new pod never became Ready)".to_owned(), |n| n
+                        .to_string())
+            );
+            for pod in &scale.new_pods {
+                println!(
+                    "  new pod {}: Ready after {}, first request served after {}",
+                    pod.name,
+                    s(pod.ready_seconds),
+                    s(pod.first_request_seconds)
+                );
+            }
+        }
     }
     println!(
         "false reports: {}, false actions: {}",

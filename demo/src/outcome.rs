@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::pods::ScaleOutcome;
 use crate::scenario::FaultKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,6 +44,9 @@ pub struct ActionOutcome {
     pub restored_at: Option<Timestamp>,
     pub dry_run: bool,
     pub blocked_by: Option<String>,
+    /// A scale action on the cluster: the pods before and after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleOutcome>,
 }
 
 impl ActionOutcome {
@@ -69,7 +73,11 @@ pub struct Outcome {
     pub actions: Vec<ActionOutcome>,
     pub ttd_seconds: Option<f64>,
     pub ttr_seconds: Option<f64>,
+    /// From the first action to orders' p99 back inside its band.
     pub recovery_seconds: Option<f64>,
+    /// From the first action to the faulted service's own p99 back inside
+    /// its band (none when the fault is on orders: see recovery_seconds).
+    pub service_recovery_seconds: Option<f64>,
     pub false_reports: usize,
     pub false_actions: usize,
 }
@@ -102,33 +110,9 @@ impl Outcome {
                 .min()
                 .map(|at| seconds(f.started_at, at))
         });
-        let first_action = first.and_then(|f| {
-            actions
-                .iter()
-                .filter(|a| a.target == f.service && a.acted() && a.at >= f.started_at)
-                .map(|a| a.at)
-                .min()
-                .map(|at| (f, at))
-        });
+        let first_action = first_action(&faults, &actions);
         let ttr = first_action.map(|(f, at)| seconds(f.started_at, at));
-        let recovery = first_action.and_then(|(f, acted)| {
-            let fault_end = f.ended_at.unwrap_or(Timestamp::MAX);
-            let mut inside = 0;
-            for p in orders_p99
-                .iter()
-                .filter(|p| p.at >= acted && p.at < fault_end)
-            {
-                if p.value <= p.upper {
-                    inside += 1;
-                    if inside == RECOVERED_POINTS {
-                        return Some(seconds(acted, p.at));
-                    }
-                } else {
-                    inside = 0;
-                }
-            }
-            None
-        });
+        let recovery = first_action.and_then(|(f, acted)| recovered_after(orders_p99, f, acted));
         let false_reports = reports.iter().filter(|r| !faulted(&r.culprit)).count();
         let false_actions = actions
             .iter()
@@ -143,10 +127,53 @@ impl Outcome {
             ttd_seconds: ttd,
             ttr_seconds: ttr,
             recovery_seconds: recovery,
+            service_recovery_seconds: None,
             false_reports,
             false_actions,
         }
     }
+}
+
+impl Outcome {
+    /// Adds the faulted service's own recovery, from its p99 against its band.
+    pub fn with_service_recovery(mut self, service_p99: &[BandPoint]) -> Self {
+        self.service_recovery_seconds = first_action(&self.faults, &self.actions)
+            .filter(|(f, _)| f.service != "orders")
+            .and_then(|(f, acted)| recovered_after(service_p99, f, acted));
+        self
+    }
+}
+
+/// The first fault and when the first action against its service took effect.
+fn first_action<'a>(
+    faults: &'a [FaultRecord],
+    actions: &[ActionOutcome],
+) -> Option<(&'a FaultRecord, Timestamp)> {
+    let f = faults.iter().min_by_key(|f| f.started_at)?;
+    actions
+        .iter()
+        .filter(|a| a.target == f.service && a.acted() && a.at >= f.started_at)
+        .map(|a| a.at)
+        .min()
+        .map(|at| (f, at))
+}
+
+/// Seconds from `acted` to the first of `RECOVERED_POINTS` consecutive
+/// points inside the band, while the fault `f` lasts.
+fn recovered_after(p99: &[BandPoint], f: &FaultRecord, acted: Timestamp) -> Option<f64> {
+    let fault_end = f.ended_at.unwrap_or(Timestamp::MAX);
+    let mut inside = 0;
+    for p in p99.iter().filter(|p| p.at >= acted && p.at < fault_end) {
+        if p.value <= p.upper {
+            inside += 1;
+            if inside == RECOVERED_POINTS {
+                return Some(seconds(acted, p.at));
+            }
+        } else {
+            inside = 0;
+        }
+    }
+    None
 }
 
 /// Splits an operator action description into what changed, before and
@@ -213,6 +240,7 @@ mod tests {
             restored_at: None,
             dry_run: false,
             blocked_by: None,
+            scale: None,
         }
     }
 
@@ -255,6 +283,31 @@ mod tests {
         // 122 alone is not a recovery; 126, 128, 130 are three in a row.
         assert_eq!(o.recovery_seconds, Some(16.0));
         assert_eq!((o.false_reports, o.false_actions), (0, 0));
+    }
+
+    #[test]
+    fn the_faulted_services_recovery_is_timed_on_its_own_band() {
+        let orders = band(&[(116, 0.01), (118, 0.01), (120, 0.01)]);
+        // payment-primary takes longer than orders to come back.
+        let own = band(&[
+            (116, 0.3),
+            (118, 0.01),
+            (120, 0.2),
+            (122, 0.01),
+            (124, 0.01),
+            (126, 0.01),
+        ]);
+        let o = Outcome::compute(
+            "s",
+            t(0),
+            vec![fault()],
+            vec![report("payment-primary", 109)],
+            vec![action("payment-primary", 114)],
+            &orders,
+        )
+        .with_service_recovery(&own);
+        assert_eq!(o.recovery_seconds, Some(6.0));
+        assert_eq!(o.service_recovery_seconds, Some(12.0));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::outcome::{ActionOutcome, FaultRecord, ReportRecord};
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stack::{NAMESPACE, RATE_WINDOW_SECONDS, Stack};
 use crate::timeline::Timeline;
 use crate::watch::{Seen, action_records, report_record, reports};
@@ -31,34 +31,62 @@ pub struct Played {
 }
 
 async fn instant(stack: &Stack, promql: &str) -> Option<f64> {
-    let value = stack.prometheus.query(promql).await.ok()?;
-    // `query` answers with `data.result`.
-    value[0]["value"][1]
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/query", stack.prometheus_url()))
+        .query(&[("query", promql)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["data"]["result"][0]["value"][1]
         .as_str()?
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite())
 }
 
-/// One line on how the OMS is doing now.
-async fn status_line(stack: &Stack) -> String {
+/// A service's request rate and p99 now, e.g. "40 req/s, p99 35 ms".
+async fn rate_and_p99(stack: &Stack, service: &str) -> String {
+    let requests = format!(
+        r#"http_server_request_duration_seconds_bucket{{service="{service}",http_route!~"/admin/.*"}}"#
+    );
     let p99 = instant(
         stack,
-        &format!(r#"histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{{service="orders",http_route!~"/admin/.*"}}[{RATE_WINDOW_SECONDS}s])))"#),
+        &format!(
+            "histogram_quantile(0.99, sum by (le) (rate({requests}[{RATE_WINDOW_SECONDS}s])))"
+        ),
     )
     .await;
     let rate = instant(
         stack,
-        &format!(r#"sum(rate(http_server_request_duration_seconds_count{{service="orders",http_route!~"/admin/.*"}}[{RATE_WINDOW_SECONDS}s]))"#),
+        &format!(
+            r#"sum(rate({}[{RATE_WINDOW_SECONDS}s]))"#,
+            requests.replace("_bucket{", "_count{")
+        ),
     )
     .await;
-    let weights = routing(stack).await.unwrap_or_default();
     format!(
-        "orders: {} req/s, p99 {} | payment routing {}",
+        "{} req/s, p99 {}",
         rate.map_or("?".into(), |r| format!("{r:.0}")),
         p99.map_or("?".into(), |v| format!("{:.0} ms", v * 1000.0)),
-        weights
     )
+}
+
+/// One line on how the OMS is doing now: orders, the service under a
+/// fault when there is one, and the payment routing.
+async fn status_line(stack: &Stack, scenario: &Scenario) -> String {
+    let mut line = format!("orders: {}", rate_and_p99(stack, "orders").await);
+    if let Some(f) = scenario.faults.iter().find(|f| f.service != "orders") {
+        line += &format!(
+            " | {}: {}",
+            f.service,
+            rate_and_p99(stack, &f.service).await
+        );
+    }
+    let weights = routing(stack).await.unwrap_or_default();
+    line + &format!(" | payment routing {weights}")
 }
 
 /// The payment routing weights `orders` uses now, e.g. "primary 100 / secondary 0".
@@ -75,21 +103,20 @@ async fn routing(stack: &Stack) -> Option<String> {
     )
 }
 
-fn fault_body(
-    kind: FaultKind,
-    latency_ms: f64,
-    error_rate: f64,
-    ramp: f64,
-    duration: f64,
-) -> serde_json::Value {
-    match kind {
+/// Starts a fault: through the service's fault injector, or, for a surge,
+/// as traffic of its own.
+async fn start_fault(stack: &mut Stack, f: &Fault) -> anyhow::Result<()> {
+    let (ramp, duration) = (f.ramp_seconds, f.duration_seconds);
+    let body = match f.kind {
         FaultKind::Latency => json!({
-            "kind": "latency", "latency_ms": latency_ms, "ramp_seconds": ramp, "duration_seconds": duration
+            "kind": "latency", "latency_ms": f.latency_ms, "ramp_seconds": ramp, "duration_seconds": duration
         }),
         FaultKind::Errors => json!({
-            "kind": "errors", "error_rate": error_rate, "ramp_seconds": ramp, "duration_seconds": duration
+            "kind": "errors", "error_rate": f.error_rate, "ramp_seconds": ramp, "duration_seconds": duration
         }),
-    }
+        FaultKind::Surge => return stack.surge(&f.service, f.requests_per_second, duration),
+    };
+    stack.inject(&f.service, &body).await
 }
 
 enum Due {
@@ -108,7 +135,7 @@ async fn warm_up(
     let warmup = Instant::now();
     let mut next_status = warmup + STATUS_EVERY;
     while warmup.elapsed().as_secs_f64() < scenario.warmup_seconds {
-        stack.check_alive()?;
+        stack.check_alive().await?;
         if Instant::now() >= next_status {
             next_status += STATUS_EVERY;
             let done = warmup.elapsed().as_secs_f64();
@@ -119,7 +146,7 @@ async fn warm_up(
                 "#".repeat(filled.min(bar_len)),
                 ".".repeat(bar_len - filled.min(bar_len)),
                 scenario.warmup_seconds,
-                status_line(stack).await
+                status_line(stack, scenario).await
             ));
         }
         tokio::time::sleep(POLL).await;
@@ -176,20 +203,13 @@ pub async fn play(
     let mut last_routing = routing(stack).await;
     let mut next_status = zero + STATUS_EVERY;
     while zero.elapsed().as_secs_f64() < scenario.observe_seconds {
-        stack.check_alive()?;
+        stack.check_alive().await?;
         let now = zero.elapsed().as_secs_f64();
         while let Some((_, due)) = schedule.next_if(|(at, _)| *at <= now) {
             match due {
                 Due::FaultStart(i) => {
                     let f = &scenario.faults[i];
-                    let body = fault_body(
-                        f.kind,
-                        f.latency_ms,
-                        f.error_rate,
-                        f.ramp_seconds,
-                        f.duration_seconds,
-                    );
-                    stack.inject(&f.service, &body).await?;
+                    start_fault(stack, f).await?;
                     faults[i] = Some(FaultRecord {
                         service: f.service.clone(),
                         kind: f.kind,
@@ -199,6 +219,7 @@ pub async fn play(
                     let strength = match f.kind {
                         FaultKind::Latency => format!("+{} ms", f.latency_ms),
                         FaultKind::Errors => format!("{:.0}% errors", f.error_rate * 100.0),
+                        FaultKind::Surge => format!("+{} requests/s", f.requests_per_second),
                     };
                     let ramp = if f.ramp_seconds > 0.0 {
                         format!(", ramping over {} s", f.ramp_seconds)
@@ -225,6 +246,7 @@ pub async fn play(
                 }
             }
         }
+        stack.observe_pods().await;
         match reports(&stack.client, NAMESPACE).await {
             Ok(list) => {
                 for line in seen.changes(&list) {
@@ -243,7 +265,7 @@ pub async fn play(
         }
         if Instant::now() >= next_status {
             next_status += STATUS_EVERY;
-            timeline.say(&status_line(stack).await);
+            timeline.say(&status_line(stack, scenario).await);
         }
         tokio::time::sleep(POLL).await;
     }

@@ -51,7 +51,16 @@ fn default_lookup_percent() -> u32 {
 pub enum FaultKind {
     Latency,
     Errors,
+    /// Extra traffic straight to the service, beyond what `orders` sends:
+    /// price quotes to `tax` (`oms loadgen --quotes 100`). It hurts only a
+    /// service with a bounded capacity (the OrderSystem's
+    /// `services.tax.capacity`), and more replicas relieve it.
+    Surge,
 }
+
+/// The services a surge can be aimed at: those with a public endpoint the
+/// load generator can call directly.
+const SURGE_SERVICES: [&str; 1] = ["tax"];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +73,9 @@ pub struct Fault {
     /// Errors: fraction of requests failing with 503.
     #[serde(default)]
     pub error_rate: f64,
+    /// Surge: extra requests a second, held whatever the latency.
+    #[serde(default)]
+    pub requests_per_second: f64,
     /// Above 0: the fault grows linearly to full strength over this time.
     #[serde(default)]
     pub ramp_seconds: f64,
@@ -199,6 +211,25 @@ impl Scenario {
             match f.kind {
                 FaultKind::Latency => finite_in(&at("latency_ms"), f.latency_ms, 1.0, 60_000.0)?,
                 FaultKind::Errors => finite_in(&at("error_rate"), f.error_rate, 0.001, 1.0)?,
+                FaultKind::Surge => {
+                    if !SURGE_SERVICES.contains(&f.service.as_str()) {
+                        return Err(format!(
+                            "{}: a surge can only be aimed at {} (the load generator calls no other service directly), not {:?}",
+                            at("service"),
+                            SURGE_SERVICES.join(", "),
+                            f.service
+                        ));
+                    }
+                    finite_in(
+                        &at("requests_per_second"),
+                        f.requests_per_second,
+                        0.1,
+                        2000.0,
+                    )?;
+                    if f.ramp_seconds > 0.0 {
+                        return Err(format!("{}: a surge starts at once", at("ramp_seconds")));
+                    }
+                }
             }
             finite_in(&at("ramp_seconds"), f.ramp_seconds, 0.0, MAX_SECONDS)?;
             finite_in(
@@ -320,6 +351,36 @@ policies: default
         ] {
             let err = Scenario::parse(&EXAMPLE.replace(from, to)).expect_err(to);
             assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_surge_is_aimed_at_tax_with_a_rate() {
+        let surge = EXAMPLE
+            .replace("service: payment-primary", "service: tax")
+            .replace("kind: latency", "kind: surge\n    requests_per_second: 150");
+        let s = Scenario::parse(&surge).expect("a surge on tax");
+        assert_eq!(s.faults[0].kind, FaultKind::Surge);
+        assert_eq!(s.faults[0].requests_per_second, 150.0);
+        for (from, to, message) in [
+            (
+                "service: tax",
+                "service: inventory",
+                "a surge can only be aimed at tax",
+            ),
+            (
+                "requests_per_second: 150",
+                "requests_per_second: 0",
+                "faults[0].requests_per_second",
+            ),
+            (
+                "ramp_seconds: 0",
+                "ramp_seconds: 10",
+                "a surge starts at once",
+            ),
+        ] {
+            let err = Scenario::parse(&surge.replace(from, to)).expect_err(to);
+            assert!(err.to_string().contains(message), "{to}: {err}");
         }
     }
 

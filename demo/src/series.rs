@@ -102,9 +102,10 @@ pub async fn fetch(
     Ok(out)
 }
 
-/// orders' p99 as the detector saw it, with its band's upper edge.
-pub async fn orders_against_band(
+/// A service's p99 as the detector saw it, with its band's upper edge.
+pub async fn against_band(
     prometheus: &str,
+    service: &str,
     start: Timestamp,
     end: Timestamp,
     step: f64,
@@ -113,7 +114,7 @@ pub async fn orders_against_band(
     let observed = range(
         &http,
         prometheus,
-        r#"homeostat_detector_observed{service="orders",signal="latency_p99"}"#,
+        &format!(r#"homeostat_detector_observed{{service="{service}",signal="latency_p99"}}"#),
         start,
         end,
         step,
@@ -122,7 +123,7 @@ pub async fn orders_against_band(
     let upper: BTreeMap<i64, f64> = range(
         &http,
         prometheus,
-        r#"homeostat_detector_band_upper{service="orders",signal="latency_p99"}"#,
+        &format!(r#"homeostat_detector_band_upper{{service="{service}",signal="latency_p99"}}"#),
         start,
         end,
         step,
@@ -139,4 +140,32 @@ pub async fn orders_against_band(
             Some(BandPoint { at, value, upper })
         })
         .collect())
+}
+
+/// When `pod` served its first request (not a probe, a scrape or a drill):
+/// the first scrape in `[from, to]` that counted one. Its request series
+/// exist only once it has served one.
+pub async fn first_request(
+    prometheus: &str,
+    pod: &str,
+    from: Timestamp,
+    to: Timestamp,
+    step: f64,
+) -> anyhow::Result<Option<Timestamp>> {
+    let http = reqwest::Client::new();
+    let served = range(
+        &http,
+        prometheus,
+        &format!(
+            r#"sum(http_server_request_duration_seconds_count{{pod="{pod}",http_route!~"/admin/.*"}})"#
+        ),
+        from,
+        to,
+        step,
+    )
+    .await?;
+    Ok(served
+        .into_iter()
+        .find(|&(_, n)| n > 0.0)
+        .and_then(|(t, _)| Timestamp::from_second(t as i64).ok()))
 }

@@ -1,21 +1,17 @@
-//! Everything the demo runs, started in order on loopback and stopped on
-//! drop (also on Ctrl-C and on failure): the control plane, the operator,
-//! the OMS, Prometheus, the load generator and, after warm-up, the detector.
+//! What a scenario plays on: the quick local stack (processes standing in
+//! for pods) or the one-node cluster (pods), behind one set of operations,
+//! with the load generators on this machine either way.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use homeostat_api::oms::OMS_SERVICES;
-use homeostat_test_support::ports::free_port;
-use homeostat_test_support::{
-    ControlPlane, ManagedProcess, Prometheus, PrometheusConfig, ScrapeTarget,
-};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
 
+use crate::cluster::ClusterStack;
+use crate::load::LoadGenerators;
+use crate::local::LocalStack;
+use crate::pods::PodRecord;
 use crate::scenario::Load;
 use crate::timeline::Timeline;
 
@@ -25,12 +21,11 @@ pub const NAMESPACE: &str = "shop";
 pub const SCRAPE: Duration = Duration::from_secs(2);
 /// The detector's rate window.
 pub const RATE_WINDOW_SECONDS: u64 = 20;
-const ADMIN_TOKEN_BYTES: usize = 16;
 
 /// Where the demo finds its parts.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    /// The checkout: crds/ and deploy/samples/.
+    /// The checkout: crds/, deploy/ and tests/scenarios/.
     pub root: PathBuf,
     /// `oms`, `homeostat-operator` and `homeostat-detector`.
     pub bin_dir: PathBuf,
@@ -39,7 +34,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    fn binary(&self, name: &str) -> anyhow::Result<PathBuf> {
+    pub fn binary(&self, name: &str) -> anyhow::Result<PathBuf> {
         let path = self.bin_dir.join(name);
         if path.is_file() {
             Ok(path)
@@ -51,28 +46,13 @@ impl Layout {
         }
     }
 
-    fn log(&self, name: &str) -> PathBuf {
+    pub fn log(&self, name: &str) -> PathBuf {
         self.log_dir.join(format!("{name}.log"))
     }
 }
 
-pub struct Stack {
-    // Field order is drop order: the clients of the API server first.
-    detector: Option<ManagedProcess>,
-    loadgen: Option<ManagedProcess>,
-    pub prometheus: Prometheus,
-    oms: ManagedProcess,
-    operator: ManagedProcess,
-    pub plane: ControlPlane,
-    pub client: kube::Client,
-    pub layout: Layout,
-    pub oms_base_port: u16,
-    pub admin_token: String,
-    pub detector_port: u16,
-    loadgens_started: usize,
-}
-
-fn run(mut command: Command, what: &str) -> anyhow::Result<()> {
+/// Runs `command` to the end; its output is the error when it fails.
+pub fn run(mut command: Command, what: &str) -> anyhow::Result<()> {
     let output = command.output().with_context(|| format!("run {what}"))?;
     if !output.status.success() {
         bail!(
@@ -85,265 +65,124 @@ fn run(mut command: Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Eight consecutive free loopback ports for `oms up`.
-fn free_port_range(n: u16) -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let base = free_port()?;
-        if base > u16::MAX - n {
-            continue;
-        }
-        let all_free =
-            (base..base + n).all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
-        if all_free {
-            return Ok(base);
-        }
-    }
-    bail!("no {n} consecutive free loopback ports found")
+/// Where the scenario runs.
+#[derive(Debug, Clone)]
+pub enum Runtime {
+    /// Processes on loopback, with a control plane of their own.
+    Local,
+    /// Pods on the one-node cluster whose state is in `state`, brought up
+    /// with the image archives in `images` when it is not running.
+    Cluster { state: PathBuf, images: PathBuf },
 }
 
-fn random_token() -> String {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    (0..ADMIN_TOKEN_BYTES / 8)
-        .map(|_| format!("{:016x}", RandomState::new().build_hasher().finish()))
-        .collect()
+enum Parts {
+    // Boxed: the local stack holds every process handle.
+    Local(Box<LocalStack>),
+    Cluster(ClusterStack),
 }
 
-async fn wait_http_ok(what: &str, url: &str, process: &mut ManagedProcess) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        process.check_alive()?;
-        match http.get(url).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            _ if tokio::time::Instant::now() > deadline => {
-                bail!(
-                    "{what} did not answer {url} within 60 s; its log:\n{}",
-                    process.log_tail(30)
-                )
-            }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+pub struct Stack {
+    // Field order is drop order: the traffic stops first.
+    load: LoadGenerators,
+    parts: Parts,
+    pub client: kube::Client,
 }
 
 impl Stack {
-    /// Starts everything up to the load generator. `policies` are YAML files.
+    /// Starts (or, on the cluster, deploys) everything up to the traffic.
+    /// `policies` are YAML files; none means the sample policies.
     pub async fn start(
+        runtime: &Runtime,
         layout: Layout,
-        policies: &[PathBuf],
+        policies: Option<&[PathBuf]>,
         timeline: &mut Timeline,
     ) -> anyhow::Result<Self> {
-        let mut say = |line: &str| timeline.say(line);
-        std::fs::create_dir_all(&layout.log_dir)
-            .with_context(|| format!("create {}", layout.log_dir.display()))?;
-        let oms_bin = layout.binary("oms")?;
-        let operator_bin = layout.binary("homeostat-operator")?;
-        layout.binary("homeostat-detector")?;
-
-        say("starting etcd and kube-apiserver on loopback");
-        let plane = ControlPlane::start()
-            .await
-            .context("start the control plane")?;
-        let client = plane.client().await?;
-        let kubeconfig = plane.kubeconfig_path().to_owned();
-
-        say("installing the CRDs, the sample OrderSystem and the policies");
-        let mut apply = plane.kubectl()?;
-        apply
-            .args(["apply", "--server-side", "-k"])
-            .arg(layout.root.join("crds"));
-        run(apply, "kubectl apply -k crds/")?;
-        // The control plane is the demo's own: its only CRDs are ours.
-        let mut wait = plane.kubectl()?;
-        wait.args([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "--all",
-        ]);
-        run(wait, "kubectl wait for the CRDs")?;
-        let mut ns = plane.kubectl()?;
-        ns.args(["create", "namespace", "homeostat-system"]);
-        run(ns, "kubectl create namespace homeostat-system")?;
-        let mut system = plane.kubectl()?;
-        system
-            .args(["apply", "-f"])
-            .arg(layout.root.join("deploy/samples/order-system.yaml"));
-        run(system, "kubectl apply the sample OrderSystem")?;
-        for file in policies {
-            let mut policy = plane.kubectl()?;
-            policy.args(["apply", "-n", NAMESPACE, "-f"]).arg(file);
-            run(policy, &format!("kubectl apply {}", file.display()))?;
-        }
-
-        say("starting the operator");
-        let operator_port = free_port()?;
-        let mut command = Command::new(operator_bin);
-        command
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info")
-            .args(["--namespace", "homeostat-system", "--resync-seconds", "2"])
-            .arg(format!("--listen=127.0.0.1:{operator_port}"));
-        let mut operator =
-            ManagedProcess::spawn("homeostat-operator", command, &layout.log("operator"))?;
-        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            operator.check_alive()?;
-            if configmaps.get_opt("oms-routing").await?.is_some() {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "the operator did not create shop/oms-routing within 60 s; its log:\n{}",
-                    operator.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-
-        say("starting the OMS on a throwaway PostgreSQL (its routing table follows the ConfigMap)");
-        let oms_base_port = free_port_range(OMS_SERVICES.len() as u16)?;
-        let admin_token = random_token();
-        let mut command = Command::new(&oms_bin);
-        command
-            .env("KUBECONFIG", &kubeconfig)
-            .env("OMS_ADMIN_TOKEN", &admin_token)
-            .args([
-                "up",
-                "--routing-configmap",
-                &format!("{NAMESPACE}/oms-routing"),
-            ])
-            .arg(format!("--base-port={oms_base_port}"));
-        let mut oms = ManagedProcess::spawn("oms up", command, &layout.log("oms"))?
-            .with_grace(Duration::from_secs(10));
-        for (i, service) in OMS_SERVICES.iter().enumerate() {
-            let url = format!("http://127.0.0.1:{}/readyz", oms_base_port + i as u16);
-            wait_http_ok(service, &url, &mut oms).await?;
-        }
-
-        say("starting Prometheus (2 s scrapes of the OMS, the operator and the detector)");
-        let detector_port = free_port()?;
-        let mut targets: Vec<ScrapeTarget> = OMS_SERVICES
-            .iter()
-            .enumerate()
-            .map(|(i, service)| {
-                ScrapeTarget::new(
-                    format!("oms-{service}"),
-                    format!("127.0.0.1:{}", oms_base_port + i as u16),
-                )
-            })
-            .collect();
-        targets.push(ScrapeTarget::new(
-            "homeostat-operator",
-            format!("127.0.0.1:{operator_port}"),
-        ));
-        targets.push(ScrapeTarget::new(
-            "homeostat-detector",
-            format!("127.0.0.1:{detector_port}"),
-        ));
-        let prometheus = Prometheus::start(PrometheusConfig {
-            scrape_interval: SCRAPE,
-            targets,
-            ..PrometheusConfig::default()
-        })
-        .await
-        .context("start Prometheus")?;
-
+        std::fs::create_dir_all(&layout.log_dir)?;
+        let load = LoadGenerators::new(layout.binary("oms")?, layout.log_dir.clone());
+        let parts = match runtime {
+            Runtime::Local => Parts::Local(Box::new(
+                LocalStack::start(layout, policies, timeline).await?,
+            )),
+            Runtime::Cluster { state, images } => Parts::Cluster(
+                ClusterStack::start(layout, state, images, policies, timeline).await?,
+            ),
+        };
+        let client = match &parts {
+            Parts::Local(local) => local.client.clone(),
+            Parts::Cluster(cluster) => cluster.client.clone(),
+        };
         Ok(Self {
-            detector: None,
-            loadgen: None,
-            prometheus,
-            oms,
-            operator,
-            plane,
+            load,
+            parts,
             client,
-            layout,
-            oms_base_port,
-            admin_token,
-            detector_port,
-            loadgens_started: 0,
         })
     }
 
+    pub fn prometheus_url(&self) -> &str {
+        match &self.parts {
+            Parts::Local(local) => local.prometheus.url(),
+            Parts::Cluster(cluster) => &cluster.prometheus_url,
+        }
+    }
+
+    /// Where `service` answers: its process, or its Service's cluster IP.
     pub fn oms_url(&self, service: &str) -> String {
-        let index = OMS_SERVICES.iter().position(|s| *s == service).unwrap_or(0);
-        format!("http://127.0.0.1:{}", self.oms_base_port + index as u16)
+        match &self.parts {
+            Parts::Local(local) => local.oms_url(service),
+            Parts::Cluster(cluster) => cluster.oms_url(service),
+        }
     }
 
-    /// Starts a load generator at `rate` for `seconds`, replacing the running one.
+    /// The customers' traffic at `rate`, for `seconds`.
     pub fn set_load(&mut self, load: &Load, rate: f64, seconds: f64) -> anyhow::Result<()> {
-        let mut command = Command::new(self.layout.binary("oms")?);
-        command
-            .args(["loadgen", "--target", &self.oms_url("orders")])
-            .arg(format!("--new-orders={}", load.new_order_percent))
-            .arg(format!("--lookups={}", load.lookup_percent))
-            .arg(format!("--rate={rate}"))
-            .arg(format!("--duration={seconds}"))
-            .arg(format!("--seed={}", 42 + self.loadgens_started));
-        self.loadgens_started += 1;
-        let log = self
-            .layout
-            .log(&format!("loadgen-{}", self.loadgens_started));
-        let next = ManagedProcess::spawn("oms loadgen", command, &log)?;
-        // The old one stops only once the new one runs: no gap in traffic.
-        if let Some(mut old) = self.loadgen.replace(next) {
-            old.stop();
-        }
-        Ok(())
+        let orders = self.oms_url("orders");
+        self.load.customers(&orders, load, rate, seconds)
     }
 
-    /// Starts the detector, fitting its baselines on the last `history`
-    /// seconds of live traffic, and waits until it has.
-    pub async fn start_detector(&mut self, history_seconds: u64) -> anyhow::Result<()> {
-        let mut command = Command::new(self.layout.binary("homeostat-detector")?);
-        command
-            .env("KUBECONFIG", self.plane.kubeconfig_path())
-            .env("RUST_LOG", "info")
-            .args(["run", "--prometheus-url", self.prometheus.url()])
-            .args(["--namespace", NAMESPACE])
-            .arg(format!("--tick={}s", SCRAPE.as_secs()))
-            .arg(format!("--rate-window={RATE_WINDOW_SECONDS}s"))
-            .arg(format!("--history={history_seconds}s"))
-            .arg(format!("--listen=127.0.0.1:{}", self.detector_port));
-        let mut detector =
-            ManagedProcess::spawn("homeostat-detector", command, &self.layout.log("detector"))?;
-        let url = format!("http://127.0.0.1:{}/readyz", self.detector_port);
-        wait_http_ok("the detector (baselines fitted)", &url, &mut detector).await?;
-        self.detector = Some(detector);
-        Ok(())
+    /// A surge of `rate` requests a second straight to `service` (tax).
+    pub fn surge(&mut self, service: &str, rate: f64, seconds: f64) -> anyhow::Result<()> {
+        let url = self.oms_url(service);
+        self.load.quote_surge(&url, rate, seconds)
     }
 
-    /// An error naming the first process that died, with its log.
-    pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        self.operator.check_alive()?;
-        self.oms.check_alive()?;
-        if let Some(d) = &mut self.detector {
-            d.check_alive()?;
-        }
-        self.plane.check_alive()?;
-        Ok(())
-    }
-
-    /// Injects a fault into `service` through its admin endpoint.
+    /// Injects a fault into `service` (every replica running now).
     pub async fn inject(&self, service: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-        let url = format!("{}/admin/faults", self.oms_url(service));
-        let response = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(&self.admin_token)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("POST {url}"))?;
-        if !response.status().is_success() {
-            bail!(
-                "{service} refused the fault ({}): {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
+        match &self.parts {
+            Parts::Local(local) => local.inject(service, body).await,
+            Parts::Cluster(cluster) => cluster.inject(service, body).await,
         }
-        Ok(())
+    }
+
+    /// Starts the detector, fitting its baselines on the last
+    /// `history_seconds` of live traffic, and waits until it has.
+    pub async fn start_detector(&mut self, history_seconds: u64) -> anyhow::Result<()> {
+        match &mut self.parts {
+            Parts::Local(local) => local.start_detector(history_seconds).await,
+            Parts::Cluster(cluster) => cluster.start_detector(history_seconds).await,
+        }
+    }
+
+    /// An error naming the first part that stopped.
+    pub async fn check_alive(&mut self) -> anyhow::Result<()> {
+        match &mut self.parts {
+            Parts::Local(local) => local.check_alive(),
+            Parts::Cluster(cluster) => cluster.check_alive().await,
+        }
+    }
+
+    /// Notes the OMS's pods as they are now (on the cluster; processes
+    /// have none).
+    pub async fn observe_pods(&mut self) {
+        if let Parts::Cluster(cluster) = &mut self.parts {
+            cluster.observe_pods().await;
+        }
+    }
+
+    /// Every OMS pod seen during the run, on the cluster.
+    pub fn pods(&self) -> Option<Vec<PodRecord>> {
+        match &self.parts {
+            Parts::Local(_) => None,
+            Parts::Cluster(cluster) => Some(cluster.pods()),
+        }
     }
 }

@@ -66,6 +66,7 @@ pub fn action_records(report: &AnomalyReport) -> Vec<(String, ActionOutcome)> {
                 restored_at: a.restored_at.as_ref().map(|t| t.0),
                 dry_run: a.dry_run,
                 blocked_by: a.blocked_by.clone(),
+                scale: None,
             };
             (format!("{}/{}", report.name_any(), a.id), outcome)
         })

@@ -1,19 +1,35 @@
-//! `cargo xtask demo [--scenario FILE] [--json FILE] [--html FILE]`: builds
-//! what the demo needs (test assets, release binaries), makes sure Prometheus
-//! and PostgreSQL are installed, then runs `homeostat-demo`.
+//! `cargo xtask demo [--cluster] [--scenario FILE] [--json FILE] [--html FILE]`:
+//! builds what the demo needs (test assets, release binaries; with
+//! `--cluster` the images too), makes sure the system packages it runs are
+//! installed, then runs `homeostat-demo`.
 
 use std::process::Command;
 
-use crate::{system, test_assets, workspace};
+use crate::{images, system, test_assets, workspace};
 
 /// The demo's processes: the OMS, the operator, the detector and the player.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let on_cluster = args.iter().any(|a| a == "--cluster");
     let assets = test_assets::ensure()?;
-    system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL, &system::NATS])?;
+    if on_cluster {
+        // The pods bring their own PostgreSQL, NATS and Prometheus images.
+        system::ensure(&[
+            &system::CONTAINERD,
+            &system::RUNC,
+            &system::CNI_PLUGINS,
+            &system::IPTABLES,
+        ])?;
+    } else {
+        system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL, &system::NATS])?;
+    }
     let release = workspace::build_release_bins()?;
+    let mut demo = Command::new(release.join("homeostat-demo"));
+    if on_cluster {
+        eprintln!("demo: building the images");
+        demo.env("HOMEOSTAT_IMAGES_DIR", images::build(&release, &assets)?);
+    }
     workspace::run(
-        Command::new(release.join("homeostat-demo"))
-            .env("HOMEOSTAT_TEST_ASSETS", &assets)
+        demo.env("HOMEOSTAT_TEST_ASSETS", &assets)
             .env("HOMEOSTAT_ROOT", workspace::root())
             .arg("--bin-dir")
             .arg(&release)

@@ -1,0 +1,177 @@
+//! The self-healing loop on the one-node cluster, as `cargo xtask demo
+//! --cluster` runs it: homeostat and the sample OMS as pods from
+//! deploy/overlays/local under Pod Security `restricted`, and the tax-surge
+//! scenario (tests/scenarios/tax-surge.yaml) — quotes beyond what tax's two
+//! replicas can work through. The scale action must start a pod that
+//! becomes Ready and serves requests, tax must come back inside its band
+//! while the surge is still on (the added capacity, nothing else, relieved
+//! it), and the replicas must be restored after the stable time. Judged on
+//! the demo's JSON outcome and on the API server. Uses the cluster's fixed
+//! addresses: no other cluster may run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use homeostat_api::RemediationPolicy;
+use homeostat_test_support::cluster::Cluster;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn time_of(value: &Value) -> Option<jiff::Timestamp> {
+    value.as_str()?.parse().ok()
+}
+
+fn env_dir(name: &str, how: &str) -> PathBuf {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{name} is not set: {how} (cargo xtask test does)"))
+}
+
+/// Runs the demo on a cluster in `state`; the outcome JSON, or the failure
+/// with where its logs are.
+fn play_tax_surge(state: &Path, out: &Path) -> Result<Value, String> {
+    let demo = PathBuf::from(env!("CARGO_BIN_EXE_homeostat-demo"));
+    let bin_dir = env_dir(
+        "HOMEOSTAT_DEMO_BIN_DIR",
+        "build the release binaries and point it at target/release",
+    );
+    let images = env_dir("HOMEOSTAT_IMAGES_DIR", "run `cargo xtask images`");
+    let json_path = out.join("outcome.json");
+    let status = Command::new(&demo)
+        .env("HOMEOSTAT_ROOT", root())
+        .arg("--cluster")
+        .arg("--cluster-state")
+        .arg(state)
+        .arg("--images")
+        .arg(images)
+        .arg("--scenario")
+        .arg(root().join("tests/scenarios/tax-surge.yaml"))
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--out-dir")
+        .arg(out)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .status()
+        .map_err(|e| format!("run homeostat-demo: {e}"))?;
+    if !status.success() {
+        return Err(format!("the demo failed ({status})"));
+    }
+    let text = std::fs::read_to_string(&json_path).map_err(|e| format!("outcome JSON: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("outcome JSON: {e}"))
+}
+
+fn judge(outcome: &Value, context: &str) {
+    // Detected, tax named, nothing else blamed or touched.
+    let reports = outcome["reports"].as_array().expect("reports");
+    assert!(!reports.is_empty(), "{context}");
+    assert_eq!(reports[0]["culprit"], "tax", "{context}");
+    assert_eq!(outcome["false_reports"], 0, "{context}");
+    assert_eq!(outcome["false_actions"], 0, "{context}");
+    let ttd = outcome["ttd_seconds"].as_f64().expect("detected");
+    assert!(ttd <= 40.0, "{context}");
+
+    // The first scale action: two Ready pods before, a third started that
+    // became Ready and served requests of its own.
+    let actions = outcome["actions"].as_array().expect("actions");
+    let scale = actions
+        .iter()
+        .find(|a| a["kind"] == "scale" && a["blocked_by"].is_null() && a["dry_run"] == false)
+        .unwrap_or_else(|| panic!("no scale action: {context}"));
+    assert_eq!(scale["target"], "tax", "{context}");
+    assert_eq!(
+        (&scale["from"], &scale["to"]),
+        (&"2".into(), &"3".into()),
+        "{context}"
+    );
+    let pods = &scale["scale"];
+    assert_eq!(pods["ready_before"], 2, "{context}");
+    assert_eq!(pods["ready_after"], 3, "{context}");
+    let new_pods = pods["new_pods"].as_array().expect("new pods");
+    assert_eq!(new_pods.len(), 1, "{context}");
+    assert!(new_pods[0]["ready_seconds"].as_f64().is_some(), "{context}");
+    assert!(
+        new_pods[0]["first_request_seconds"].as_f64().is_some(),
+        "the new pod served nothing: {context}"
+    );
+
+    // tax back inside its band while the surge was still on: the added
+    // replica, not the surge's end, relieved it.
+    let recovered = outcome["service_recovery_seconds"]
+        .as_f64()
+        .unwrap_or_else(|| {
+            panic!("tax never came back inside its band during the surge: {context}")
+        });
+    assert!(recovered <= 60.0, "{context}");
+
+    // Restored once tax had been healthy for the policy's 45 s.
+    let resolved = reports
+        .iter()
+        .filter_map(|r| time_of(&r["resolved_at"]))
+        .max()
+        .unwrap_or_else(|| panic!("a report still open: {context}"));
+    let restored = time_of(&scale["restored_at"]).expect("restored");
+    assert!(
+        (restored - resolved).get_seconds() >= 45,
+        "restored before the stable time: {context}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tax_surge_on_the_cluster_is_relieved_by_a_new_pod_and_restored() {
+    homeostat_test_support::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("cluster");
+    let out = dir.path().join("demo");
+    let played = {
+        let (state, out) = (state.clone(), out.clone());
+        tokio::task::spawn_blocking(move || play_tax_surge(&state, &out))
+            .await
+            .expect("join")
+    };
+    let cluster = Cluster::new(&state);
+    // The API server's view, while the cluster still runs.
+    let after = async {
+        let client = cluster.client().await.map_err(|e| e.to_string())?;
+        let tax = Api::<Deployment>::namespaced(client.clone(), "shop")
+            .get("tax")
+            .await
+            .map_err(|e| e.to_string())?;
+        let holds = Api::<RemediationPolicy>::namespaced(client, "shop")
+            .get("scale-tax")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .map(|s| s.active.len())
+            .unwrap_or(0);
+        Ok::<_, String>((tax.spec.and_then(|s| s.replicas), holds))
+    }
+    .await;
+    // Keep the logs for a failure's post-mortem, then take the cluster down.
+    let kept = std::env::temp_dir().join("homeostat-e2e-cluster-logs");
+    let _ = std::fs::remove_dir_all(&kept);
+    let _ = Command::new("cp")
+        .arg("-r")
+        .arg(out.join("logs"))
+        .arg(&kept)
+        .status();
+    let _ = Command::new("cp")
+        .arg("-r")
+        .arg(state.join("logs"))
+        .arg(kept.join("cluster"))
+        .status();
+    cluster.down().await.expect("cluster down");
+
+    let context = |outcome: &str| format!("{outcome}\nlogs in {}", kept.display());
+    let outcome = played.unwrap_or_else(|e| panic!("{}", context(&e)));
+    judge(&outcome, &context(&outcome.to_string()));
+    let (replicas, holds) = after.unwrap_or_else(|e| panic!("{}", context(&e)));
+    assert_eq!(replicas, Some(2), "tax restored to two replicas");
+    assert_eq!(holds, 0, "the policy holds nothing once restored");
+    assert!(out.join("report.html").is_file());
+}
