@@ -24,7 +24,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::pods::PodRecord;
-use crate::stack::{Layout, NAMESPACE, run};
+use crate::stack::{Layout, NAMESPACE, post_fault, run};
 use crate::timeline::Timeline;
 
 /// Where homeostat's own pods run.
@@ -302,27 +302,19 @@ impl ClusterStack {
         if pods.is_empty() {
             bail!("{service} has no Ready pod to inject the fault into");
         }
-        let http = reqwest::Client::new();
         for pod in pods {
             let ip = pod
                 .status
                 .and_then(|s| s.pod_ip)
                 .with_context(|| format!("a {service} pod has no IP"))?;
-            let url = format!("http://{ip}:{OMS_PORT}/admin/faults");
-            let response = http
-                .post(&url)
-                .bearer_auth(&self.admin_token)
-                .json(body)
-                .send()
-                .await
-                .with_context(|| format!("POST {url}"))?;
-            if !response.status().is_success() {
-                bail!(
-                    "{service} ({ip}) refused the fault ({}): {}",
-                    response.status(),
-                    response.text().await.unwrap_or_default()
-                );
-            }
+            let replica = format!("{service} ({ip})");
+            post_fault(
+                &format!("http://{ip}:{OMS_PORT}"),
+                &self.admin_token,
+                body,
+                &replica,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use homeostat_test_support::{
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
-use crate::stack::{Layout, NAMESPACE, RATE_WINDOW_SECONDS, SCRAPE, run};
+use crate::stack::{Layout, NAMESPACE, RATE_WINDOW_SECONDS, SCRAPE, post_fault, run};
 use crate::timeline::Timeline;
 
 const ADMIN_TOKEN_BYTES: usize = 16;
@@ -259,21 +259,6 @@ impl LocalStack {
 
     /// Injects a fault into `service` through its admin endpoint.
     pub async fn inject(&self, service: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-        let url = format!("{}/admin/faults", self.oms_url(service));
-        let response = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(&self.admin_token)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("POST {url}"))?;
-        if !response.status().is_success() {
-            bail!(
-                "{service} refused the fault ({}): {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
-        }
-        Ok(())
+        post_fault(&self.oms_url(service), &self.admin_token, body, service).await
     }
 }

@@ -65,6 +65,31 @@ pub fn run(mut command: Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Posts a fault to the OMS replica at `base_url` (its `/admin/faults`).
+pub async fn post_fault(
+    base_url: &str,
+    admin_token: &str,
+    body: &serde_json::Value,
+    replica: &str,
+) -> anyhow::Result<()> {
+    let url = format!("{base_url}/admin/faults");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(admin_token)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    if !response.status().is_success() {
+        bail!(
+            "{replica} refused the fault ({}): {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// Where the scenario runs.
 #[derive(Debug, Clone)]
 pub enum Runtime {

@@ -6,7 +6,10 @@
 //! becomes Ready and serves requests, tax must come back inside its band
 //! while the surge is still on (the added capacity, nothing else, relieved
 //! it), and the replicas must be restored after the stable time. Judged on
-//! the demo's JSON outcome and on the API server. Uses the cluster's fixed
+//! the demo's JSON outcome and on the API server (the replicas, the
+//! policy's holds, and no `forbidden` in the operator's and the detector's
+//! logs: they ran under their own ServiceAccounts and the shipped RBAC).
+//! Uses the cluster's fixed
 //! addresses: no other cluster may run.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +18,9 @@ use std::process::Command;
 use homeostat_api::RemediationPolicy;
 use homeostat_test_support::cluster::Cluster;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use kube::api::{ListParams, LogParams};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -142,14 +147,36 @@ async fn a_tax_surge_on_the_cluster_is_relieved_by_a_new_pod_and_restored() {
             .get("tax")
             .await
             .map_err(|e| e.to_string())?;
-        let holds = Api::<RemediationPolicy>::namespaced(client, "shop")
+        let holds = Api::<RemediationPolicy>::namespaced(client.clone(), "shop")
             .get("scale-tax")
             .await
             .map_err(|e| e.to_string())?
             .status
             .map(|s| s.active.len())
             .unwrap_or(0);
-        Ok::<_, String>((tax.spec.and_then(|s| s.replicas), holds))
+        // The operator and the detector acted under their own
+        // ServiceAccounts and the shipped RBAC: never refused.
+        let pods = Api::<Pod>::namespaced(client.clone(), "homeostat-system");
+        let mut refused = Vec::new();
+        for pod in pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let name = pod.metadata.name.unwrap_or_default();
+            if name.starts_with("homeostat-") {
+                let logs = pods
+                    .logs(&name, &LogParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                refused.extend(
+                    logs.lines()
+                        .filter(|l| l.contains("forbidden"))
+                        .map(|l| format!("{name}: {l}")),
+                );
+            }
+        }
+        Ok::<_, String>((tax.spec.and_then(|s| s.replicas), holds, refused))
     }
     .await;
     // Keep the logs for a failure's post-mortem, then take the cluster down.
@@ -170,7 +197,8 @@ async fn a_tax_surge_on_the_cluster_is_relieved_by_a_new_pod_and_restored() {
     let context = |outcome: &str| format!("{outcome}\nlogs in {}", kept.display());
     let outcome = played.unwrap_or_else(|e| panic!("{}", context(&e)));
     judge(&outcome, &context(&outcome.to_string()));
-    let (replicas, holds) = after.unwrap_or_else(|e| panic!("{}", context(&e)));
+    let (replicas, holds, refused) = after.unwrap_or_else(|e| panic!("{}", context(&e)));
+    assert_eq!(refused, Vec::<String>::new(), "refused by the API server");
     assert_eq!(replicas, Some(2), "tax restored to two replicas");
     assert_eq!(holds, 0, "the policy holds nothing once restored");
     assert!(out.join("report.html").is_file());

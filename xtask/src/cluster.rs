@@ -17,12 +17,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut cluster = std::process::Command::new(release.join("homeostat-cluster"));
     cluster.args([command, "--state"]).arg(&state);
     if command == "up" {
-        system::ensure(&[
-            &system::CONTAINERD,
-            &system::RUNC,
-            &system::CNI_PLUGINS,
-            &system::IPTABLES,
-        ])?;
+        system::ensure(&system::NODE)?;
         let assets = test_assets::ensure()?;
         eprintln!("cluster: building the images");
         let images = images::build(&release, &assets)?;

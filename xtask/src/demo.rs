@@ -13,12 +13,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
     if on_cluster {
         // The pods bring their own PostgreSQL, NATS and Prometheus images.
-        system::ensure(&[
-            &system::CONTAINERD,
-            &system::RUNC,
-            &system::CNI_PLUGINS,
-            &system::IPTABLES,
-        ])?;
+        system::ensure(&system::NODE)?;
     } else {
         system::ensure(&[&system::PROMETHEUS, &system::POSTGRESQL, &system::NATS])?;
     }

@@ -55,6 +55,9 @@ pub const BUILDAH: SystemPackage = SystemPackage {
     elsewhere: "buildah 1.28 or newer on the PATH",
 };
 
+/// What the one-node cluster's node runs on.
+pub const NODE: [&SystemPackage; 4] = [&CONTAINERD, &RUNC, &CNI_PLUGINS, &IPTABLES];
+
 /// Runs the images in the tests (with `ctr`); runc runs the containers.
 pub const CONTAINERD: SystemPackage = SystemPackage {
     debian: "containerd",
