@@ -309,6 +309,33 @@ pub struct ActiveRemediation {
     /// doing it once) instead of planning a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingChange>,
+    /// Replicas the last step set (scale): found at another count, the
+    /// workload was changed by someone else since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_replicas: Option<i32>,
+    /// Weights the last step set (reroute), as backend=weight pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_weights: Vec<BackendWeight>,
+    /// Someone else (a person, an HPA, another controller) changed the
+    /// target since the policy's last step: the policy takes no more steps
+    /// on it and does not restore it; the entry goes once the report has
+    /// resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by_others: Option<ChangedByOthers>,
+}
+
+/// What homeostat found when someone else had changed its target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangedByOthers {
+    /// When it was noticed.
+    pub noticed_at: Time,
+    /// What the policy had set, e.g. `3` replicas.
+    #[schemars(length(max = 1024))]
+    pub expected: String,
+    /// What was there instead.
+    #[schemars(length(max = 1024))]
+    pub found: String,
 }
 
 /// The absolute state one step sets.

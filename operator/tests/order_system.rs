@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use homeostat_api::OrderSystem;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
@@ -205,6 +206,47 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
         .await
         .expect("disable the load generator");
     wait_replicas(&client, ns, "shop-loadgen", 0).await;
+
+    // An HPA scales orders: its replicas are the HPA's, whatever the spec says.
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": {"name": "orders"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "orders"},
+            "minReplicas": 1,
+            "maxReplicas": 6
+        }
+    }))
+    .expect("hpa");
+    Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &hpa)
+        .await
+        .expect("create the HPA");
+    deployment_scale(&client, ns, "orders", 5).await;
+    let changed = systems
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"services": {"orders": {"replicas": 1}}}})),
+        )
+        .await
+        .expect("patch")
+        .metadata
+        .generation;
+    eventually("the spec change reconciled", 60, || async {
+        let observed = systems
+            .get("shop")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .and_then(|s| s.observed_generation);
+        if observed == changed {
+            Ok(())
+        } else {
+            Err(format!("observed {observed:?}, want {changed:?}"))
+        }
+    })
+    .await;
+    assert_eq!(replicas(&client, ns, "orders").await, 5, "the HPA's number");
 
     // Deleting the OrderSystem deletes everything it owns (kube-controller-
     // manager's garbage collector, as on a real cluster).
@@ -519,15 +561,4 @@ where
         .await
         .map(|o| o.is_some())
         .map_err(|e| e.to_string())
-}
-
-async fn deployment_scale(client: &kube::Client, ns: &str, name: &str, n: i32) {
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .patch_scale(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": n}})),
-        )
-        .await
-        .expect("scale");
 }

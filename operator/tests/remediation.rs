@@ -8,6 +8,7 @@ use homeostat_api::ReportState;
 use homeostat_operator::router::gateway::{
     HTTPBackendRef, HTTPRoute, HTTPRouteRule, HTTPRouteSpec,
 };
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
@@ -135,6 +136,198 @@ async fn a_matching_report_scales_within_bounds_and_back_after_resolution() {
             .active
             .is_empty()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_scaling_during_a_remediation_is_left_alone_and_not_undone() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    // One step, then the cooldown holds the next one back.
+    policy(&client, ns, "scale-tax", scale_spec("tax", 4, "1h")).await;
+    let operator = Operator::start(&plane, "a", &[]);
+    let report = open_report(&client, ns, "tax").await;
+    wait_replicas(&client, ns, "tax", 2).await;
+
+    // A person scales tax to 6 in the middle of the incident.
+    deployment_scale(&client, ns, "tax", 6).await;
+    let noticed = eventually("the change recorded as someone else's", 30, || async {
+        let status = get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .ok_or("no status")?;
+        status
+            .active
+            .first()
+            .and_then(|a| a.changed_by_others.clone())
+            .ok_or_else(|| format!("{:#?}", status.active))
+    })
+    .await;
+    assert_eq!(
+        (noticed.expected.as_str(), noticed.found.as_str()),
+        ("2", "6")
+    );
+    eventually("a ChangedByOthers Event", 30, || async {
+        let reasons = event_reasons(&client, ns, "scale-tax").await;
+        if reasons.iter().any(|r| r == "ChangedByOthers") {
+            Ok(())
+        } else {
+            Err(format!("{reasons:?}"))
+        }
+    })
+    .await;
+    let timeline = get_report(&client, ns, &report)
+        .await
+        .status
+        .expect("status")
+        .timeline;
+    assert!(
+        timeline
+            .iter()
+            .any(|t| t.id.ends_with("changed-by-others") && t.message.contains("found 6")),
+        "{timeline:#?}"
+    );
+
+    // Resolved and stable: the hold goes, and the person's 6 stays.
+    resolve(&client, ns, &report).await;
+    eventually("the hold dropped", 30, || async {
+        let active = get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .map(|s| s.active)
+            .unwrap_or_default();
+        if active.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{active:#?}"))
+        }
+    })
+    .await;
+    operator.wait_reconciles(3.0).await;
+    assert_eq!(
+        replicas(&client, ns, "tax").await,
+        6,
+        "never restored over a person's change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_an_hpa_scales_is_never_scaled_and_the_policy_says_why() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 2).await;
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": {"name": "tax"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "tax"},
+            "minReplicas": 2,
+            "maxReplicas": 5
+        }
+    }))
+    .expect("hpa");
+    Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &hpa)
+        .await
+        .expect("create the HPA");
+    policy(&client, ns, "scale-tax", scale_spec("tax", 4, "1s")).await;
+    let operator = Operator::start(&plane, "a", &[]);
+    let report = open_report(&client, ns, "tax").await;
+
+    let blocked = eventually("the step blocked as autoscaled", 30, || async {
+        let actions = get_report(&client, ns, &report)
+            .await
+            .status
+            .map(|s| s.actions)
+            .unwrap_or_default();
+        actions
+            .into_iter()
+            .find(|a| a.blocked_by.as_deref() == Some("autoscaled"))
+            .ok_or("not yet".to_owned())
+    })
+    .await;
+    assert_eq!(blocked.target, "deployment/tax 2→3");
+    operator.wait_reconciles(3.0).await;
+    assert_eq!(replicas(&client, ns, "tax").await, 2, "the HPA's number");
+    assert!(
+        event_reasons(&client, ns, "scale-tax")
+            .await
+            .iter()
+            .any(|r| r == "Blocked")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_deleted_mid_remediation_restores_before_it_goes() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    policy(&client, ns, "scale-tax", scale_spec("tax", 2, "1s")).await;
+    let _operator = Operator::start(&plane, "a", &[]);
+    let _report = open_report(&client, ns, "tax").await;
+    wait_replicas(&client, ns, "tax", 2).await;
+    let policies: Api<homeostat_api::RemediationPolicy> = Api::namespaced(client.clone(), ns);
+    let held = policies.get("scale-tax").await.expect("policy");
+    assert!(
+        held.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "homeostat.dev/restore"),
+        "{:?}",
+        held.metadata.finalizers
+    );
+
+    // Deleted while the report is still open: tax goes back to 1 first.
+    policies
+        .delete("scale-tax", &Default::default())
+        .await
+        .expect("delete");
+    wait_replicas(&client, ns, "tax", 1).await;
+    eventually("the policy gone", 30, || async {
+        match policies
+            .get_opt("scale-tax")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(p) => Err(format!("{:?}", p.metadata.finalizers)),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_policies_on_one_workload_only_the_first_holds_it() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    policy(&client, ns, "scale-tax", scale_spec("tax", 2, "1h")).await;
+    let _operator = Operator::start(&plane, "a", &[]);
+    let report = open_report(&client, ns, "tax").await;
+    wait_replicas(&client, ns, "tax", 2).await;
+
+    // A second policy covering tax is told why it does nothing.
+    policy(&client, ns, "scale-tax-too", scale_spec("tax", 4, "1s")).await;
+    let blocked = eventually("the second policy blocked", 30, || async {
+        get_report(&client, ns, &report)
+            .await
+            .status
+            .map(|s| s.actions)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|a| a.policy == "scale-tax-too")
+            .ok_or("no action of scale-tax-too yet".to_owned())
+    })
+    .await;
+    assert_eq!(
+        blocked.blocked_by.as_deref(),
+        Some("held-by-another-policy")
+    );
+    assert_eq!(replicas(&client, ns, "tax").await, 2);
 }
 
 fn reroute_spec(kind: &str, name: &str, max: i32) -> serde_json::Value {

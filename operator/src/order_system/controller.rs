@@ -8,6 +8,7 @@ use futures::StreamExt;
 use homeostat_api::oms::OMS_SERVICES;
 use homeostat_api::{OrderSystem, OrderSystemStatus, RemediationPolicy, ServiceStatus};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
@@ -106,7 +107,15 @@ async fn live_deployments(
         .filter(|a| a.kind == "scale")
         .filter_map(|a| a.target.strip_prefix("deployment/").map(str::to_owned))
         .collect();
-    for name in held {
+    // An HPA owns the replicas of the Deployment it scales, too.
+    let autoscaled = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter_map(|hpa| hpa.spec.map(|s| s.scale_target_ref))
+        .filter(|target| target.kind == "Deployment")
+        .map(|target| target.name);
+    for name in held.into_iter().chain(autoscaled) {
         if let Some(d) = live.get_mut(&name) {
             d.held = true;
         }

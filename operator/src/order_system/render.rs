@@ -60,7 +60,7 @@ pub(super) fn labels(system: &str, component: &str) -> BTreeMap<String, String> 
 pub struct LiveDeployment {
     pub replicas: i32,
     pub resource_version: String,
-    /// An active scale remediation holds its replica count.
+    /// An active scale remediation, or an HPA, holds its replica count.
     pub held: bool,
 }
 

@@ -13,7 +13,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use super::execute::{ExecuteError, Executor};
-use super::plan::{Policy, plan};
+use super::finalizer;
+use super::plan::{Decision, Policy, plan};
 use super::world::{self, GatherError};
 use crate::backoff::{Failures, retry_delay};
 use crate::metrics::{Controller as ControllerKind, OperatorMetrics};
@@ -114,12 +115,14 @@ async fn reconcile_inner(
     let world = world::world(&ctx.client, policy, &views, &services, kill_switch, now).await?;
     let mut status = policy.status.clone().unwrap_or_default();
     let name = policy.name_any();
+    let deleting = policy.metadata.deletion_timestamp.is_some();
     let decisions = plan(
         Policy {
             name: &name,
             spec: &policy.spec,
             status: &status.clone(),
             services: &services,
+            deleting,
         },
         &views,
         &world,
@@ -127,17 +130,32 @@ async fn reconcile_inner(
     if !decisions.is_empty() {
         tracing::info!(policy = %name, ?decisions, "decided");
     }
+    // Before the first change: a policy deleted from now on restores first.
+    let acts = decisions.iter().any(|d| matches!(d, Decision::Act(_)));
+    let mut resource_version = policy.metadata.resource_version.clone();
+    if acts && !finalizer::present(policy) {
+        let added = finalizer::add(&api, policy)
+            .await
+            .map_err(GatherError::from)?;
+        resource_version = added.metadata.resource_version;
+    }
     let outcome = Executor {
         client: &ctx.client,
         recorder: &ctx.recorder,
         policy,
         reports: &objects,
         now,
-        resource_version: std::sync::Mutex::new(policy.metadata.resource_version.clone()),
+        resource_version: std::sync::Mutex::new(resource_version),
     }
     .run(decisions, &mut status)
     .await?;
     ctx.metrics.record(&outcome);
+    // Nothing left to put back: deleting it need not wait for the operator.
+    if status.active.is_empty() && finalizer::present(policy) {
+        finalizer::remove(&api, &name)
+            .await
+            .map_err(GatherError::from)?;
+    }
     Ok(Action::requeue(ctx.resync))
 }
 

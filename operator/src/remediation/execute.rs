@@ -5,10 +5,15 @@
 //! report (with an Event), the change itself, then the step as done. A
 //! restart between any two finds the pending step and finishes it with its
 //! recorded, absolute target: nothing is done twice and nothing is lost.
+//!
+//! Every change and every restore is conditional on what the decision saw
+//! (a JSON-Patch `test` of the replicas or of each weight): when someone
+//! else changed the target in between, the write fails whole, and the
+//! target is recorded as theirs instead.
 
 use homeostat_api::{
-    ActiveRemediation, AnomalyReport, BackendWeight, PendingChange, RemediationPolicy,
-    RemediationPolicyStatus,
+    ActiveRemediation, AnomalyReport, BackendWeight, ChangedByOthers, PendingChange,
+    RemediationPolicy, RemediationPolicyStatus,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Patch, PatchParams};
@@ -16,7 +21,7 @@ use kube::runtime::events::Recorder;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::plan::{Change, Decision, Guard, Step};
+use super::plan::{Change, Decision, Forgotten, Guard, Step};
 use super::record::{self, ReportEntry, set_condition, time};
 use crate::router::{RouterError, TrafficRouter, router_for};
 
@@ -26,6 +31,21 @@ pub enum ExecuteError {
     Api(#[from] kube::Error),
     #[error(transparent)]
     Router(#[from] RouterError),
+}
+
+impl ExecuteError {
+    /// A conditional write refused because the target is no longer what
+    /// the decision saw: a failed JSON-Patch `test` (422) or a conflict.
+    fn changed_by_others(&self) -> bool {
+        match self {
+            ExecuteError::Api(kube::Error::Api(e))
+            | ExecuteError::Router(RouterError::Api(kube::Error::Api(e))) => {
+                e.code == 409 || (e.code == 422 && e.message.contains("Testing value"))
+            }
+            ExecuteError::Router(RouterError::Changed(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What one pass did, for metrics.
@@ -142,7 +162,22 @@ impl Executor<'_> {
                     self.block(&step, guard, status, &mut outcome).await?
                 }
                 Decision::Restore { report, change } => {
-                    self.apply_change(&change).await?;
+                    if let Err(error) = self.apply_change(&change).await {
+                        if !error.changed_by_others() {
+                            return Err(error);
+                        }
+                        let expected = before_text(&change);
+                        self.yield_target(
+                            &report,
+                            change.target(),
+                            expected,
+                            "changed during the restore".into(),
+                            status,
+                            &mut outcome,
+                        )
+                        .await?;
+                        continue;
+                    }
                     let target = change.target().to_owned();
                     status
                         .active
@@ -162,11 +197,53 @@ impl Executor<'_> {
                         .steps
                         .push((change.kind().to_owned(), "restored".to_owned()));
                 }
-                Decision::Forget { report, target } => {
+                Decision::Yield {
+                    report,
+                    target,
+                    expected,
+                    found,
+                } => {
+                    self.yield_target(&report, &target, expected, found, status, &mut outcome)
+                        .await?
+                }
+                Decision::Forget {
+                    report,
+                    target,
+                    why,
+                } => {
                     status
                         .active
                         .retain(|a| !(a.report == report && a.target == target));
                     self.save(status).await?;
+                    if why == Forgotten::TargetGone {
+                        let policy = self.policy.name_any();
+                        let message = format!("{policy}: {target} {}", why.describe());
+                        record::report_status(
+                            self.client,
+                            &self.namespace(),
+                            &report,
+                            ReportEntry {
+                                action: None,
+                                timeline: Some((
+                                    format!("{policy}-{}-gone", target.replace('/', "-")),
+                                    message.clone(),
+                                )),
+                                remediating: false,
+                                now: self.now,
+                                policy: &policy,
+                            },
+                        )
+                        .await?;
+                        record::event(
+                            self.recorder,
+                            self.policy,
+                            self.report(&report),
+                            true,
+                            "TargetGone",
+                            message,
+                        )
+                        .await;
+                    }
                     outcome.steps.push(("-".to_owned(), "forgotten".to_owned()));
                 }
             }
@@ -203,6 +280,9 @@ impl Executor<'_> {
                 started_at: time(self.now),
                 steps: 0,
                 pending: Some(pending),
+                applied_replicas: None,
+                applied_weights: vec![],
+                changed_by_others: None,
             }),
         }
         self.save(status).await?;
@@ -247,6 +327,19 @@ impl Executor<'_> {
         outcome: &mut Outcome,
     ) -> Result<(), ExecuteError> {
         if let Err(error) = self.apply_change(&step.change).await {
+            if error.changed_by_others() {
+                let expected = before_text(&step.change);
+                return self
+                    .yield_target(
+                        &step.report,
+                        step.change.target(),
+                        expected,
+                        "changed before the step could be made".into(),
+                        status,
+                        outcome,
+                    )
+                    .await;
+            }
             outcome
                 .steps
                 .push((step.change.kind().to_owned(), "failed".to_owned()));
@@ -269,6 +362,7 @@ impl Executor<'_> {
         {
             active.pending = None;
             active.steps += 1;
+            (active.applied_replicas, active.applied_weights) = state_after(&step.change);
         }
         status.last_action_time = Some(time(self.now));
         status.actions_taken += 1;
@@ -382,13 +476,89 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Sets the absolute state a change describes.
+    /// Records that someone else changed `target` (a Warning Event, a
+    /// timeline entry on the report): the policy leaves it to them.
+    async fn yield_target(
+        &self,
+        report: &str,
+        target: &str,
+        expected: String,
+        found: String,
+        status: &mut RemediationPolicyStatus,
+        outcome: &mut Outcome,
+    ) -> Result<(), ExecuteError> {
+        let Some(active) = status
+            .active
+            .iter_mut()
+            .find(|a| a.report == report && a.target == target)
+        else {
+            return Ok(());
+        };
+        active.pending = None;
+        let kind = active.kind.clone();
+        let message = format!(
+            "{}: {target} was changed by someone else (homeostat had it at {expected}, found {found}); homeostat takes no more steps on it and will not restore it",
+            self.policy.name_any()
+        );
+        active.changed_by_others = Some(ChangedByOthers {
+            noticed_at: time(self.now),
+            expected,
+            found,
+        });
+        self.save(status).await?;
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            report,
+            ReportEntry {
+                action: None,
+                timeline: Some((
+                    format!(
+                        "{}-{}-changed-by-others",
+                        self.policy.name_any(),
+                        target.replace('/', "-")
+                    ),
+                    message.clone(),
+                )),
+                remediating: false,
+                now: self.now,
+                policy: &self.policy.name_any(),
+            },
+        )
+        .await?;
+        record::event(
+            self.recorder,
+            self.policy,
+            self.report(report),
+            true,
+            "ChangedByOthers",
+            message,
+        )
+        .await;
+        outcome.steps.push((kind, "yielded".to_owned()));
+        Ok(())
+    }
+
+    /// Sets the absolute state a change describes, if the target is still
+    /// as the change found it.
     async fn apply_change(&self, change: &Change) -> Result<(), ExecuteError> {
         let namespace = self.namespace();
         match change {
-            Change::Scale { workload, to, .. } => {
+            Change::Scale { workload, from, to } => {
                 let (kind, name) = workload.split_once('/').unwrap_or(("deployment", workload));
-                let patch = Patch::Merge(json!({"spec": {"replicas": to}}));
+                // A Scale's JSON leaves out a count of zero, so from zero
+                // there is nothing to test and the write is unconditional.
+                let ops = if *from == 0 {
+                    json!([{"op": "add", "path": "/spec/replicas", "value": to}])
+                } else {
+                    json!([
+                        {"op": "test", "path": "/spec/replicas", "value": from},
+                        {"op": "replace", "path": "/spec/replicas", "value": to},
+                    ])
+                };
+                let ops: json_patch::Patch =
+                    serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
+                let patch = Patch::<()>::Json(ops);
                 let params = PatchParams::default();
                 match kind {
                     "statefulset" => {
@@ -404,10 +574,14 @@ impl Executor<'_> {
                 }
             }
             Change::Reroute {
-                kind, name, after, ..
+                kind,
+                name,
+                before,
+                after,
+                ..
             } => {
                 router_for(self.client.clone(), &namespace, *kind, name)
-                    .set_weights(after)
+                    .set_weights(before, after)
                     .await?;
             }
         }
@@ -463,6 +637,18 @@ impl Executor<'_> {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// What a change found, for a person: `3` or `payment-primary=100, …`.
+fn before_text(change: &Change) -> String {
+    match change {
+        Change::Scale { from, .. } => from.to_string(),
+        Change::Reroute { before, .. } => before
+            .iter()
+            .map(|(b, w)| format!("{b}={w}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

@@ -10,20 +10,27 @@
 //! 2. A step recorded as pending (decided before a restart) is finished
 //!    first, exactly as recorded: its target is absolute, so finishing it
 //!    twice changes nothing.
-//! 3. Changes in force whose report has been resolved for `stableFor` (or is
+//! 3. A target someone else changed since the policy's last step there (a
+//!    person's `kubectl scale`, an HPA, another controller) is theirs: the
+//!    policy records that, takes no more steps on it and never restores it
+//!    (the entry is dropped once its report has resolved). Never fight a
+//!    human.
+//! 4. Changes in force whose report has been resolved for `stableFor` (or is
 //!    gone) are restored to what was there before them.
-//! 4. An open report that matches the policy (service, signal, score,
+//! 5. An open report that matches the policy (service, signal, score,
 //!    severity, held for `trigger.for`) gets the next step of the first action
 //!    that can still do something, unless a guard stops it: the kill switch,
 //!    `suspend`, the cooldown, `maxActionsPerHour`, a reroute towards a backend
-//!    that is itself anomalous, or `dryRun` (planned and recorded only). At
+//!    that is itself anomalous, a scale of a workload a HorizontalPodAutoscaler
+//!    scales (the HPA owns that number), a target another policy holds (one
+//!    policy per target at a time), or `dryRun` (planned and recorded only). At
 //!    most one step per policy per pass: the cooldown paces the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use homeostat_api::{
-    ActiveRemediation, RemediationAction, RemediationPolicySpec, RemediationPolicyStatus,
-    ReportState, RerouteAction, RouterKind, ScaleAction, Severity, Signal,
+    ActiveRemediation, BackendWeight, RemediationAction, RemediationPolicySpec,
+    RemediationPolicyStatus, ReportState, RerouteAction, RouterKind, ScaleAction, Severity, Signal,
 };
 
 /// An AnomalyReport, as the decision needs it.
@@ -57,6 +64,12 @@ pub struct World {
     pub anomalous: BTreeSet<String>,
     /// The cluster-wide kill switch is on.
     pub kill_switch: bool,
+    /// Workloads a HorizontalPodAutoscaler scales, by `kind/name`, with the
+    /// HPA's name: homeostat never scales them (two writers of one number).
+    pub autoscaled: BTreeMap<String, String>,
+    /// Targets other policies hold (a change in force), with the policy:
+    /// one target is held by one policy at a time.
+    pub held_elsewhere: BTreeMap<String, String>,
 }
 
 /// What a step changes, with absolute targets.
@@ -123,6 +136,10 @@ pub enum Guard {
     RateLimit,
     /// The reroute's `to` backend is itself anomalous.
     TargetAnomalous,
+    /// A HorizontalPodAutoscaler owns the workload's replicas.
+    Autoscaled,
+    /// Another policy holds the target.
+    HeldByAnotherPolicy,
     DryRun,
 }
 
@@ -134,6 +151,8 @@ impl Guard {
             Guard::Cooldown => "cooldown",
             Guard::RateLimit => "rate-limit",
             Guard::TargetAnomalous => "target-anomalous",
+            Guard::Autoscaled => "autoscaled",
+            Guard::HeldByAnotherPolicy => "held-by-another-policy",
             Guard::DryRun => "dry-run",
         }
     }
@@ -162,8 +181,42 @@ pub enum Decision {
     Block { step: Step, guard: Guard },
     /// Put back what was there before the policy acted for `report`.
     Restore { report: String, change: Change },
-    /// Drop a change in force without undoing it (`scaleBack`/`restore` off).
-    Forget { report: String, target: String },
+    /// Drop a change in force without undoing it.
+    Forget {
+        report: String,
+        target: String,
+        why: Forgotten,
+    },
+    /// Someone else changed `target` since the policy's last step there:
+    /// it had set `expected` and finds `found`.
+    Yield {
+        report: String,
+        target: String,
+        expected: String,
+        found: String,
+    },
+}
+
+/// Why a change in force is dropped rather than undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgotten {
+    /// `scaleBack` or `restore` is off.
+    NotRestoring,
+    /// Someone else changed the target meanwhile: it is theirs.
+    ChangedByOthers,
+    /// The workload or router no longer exists.
+    TargetGone,
+}
+
+impl Forgotten {
+    /// For the report's timeline, after "`target` ".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Forgotten::NotRestoring => "left as it is (the policy does not restore it)",
+            Forgotten::ChangedByOthers => "left to whoever changed it",
+            Forgotten::TargetGone => "no longer exists: nothing to restore",
+        }
+    }
 }
 
 /// The policy and what it did so far.
@@ -175,6 +228,9 @@ pub struct Policy<'a> {
     /// The services it covers (names, and services whose workloads the
     /// selector selects), resolved by the caller.
     pub services: &'a BTreeSet<String>,
+    /// It is being deleted: everything it changed is put back now, and it
+    /// takes no new step.
+    pub deleting: bool,
 }
 
 const HOUR: i64 = 3600;
@@ -182,18 +238,30 @@ const HOUR: i64 = 3600;
 /// The decisions for one pass over one policy.
 pub fn plan(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decision> {
     if let Some(reason) = invalid(policy, world) {
-        return vec![Decision::Invalid(reason)];
+        // What it changed elsewhere is still put back: one missing target
+        // never holds up the restores of the others.
+        let mut decisions = restores(policy, reports, world);
+        decisions.push(Decision::Invalid(reason));
+        return decisions;
     }
     let mut decisions = Vec::new();
-    for active in &policy.status.active {
-        if let Some(step) = pending_step(policy, active, reports, world) {
-            decisions.push(Decision::Finish(step));
+    for active in policy.status.active.iter().filter(|_| !policy.deleting) {
+        if let Some(decision) = pending_step(policy, active, reports, world) {
+            decisions.push(decision);
         }
     }
     if !decisions.is_empty() {
         return decisions;
     }
+    // Recorded before anything else acts on what the others changed.
+    let yields = changed_by_others(policy, world);
+    if !yields.is_empty() {
+        return yields;
+    }
     decisions.extend(restores(policy, reports, world));
+    if policy.deleting {
+        return decisions;
+    }
     if let Some(d) = next_step(policy, reports, world) {
         decisions.push(d);
     }
@@ -253,13 +321,55 @@ fn report_named<'r>(reports: &'r [Report], name: &str) -> Option<&'r Report> {
     reports.iter().find(|r| r.name == name)
 }
 
+/// A step recorded pending before a restart: finished as recorded, unless
+/// the target is neither as the step found it nor as it leaves it — then
+/// someone else changed it meanwhile, and it is theirs.
 fn pending_step(
     policy: Policy<'_>,
     active: &ActiveRemediation,
     reports: &[Report],
     world: &World,
-) -> Option<Step> {
+) -> Option<Decision> {
     let pending = active.pending.as_ref()?;
+    let yielded = |expected: String, found: String| Decision::Yield {
+        report: active.report.clone(),
+        target: active.target.clone(),
+        expected,
+        found,
+    };
+    if active.kind == "scale" {
+        let before = if active.steps == 0 {
+            active.original_replicas
+        } else {
+            active.applied_replicas
+        };
+        let now = world.replicas.get(&active.target).copied();
+        if let (Some(before), Some(now), Some(after)) = (before, now, pending.replicas)
+            && now != before
+            && now != after
+        {
+            return Some(yielded(format!("{before} or {after}"), now.to_string()));
+        }
+    } else if let Some(now) = world.routers.get(&active.target) {
+        let before = if active.steps == 0 {
+            &active.original_weights
+        } else {
+            &active.applied_weights
+        };
+        let matches = |weights: &[BackendWeight]| {
+            weights
+                .iter()
+                .all(|w| now.get(&w.backend).copied().unwrap_or(0) == w.weight)
+        };
+        if !before.is_empty() && !matches(before) && !matches(&pending.weights) {
+            let text =
+                |ws: &[BackendWeight]| weights_text(ws.iter().map(|w| (&w.backend, &w.weight)));
+            return Some(yielded(
+                format!("{} or {}", text(before), text(&pending.weights)),
+                weights_text(now),
+            ));
+        }
+    }
     let service =
         report_named(reports, &active.report).map_or_else(String::new, |r| r.service.clone());
     let change = match active.kind.as_str() {
@@ -292,12 +402,69 @@ fn pending_step(
             }
         }
     };
-    Some(Step {
+    Some(Decision::Finish(Step {
         id: pending.id.clone(),
         report: active.report.clone(),
         service,
         change,
-    })
+    }))
+}
+
+/// "backend=weight, …" for a person.
+fn weights_text<'a>(weights: impl IntoIterator<Item = (&'a String, &'a i32)>) -> String {
+    weights
+        .into_iter()
+        .map(|(b, w)| format!("{b}={w}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Changes in force whose target is no longer what the policy's last step
+/// set there. A step still pending is the policy's own, to finish first.
+fn changed_by_others(policy: Policy<'_>, world: &World) -> Vec<Decision> {
+    let drift = |active: &ActiveRemediation| -> Option<(String, String)> {
+        if active.kind == "scale" {
+            let applied = active.applied_replicas?;
+            let now = *world.replicas.get(&active.target)?;
+            (applied != now).then(|| (applied.to_string(), now.to_string()))
+        } else {
+            let now = world.routers.get(&active.target)?;
+            let moved = active
+                .applied_weights
+                .iter()
+                .any(|w| now.get(&w.backend).copied().unwrap_or(0) != w.weight);
+            let applied = active
+                .applied_weights
+                .iter()
+                .map(|w| (&w.backend, &w.weight));
+            moved.then(|| (weights_text(applied), weights_text(now)))
+        }
+    };
+    policy
+        .status
+        .active
+        .iter()
+        .filter(|a| a.pending.is_none() && a.changed_by_others.is_none())
+        .filter_map(|a| {
+            let (expected, found) = drift(a)?;
+            Some(Decision::Yield {
+                report: a.report.clone(),
+                target: a.target.clone(),
+                expected,
+                found,
+            })
+        })
+        .collect()
+}
+
+/// A target someone else changed while the policy held it: the policy
+/// leaves it alone, for every report.
+fn yielded(policy: Policy<'_>, target: &str) -> bool {
+    policy
+        .status
+        .active
+        .iter()
+        .any(|a| a.target == target && a.changed_by_others.is_some())
 }
 
 fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decision> {
@@ -305,6 +472,7 @@ fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
     let mut out = Vec::new();
     for active in &policy.status.active {
         let recovered = match report_named(reports, &active.report) {
+            _ if policy.deleting => true,
             None => true,
             Some(r) => {
                 r.state == ReportState::Resolved
@@ -312,6 +480,25 @@ fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
             }
         };
         if !recovered || world.kill_switch {
+            continue;
+        }
+        let forget = |why| Decision::Forget {
+            report: active.report.clone(),
+            target: active.target.clone(),
+            why,
+        };
+        if active.changed_by_others.is_some() {
+            // Theirs now: dropped, never put back over their change.
+            out.push(forget(Forgotten::ChangedByOthers));
+            continue;
+        }
+        let exists = if active.kind == "scale" {
+            world.replicas.contains_key(&active.target)
+        } else {
+            world.routers.contains_key(&active.target)
+        };
+        if !exists {
+            out.push(forget(Forgotten::TargetGone));
             continue;
         }
         let decision = match active.kind.as_str() {
@@ -335,10 +522,7 @@ fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
                             to: original,
                         },
                     },
-                    _ => Decision::Forget {
-                        report: active.report.clone(),
-                        target: active.target.clone(),
-                    },
+                    _ => forget(Forgotten::NotRestoring),
                 }
             }
             _ => {
@@ -369,10 +553,7 @@ fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
                             },
                         }
                     }
-                    _ => Decision::Forget {
-                        report: active.report.clone(),
-                        target: active.target.clone(),
-                    },
+                    _ => forget(Forgotten::NotRestoring),
                 }
             }
         };
@@ -399,13 +580,11 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
         .collect();
     candidates.sort_by_key(|r| (r.opened_at, r.name.clone()));
     for report in candidates {
-        let Some((index, change)) = policy
-            .spec
-            .actions
-            .iter()
-            .enumerate()
-            .find_map(|(i, a)| step_change(a, report, world).map(|c| (i, c)))
-        else {
+        let Some((index, change)) = policy.spec.actions.iter().enumerate().find_map(|(i, a)| {
+            step_change(a, report, world)
+                .filter(|c| !yielded(policy, c.target()))
+                .map(|c| (i, c))
+        }) else {
             continue;
         };
         let steps = policy
@@ -490,6 +669,14 @@ fn guard(policy: Policy<'_>, step: &Step, world: &World) -> Option<Guard> {
     if guards.suspend {
         return Some(Guard::Suspended);
     }
+    if let Change::Scale { workload, .. } = &step.change
+        && world.autoscaled.contains_key(workload)
+    {
+        return Some(Guard::Autoscaled);
+    }
+    if world.held_elsewhere.contains_key(step.change.target()) {
+        return Some(Guard::HeldByAnotherPolicy);
+    }
     if let Change::Reroute { after, before, .. } = &step.change {
         let gaining = after
             .iter()
@@ -524,7 +711,7 @@ fn guard(policy: Policy<'_>, step: &Step, world: &World) -> Option<Guard> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use homeostat_api::{BackendWeight, PendingChange};
+    use homeostat_api::{ChangedByOthers, PendingChange};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
 
@@ -607,6 +794,16 @@ mod tests {
         reports: &[Report],
         world: &World,
     ) -> Vec<Decision> {
+        plan_for(spec, status, reports, world, false)
+    }
+
+    fn plan_for(
+        spec: &RemediationPolicySpec,
+        status: &RemediationPolicyStatus,
+        reports: &[Report],
+        world: &World,
+        deleting: bool,
+    ) -> Vec<Decision> {
         let services: BTreeSet<String> = spec.services.names.iter().cloned().collect();
         plan(
             Policy {
@@ -614,6 +811,7 @@ mod tests {
                 spec,
                 status,
                 services: &services,
+                deleting,
             },
             reports,
             world,
@@ -861,6 +1059,33 @@ mod tests {
             only_block(&run(&suspended, &Default::default(), &r, &world())),
             Guard::Suspended
         );
+        // Another policy holds tax: one writer per target.
+        let mut held = world();
+        held.held_elsewhere
+            .insert("deployment/tax".into(), "scale-everything".into());
+        assert_eq!(
+            only_block(&run(
+                &scale_policy(json!({})),
+                &Default::default(),
+                &r,
+                &held
+            )),
+            Guard::HeldByAnotherPolicy
+        );
+        // An HPA scales tax: homeostat never writes its replicas.
+        let mut autoscaled = world();
+        autoscaled
+            .autoscaled
+            .insert("deployment/tax".into(), "tax".into());
+        assert_eq!(
+            only_block(&run(
+                &scale_policy(json!({})),
+                &Default::default(),
+                &r,
+                &autoscaled
+            )),
+            Guard::Autoscaled
+        );
         let mut killed = world();
         killed.kill_switch = true;
         assert_eq!(
@@ -898,6 +1123,9 @@ mod tests {
                     weights: vec![],
                     planned_at: time(NOW - 5),
                 }),
+                applied_replicas: None,
+                applied_weights: vec![],
+                changed_by_others: None,
             }],
             last_action_time: Some(time(NOW - 100)),
             ..Default::default()
@@ -922,6 +1150,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_pending_step_someone_else_overtook_is_not_finished() {
+        // Decided 2→3 before a restart; meanwhile a person scaled tax to 6.
+        let mut w = world();
+        w.replicas.insert("deployment/tax".into(), 6);
+        let d = run(
+            &scale_policy(json!({})),
+            &active_scale(0, Some(3)),
+            &[report("tax")],
+            &w,
+        );
+        assert_eq!(
+            d,
+            [Decision::Yield {
+                report: "tax-latency-p99-1".into(),
+                target: "deployment/tax".into(),
+                expected: "2 or 3".into(),
+                found: "6".into(),
+            }]
+        );
     }
 
     #[test]
@@ -967,6 +1217,106 @@ mod tests {
     }
 
     #[test]
+    fn a_target_someone_else_changed_is_left_to_them() {
+        // The policy set tax to 3; a person scaled it to 5 since.
+        let mut status = active_scale(1, None);
+        status.active[0].applied_replicas = Some(3);
+        let mut w = world();
+        w.replicas.insert("deployment/tax".into(), 5);
+        let spec = scale_policy(json!({}));
+        let d = run(&spec, &status, &[report("tax")], &w);
+        assert_eq!(
+            d,
+            [Decision::Yield {
+                report: "tax-latency-p99-1".into(),
+                target: "deployment/tax".into(),
+                expected: "3".into(),
+                found: "5".into(),
+            }]
+        );
+        // Once recorded: no more steps while the report is open, for it or
+        // any other report on tax ...
+        status.active[0].changed_by_others = Some(ChangedByOthers {
+            noticed_at: time(NOW - 10),
+            expected: "3".into(),
+            found: "5".into(),
+        });
+        let other = Report {
+            name: "tax-errors-1".into(),
+            signal: Signal::ErrorRatio,
+            ..report("tax")
+        };
+        let spec = scale_policy(
+            json!({"trigger": {"signals": ["latency_p99", "error_ratio"], "minScore": 0.8}}),
+        );
+        assert!(run(&spec, &status, &[report("tax"), other], &w).is_empty());
+        // ... and once it has resolved, dropped, never restored over theirs.
+        let resolved = Report {
+            state: ReportState::Resolved,
+            resolved_at: Some(NOW - 600),
+            ..report("tax")
+        };
+        assert_eq!(
+            run(&spec, &status, &[resolved], &w),
+            [Decision::Forget {
+                report: "tax-latency-p99-1".into(),
+                target: "deployment/tax".into(),
+                why: Forgotten::ChangedByOthers
+            }]
+        );
+        // Found as the policy left it: nothing to record, the next step comes.
+        let mut ours = active_scale(1, None);
+        ours.active[0].applied_replicas = Some(3);
+        ours.last_action_time = Some(time(NOW - 3600));
+        w.replicas.insert("deployment/tax".into(), 3);
+        assert_eq!(
+            only_act(&run(&spec, &ours, &[report("tax")], &w)).change,
+            scaled(3, 4)
+        );
+    }
+
+    #[test]
+    fn rerouted_weights_someone_else_moved_are_left_to_them() {
+        let weight = |backend: &str, weight| BackendWeight {
+            backend: backend.into(),
+            weight,
+        };
+        let status = RemediationPolicyStatus {
+            active: vec![ActiveRemediation {
+                report: "payment-primary-latency-p99-1".into(),
+                kind: "reroute".into(),
+                target: "omsconfigmap/oms-routing".into(),
+                original_replicas: None,
+                original_weights: vec![
+                    weight("payment-primary", 100),
+                    weight("payment-secondary", 0),
+                ],
+                started_at: time(NOW - 300),
+                steps: 1,
+                pending: None,
+                applied_replicas: None,
+                applied_weights: vec![
+                    weight("payment-primary", 50),
+                    weight("payment-secondary", 50),
+                ],
+                changed_by_others: None,
+            }],
+            ..Default::default()
+        };
+        // world() has the router at 100/0: someone put it back by hand.
+        let d = run(&reroute_policy(json!({})), &status, &[], &world());
+        assert_eq!(
+            d,
+            [Decision::Yield {
+                report: "payment-primary-latency-p99-1".into(),
+                target: "omsconfigmap/oms-routing".into(),
+                expected: "payment-primary=50, payment-secondary=50".into(),
+                found: "payment-primary=100, payment-secondary=0".into(),
+            }]
+        );
+    }
+
+    #[test]
     fn without_scale_back_a_recovered_remediation_is_forgotten_not_undone() {
         let spec =
             scale_policy(json!({"actions": [{"scale": {"maxReplicas": 4, "scaleBack": false}}]}));
@@ -975,7 +1325,8 @@ mod tests {
             d,
             [Decision::Forget {
                 report: "tax-latency-p99-1".into(),
-                target: "deployment/tax".into()
+                target: "deployment/tax".into(),
+                why: Forgotten::NotRestoring
             }]
         );
     }
@@ -1001,6 +1352,9 @@ mod tests {
                 started_at: time(NOW - 300),
                 steps: 2,
                 pending: None,
+                applied_replicas: None,
+                applied_weights: vec![],
+                changed_by_others: None,
             }],
             ..Default::default()
         };
@@ -1054,6 +1408,56 @@ mod tests {
             [Decision::Invalid(
                 "backend payment-tertiary is not in router omsconfigmap/oms-routing".into()
             )]
+        );
+    }
+
+    #[test]
+    fn a_policy_being_deleted_puts_everything_back_now_and_takes_no_step() {
+        // tax at 3 for a report still open, a pending step, and another report.
+        let mut w = world();
+        w.replicas.insert("deployment/tax".into(), 3);
+        let spec = scale_policy(json!({}));
+        for status in [active_scale(1, None), active_scale(1, Some(4))] {
+            let d = plan_for(&spec, &status, &[report("tax")], &w, true);
+            assert_eq!(
+                d,
+                [Decision::Restore {
+                    report: "tax-latency-p99-1".into(),
+                    change: scaled(3, 2)
+                }]
+            );
+        }
+        // Nothing held: nothing to do, not even for an open report.
+        assert!(plan_for(&spec, &Default::default(), &[report("tax")], &w, true).is_empty());
+    }
+
+    #[test]
+    fn a_deleted_workload_never_holds_up_the_restore_of_another() {
+        // The policy scaled tax and orders; orders has since been deleted.
+        let spec = scale_policy(json!({"services": {"names": ["tax", "orders"]}}));
+        let mut status = active_scale(1, None);
+        let mut orders = status.active[0].clone();
+        orders.report = "orders-latency-p99-1".into();
+        orders.target = "deployment/orders".into();
+        status.active.push(orders);
+        let mut w = world();
+        w.replicas.insert("deployment/tax".into(), 3);
+        w.replicas.remove("deployment/orders");
+        let d = run(&spec, &status, &[], &w);
+        assert_eq!(
+            d,
+            [
+                Decision::Restore {
+                    report: "tax-latency-p99-1".into(),
+                    change: scaled(3, 2)
+                },
+                Decision::Forget {
+                    report: "orders-latency-p99-1".into(),
+                    target: "deployment/orders".into(),
+                    why: Forgotten::TargetGone
+                },
+                Decision::Invalid("scale target deployment/orders does not exist".into()),
+            ]
         );
     }
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use homeostat_api::{AnomalyReport, RemediationPolicy, ReportState};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
@@ -123,6 +124,50 @@ pub async fn kill_switch(
     }))
 }
 
+/// The workloads HorizontalPodAutoscalers scale in `namespace`, by
+/// `kind/name`, with the HPA's name.
+pub async fn autoscaled(
+    client: &Client,
+    namespace: &str,
+) -> Result<BTreeMap<String, String>, GatherError> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter_map(|hpa| {
+            let target = &hpa.spec.as_ref()?.scale_target_ref;
+            let workload = format!("{}/{}", target.kind.to_ascii_lowercase(), target.name);
+            Some((workload, hpa.name_any()))
+        })
+        .collect())
+}
+
+/// Targets the other policies of `policy`'s namespace hold, with the policy.
+pub async fn held_elsewhere(
+    client: &Client,
+    policy: &RemediationPolicy,
+) -> Result<BTreeMap<String, String>, GatherError> {
+    let api: Api<RemediationPolicy> =
+        Api::namespaced(client.clone(), &policy.namespace().unwrap_or_default());
+    let name = policy.name_any();
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|other| other.name_any() != name)
+        .flat_map(|other| {
+            let holder = other.name_any();
+            other
+                .status
+                .map(|s| s.active)
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |a| (a.target, holder.clone()))
+        })
+        .collect())
+}
+
 /// The world as `policy` sees it.
 pub async fn world(
     client: &Client,
@@ -177,6 +222,8 @@ pub async fn world(
     }
     Ok(World {
         now,
+        autoscaled: autoscaled(client, &namespace).await?,
+        held_elsewhere: held_elsewhere(client, policy).await?,
         replicas: replicas_by_workload,
         routers,
         anomalous: reports

@@ -46,11 +46,11 @@ impl TrafficRouter for OmsConfigMapRouter {
         }))
     }
 
-    async fn set_weights(&self, weights: &Weights) -> Result<(), RouterError> {
+    async fn set_weights(&self, expected: &Weights, weights: &Weights) -> Result<(), RouterError> {
         let table = self.table().await?.ok_or_else(|| {
             RouterError::Invalid(format!("configmap {} does not exist", self.name))
         })?;
-        let mut data = serde_json::Map::new();
+        let mut ops = Vec::new();
         for (backend, weight) in weights {
             let route = table
                 .iter()
@@ -62,19 +62,38 @@ impl TrafficRouter for OmsConfigMapRouter {
                         self.name
                     ))
                 })?;
-            data.insert(
-                routing_key(route, backend),
-                json!(weight.clamp(&0, &100).to_string()),
+            let path = format!("/data/{}", pointer_escape(&routing_key(route, backend)));
+            if let Some(before) = expected.get(backend) {
+                ops.push(json!({"op": "test", "path": path, "value": before.to_string()}));
+            }
+            ops.push(
+                json!({"op": "replace", "path": path, "value": weight.clamp(&0, &100).to_string()}),
             );
         }
-        // A merge patch of the changed keys only: nothing else in the map moves.
+        // The changed keys only, each tested first: the patch applies whole
+        // or not at all, and nothing else in the map moves.
+        let patch: json_patch::Patch = serde_json::from_value(json!(ops))
+            .map_err(|e| RouterError::Invalid(format!("JSON patch: {e}")))?;
         self.api
             .patch(
                 &self.name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"data": data})),
+                &Patch::<()>::Json(patch),
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(ref status)
+                    if status.code == 422 && status.message.contains("Testing value") =>
+                {
+                    RouterError::Changed(format!("configmap {}: {}", self.name, status.message))
+                }
+                other => RouterError::Api(other),
+            })?;
         Ok(())
     }
+}
+
+/// A key as a JSON Pointer segment (RFC 6901).
+fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }

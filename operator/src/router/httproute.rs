@@ -61,13 +61,31 @@ impl TrafficRouter for HttpRouteRouter {
         Ok(Some(shares(&route).map(|(_, w)| w).unwrap_or_default()))
     }
 
-    async fn set_weights(&self, weights: &Weights) -> Result<(), RouterError> {
+    async fn set_weights(&self, expected: &Weights, weights: &Weights) -> Result<(), RouterError> {
         let route = self.api.get(&self.name).await?;
-        let (index, _) = shares(&route).ok_or_else(|| {
+        let (index, now) = shares(&route).ok_or_else(|| {
             RouterError::Invalid(format!("httproute {} has no backends", self.name))
         })?;
+        let moved: Vec<String> = expected
+            .iter()
+            .filter(|(b, w)| now.get(*b) != Some(*w))
+            .map(|(b, w)| format!("{b} {w}→{}", now.get(b).copied().unwrap_or(0)))
+            .collect();
+        if !moved.is_empty() {
+            return Err(RouterError::Changed(format!(
+                "httproute {}: {}",
+                self.name,
+                moved.join(", ")
+            )));
+        }
         let backends = &route.spec.rules[index].backend_refs;
-        let mut ops = Vec::new();
+        // The route as read, or nothing: a change since the read fails the
+        // whole patch (422), like one of the names below moving.
+        let mut ops = vec![json!({
+            "op": "test",
+            "path": "/metadata/resourceVersion",
+            "value": route.metadata.resource_version,
+        })];
         for (backend, weight) in weights {
             let position = backends
                 .iter()
@@ -91,7 +109,15 @@ impl TrafficRouter for HttpRouteRouter {
                 &PatchParams::default(),
                 &Patch::<()>::Json(patch),
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(ref status)
+                    if status.code == 422 && status.message.contains("Testing value") =>
+                {
+                    RouterError::Changed(format!("httproute {}: {}", self.name, status.message))
+                }
+                other => RouterError::Api(other),
+            })?;
         Ok(())
     }
 }

@@ -24,15 +24,22 @@ pub enum RouterError {
     Api(#[from] kube::Error),
     #[error("{0}")]
     Invalid(String),
+    /// The weights are no longer what the caller expected: someone else
+    /// changed them. Nothing was written.
+    #[error("weights changed by someone else: {0}")]
+    Changed(String),
 }
 
 /// Reads and sets the weights of one router.
 pub trait TrafficRouter {
     /// The weights now, or `None` when the router does not exist.
     fn weights(&self) -> impl Future<Output = Result<Option<Weights>, RouterError>> + Send;
-    /// Sets the listed backends to the given weights (others unchanged).
+    /// Sets the listed backends to `weights` (others unchanged), only if
+    /// they are at `expected` now: otherwise [`RouterError::Changed`] and
+    /// nothing is written (checked in the write itself, not before it).
     fn set_weights(
         &self,
+        expected: &Weights,
         weights: &Weights,
     ) -> impl Future<Output = Result<(), RouterError>> + Send;
 }
@@ -68,10 +75,10 @@ impl TrafficRouter for AnyRouter {
         }
     }
 
-    async fn set_weights(&self, weights: &Weights) -> Result<(), RouterError> {
+    async fn set_weights(&self, expected: &Weights, weights: &Weights) -> Result<(), RouterError> {
         match self {
-            AnyRouter::OmsConfigMap(r) => r.set_weights(weights).await,
-            AnyRouter::HttpRoute(r) => r.set_weights(weights).await,
+            AnyRouter::OmsConfigMap(r) => r.set_weights(expected, weights).await,
+            AnyRouter::HttpRoute(r) => r.set_weights(expected, weights).await,
         }
     }
 }

@@ -235,6 +235,19 @@ pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String>
         .collect()
 }
 
+/// Sets a Deployment's replicas through its scale subresource, as
+/// `kubectl scale` does.
+pub async fn deployment_scale(client: &Client, ns: &str, name: &str, n: i32) {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch_scale(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": n}})),
+        )
+        .await
+        .expect("scale");
+}
+
 /// Waits until the Deployment `name` asks for `n` replicas.
 pub async fn wait_replicas(client: &Client, ns: &str, name: &str, n: i32) {
     eventually(&format!("{name} at {n} replicas"), 90, || async {
