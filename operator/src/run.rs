@@ -74,6 +74,7 @@ pub async fn run(
             let order_systems = order_system::controller::run(
                 Arc::new(order_system::controller::Context {
                     client: ctx.client.clone(),
+                    recorder: ctx.recorder.clone(),
                     resync: Duration::from_secs(30),
                     metrics: metrics.clone(),
                     failures: Default::default(),

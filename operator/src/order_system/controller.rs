@@ -15,6 +15,7 @@ use kube::api::{
     ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -22,12 +23,15 @@ use serde_json::json;
 use super::backing;
 use super::render::{Child, FIELD_MANAGER, LiveDeployment, render, service_monitor};
 use crate::backoff::{Failures, retry_delay};
+use crate::decode;
 use crate::metrics::{Controller as ControllerKind, OperatorMetrics};
 use crate::reconciled::tracked;
 use crate::remediation::record::set_condition;
 
 pub struct Context {
     pub client: Client,
+    /// Events about OrderSystems the operator cannot read.
+    pub recorder: Recorder,
     pub resync: Duration,
     pub metrics: Arc<OperatorMetrics>,
     /// Failed reconciles in a row, by OrderSystem: the retry backs off.
@@ -54,7 +58,7 @@ impl ReconcileError {
     }
 }
 
-fn key(os: &OrderSystem) -> String {
+fn key(os: &DynamicObject) -> String {
     format!("{}/{}", os.namespace().unwrap_or_default(), os.name_any())
 }
 
@@ -98,9 +102,7 @@ async fn live_deployments(
             );
         }
     }
-    let policies: Api<RemediationPolicy> = Api::namespaced(client.clone(), namespace);
-    let held: BTreeSet<String> = policies
-        .list(&ListParams::default())
+    let held: BTreeSet<String> = decode::list::<RemediationPolicy>(client, namespace)
         .await?
         .into_iter()
         .flat_map(|p| p.status.map(|s| s.active).unwrap_or_default())
@@ -161,7 +163,10 @@ async fn service_monitors_installed(client: &Client) -> Result<bool, kube::Error
     namespace = %os.namespace().unwrap_or_default(),
     trace_id = tracing::field::Empty,
 ))]
-pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+pub async fn reconcile(
+    os: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
     homeostat_telemetry::record_trace_id(&tracing::Span::current());
     tracked(
         ControllerKind::OrderSystem,
@@ -169,9 +174,23 @@ pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action
         &ctx.metrics,
         &ctx.failures,
         ReconcileError::metric_label,
-        reconcile_inner(&os, &ctx),
+        reconcile_raw(&os, &ctx),
     )
     .await
+}
+
+/// Decodes the OrderSystem on its own: one that cannot be read is marked
+/// Invalid and renders nothing.
+async fn reconcile_raw(raw: &DynamicObject, ctx: &Context) -> Result<Action, ReconcileError> {
+    match decode::decode::<OrderSystem>(raw) {
+        Ok(os) => reconcile_inner(&os, ctx).await,
+        Err(bad) => {
+            tracing::warn!(order_system = %bad.name, error = %bad.error, "cannot decode the OrderSystem: marked Invalid");
+            let api = decode::raw_api::<OrderSystem>(&ctx.client, raw.namespace().as_deref());
+            decode::mark_undecodable(&ctx.recorder, &api, raw, &bad, unix_now()).await;
+            Ok(Action::await_change())
+        }
+    }
 }
 
 async fn reconcile_inner(os: &OrderSystem, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -311,7 +330,7 @@ async fn write_status(
     Ok(())
 }
 
-fn error_policy(os: Arc<OrderSystem>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+fn error_policy(os: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     if error.is_conflict() {
         // A child changed since we read it (a remediation scaled it): read
         // again at once; not a failure of ours.
@@ -326,26 +345,31 @@ fn error_policy(os: Arc<OrderSystem>, error: &ReconcileError, ctx: Arc<Context>)
 /// Runs until `shutdown`: children that drift (deleted, edited) are put back
 /// on the next pass, which their own change triggers.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let systems: Api<OrderSystem> = Api::all(ctx.client.clone());
-    Controller::new(systems, watcher::Config::default())
-        .owns(
-            Api::<Deployment>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<StatefulSet>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<Service>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<ConfigMap>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    // Raw objects, decoded one by one in the reconcile.
+    let systems = decode::raw_api::<OrderSystem>(&ctx.client, None);
+    Controller::new_with(
+        systems,
+        watcher::Config::default(),
+        decode::resource::<OrderSystem>(),
+    )
+    .owns(
+        Api::<Deployment>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<StatefulSet>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<Service>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<ConfigMap>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| futures::future::ready(()))
+    .await;
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use homeostat_api::{AnomalyReport, RemediationPolicy};
+use kube::api::DynamicObject;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
@@ -17,6 +18,7 @@ use super::finalizer;
 use super::plan::{Decision, Policy, plan};
 use super::world::{self, GatherError};
 use crate::backoff::{Failures, retry_delay};
+use crate::decode;
 use crate::metrics::{Controller as ControllerKind, OperatorMetrics};
 use crate::reconciled::tracked;
 
@@ -53,7 +55,7 @@ impl ReconcileError {
     }
 }
 
-fn key(policy: &RemediationPolicy) -> String {
+fn key(policy: &DynamicObject) -> String {
     format!(
         "{}/{}",
         policy.namespace().unwrap_or_default(),
@@ -75,7 +77,7 @@ fn unix_now() -> i64 {
     trace_id = tracing::field::Empty,
 ))]
 pub async fn reconcile(
-    policy: Arc<RemediationPolicy>,
+    policy: Arc<DynamicObject>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     homeostat_telemetry::record_trace_id(&tracing::Span::current());
@@ -90,22 +92,28 @@ pub async fn reconcile(
     .await
 }
 
-async fn reconcile_inner(
-    cached: &RemediationPolicy,
-    ctx: &Context,
-) -> Result<Action, ReconcileError> {
+async fn reconcile_inner(cached: &DynamicObject, ctx: &Context) -> Result<Action, ReconcileError> {
     let namespace = cached.namespace().unwrap_or_default();
     // The watch cache may not have caught up with our own last status write;
     // deciding on a stale status could repeat a step. Read it fresh.
-    let api: Api<RemediationPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(policy) = api
+    let raw = decode::raw_api::<RemediationPolicy>(&ctx.client, Some(&namespace));
+    let Some(fresh) = raw
         .get_opt(&cached.name_any())
         .await
         .map_err(GatherError::from)?
     else {
         return Ok(Action::await_change());
     };
+    let policy = match decode::decode::<RemediationPolicy>(&fresh) {
+        Ok(policy) => policy,
+        Err(bad) => {
+            tracing::warn!(policy = %bad.name, error = %bad.error, "cannot decode the policy: marked Invalid");
+            decode::mark_undecodable(&ctx.recorder, &raw, &fresh, &bad, unix_now()).await;
+            return Ok(Action::await_change());
+        }
+    };
     let policy = &policy;
+    let api: Api<RemediationPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = unix_now();
     let reports = world::reports(&ctx.client, &namespace).await?;
     let (objects, views): (Vec<AnomalyReport>, Vec<_>) = reports.into_iter().unzip();
@@ -159,11 +167,7 @@ async fn reconcile_inner(
     Ok(Action::requeue(ctx.resync))
 }
 
-fn error_policy(
-    policy: Arc<RemediationPolicy>,
-    error: &ReconcileError,
-    ctx: Arc<Context>,
-) -> Action {
+fn error_policy(policy: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let delay = retry_delay(ctx.failures.failed(&key(&policy)));
     tracing::warn!(policy = %policy.name_any(), %error, ?delay, "reconcile failed; retrying");
     Action::requeue(delay)
@@ -171,21 +175,33 @@ fn error_policy(
 
 /// Runs the controller until `shutdown` completes.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let policies: Api<RemediationPolicy> = Api::all(ctx.client.clone());
-    let reports: Api<AnomalyReport> = Api::all(ctx.client.clone());
-    let controller = Controller::new(policies, watcher::Config::default());
+    // Raw objects, decoded one by one in the reconcile: one the operator
+    // cannot read is marked Invalid and never stops the others.
+    let policy_resource = decode::resource::<RemediationPolicy>();
+    let policies = decode::raw_api::<RemediationPolicy>(&ctx.client, None);
+    let reports = decode::raw_api::<AnomalyReport>(&ctx.client, None);
+    let controller = Controller::new_with(
+        policies,
+        watcher::Config::default(),
+        policy_resource.clone(),
+    );
     let store = controller.store();
     controller
         // Any change to a report may concern every policy in its namespace.
-        .watches(reports, watcher::Config::default(), move |report| {
-            let namespace = report.namespace();
-            store
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace() == namespace)
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        })
+        .watches_with(
+            reports,
+            decode::resource::<AnomalyReport>(),
+            watcher::Config::default(),
+            move |report| {
+                let namespace = report.namespace();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.namespace() == namespace)
+                    .map(|p| ObjectRef::from_obj_with(&*p, policy_resource.clone()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

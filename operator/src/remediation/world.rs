@@ -10,6 +10,7 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use super::plan::{Report, World, router_key, scale_target};
+use crate::decode;
 use crate::router::{TrafficRouter, router_for};
 
 /// Annotation that stops every action of every policy while it is "true".
@@ -30,9 +31,7 @@ pub async fn reports(
     client: &Client,
     namespace: &str,
 ) -> Result<Vec<(AnomalyReport, Report)>, GatherError> {
-    let api: Api<AnomalyReport> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .list(&ListParams::default())
+    Ok(decode::list::<AnomalyReport>(client, namespace)
         .await?
         .into_iter()
         .filter_map(|r| {
@@ -148,24 +147,23 @@ pub async fn held_elsewhere(
     client: &Client,
     policy: &RemediationPolicy,
 ) -> Result<BTreeMap<String, String>, GatherError> {
-    let api: Api<RemediationPolicy> =
-        Api::namespaced(client.clone(), &policy.namespace().unwrap_or_default());
     let name = policy.name_any();
-    Ok(api
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .filter(|other| other.name_any() != name)
-        .flat_map(|other| {
-            let holder = other.name_any();
-            other
-                .status
-                .map(|s| s.active)
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |a| (a.target, holder.clone()))
-        })
-        .collect())
+    Ok(
+        decode::list::<RemediationPolicy>(client, &policy.namespace().unwrap_or_default())
+            .await?
+            .into_iter()
+            .filter(|other| other.name_any() != name)
+            .flat_map(|other| {
+                let holder = other.name_any();
+                other
+                    .status
+                    .map(|s| s.active)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |a| (a.target, holder.clone()))
+            })
+            .collect(),
+    )
 }
 
 /// The world as `policy` sees it.

@@ -1,0 +1,141 @@
+//! Custom resources read as raw objects and decoded one by one. The API
+//! server keeps what it stored under an older schema (or what a client
+//! wrote around validation), and a typed list or watch fails whole on the
+//! first object it cannot decode: one bad policy would stop the handling
+//! of every other. Read raw, a bad object is skipped by those that only
+//! read it, and marked `Invalid` with the reason by its own controller.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::remediation::record::set_condition;
+
+/// An object that is not a valid `K`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecodable {
+    pub name: String,
+    /// What did not decode, e.g. `spec.guards.cooldown: …`.
+    pub error: String,
+}
+
+/// The `ApiResource` of `K`, for raw access.
+pub fn resource<K: Resource<DynamicType = ()>>() -> ApiResource {
+    ApiResource::erase::<K>(&())
+}
+
+/// Raw access to `K` in `namespace`, or in every namespace.
+pub fn raw_api<K: Resource<DynamicType = ()>>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    let ar = resource::<K>();
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+/// `object` as a `K`, or why not (the path of the field that failed).
+pub fn decode<K: DeserializeOwned>(object: &DynamicObject) -> Result<K, Undecodable> {
+    let name = object.name_any();
+    let value = serde_json::to_value(object).map_err(|e| Undecodable {
+        name: name.clone(),
+        error: e.to_string(),
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| Undecodable {
+        name,
+        error: e.to_string(),
+    })
+}
+
+/// Every `K` in `namespace` that decodes; the ones that do not are logged
+/// and left out.
+pub async fn list<K>(client: &Client, namespace: &str) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let raw = raw_api::<K>(client, Some(namespace))
+        .list(&ListParams::default())
+        .await?;
+    Ok(raw
+        .items
+        .iter()
+        .filter_map(|object| match decode::<K>(object) {
+            Ok(k) => Some(k),
+            Err(bad) => {
+                tracing::warn!(kind = %K::kind(&()), namespace, name = %bad.name, error = %bad.error, "skipped: cannot decode");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Marks an object its controller cannot decode: a Warning Event
+/// `Undecodable` saying what failed, and, where the API server takes it,
+/// `Invalid` true and `Ready` false in its status (an object that also
+/// fails the current schema's rules cannot have its status written: the
+/// Event is then the mark). Its spec is never touched.
+pub async fn mark_undecodable(
+    recorder: &Recorder,
+    api: &Api<DynamicObject>,
+    object: &DynamicObject,
+    bad: &Undecodable,
+    now: i64,
+) {
+    let message = format!("cannot be read: {}", bad.error);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "Undecodable".to_owned(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Decode".to_owned(),
+        secondary: None,
+    };
+    let types = object.types.clone().unwrap_or_default();
+    let reference = ObjectReference {
+        api_version: Some(types.api_version),
+        kind: Some(types.kind),
+        name: object.metadata.name.clone(),
+        namespace: object.metadata.namespace.clone(),
+        uid: object.metadata.uid.clone(),
+        resource_version: object.metadata.resource_version.clone(),
+        ..ObjectReference::default()
+    };
+    if let Err(error) = recorder.publish(&event, &reference).await {
+        tracing::warn!(%error, name = %bad.name, "cannot publish the Undecodable Event");
+    }
+    let generation = object.metadata.generation;
+    let mut conditions: Vec<Condition> = Vec::new();
+    set_condition(
+        &mut conditions,
+        "Invalid",
+        true,
+        "Undecodable",
+        &message,
+        now,
+        generation,
+    );
+    set_condition(
+        &mut conditions,
+        "Ready",
+        false,
+        "Undecodable",
+        &message,
+        now,
+        generation,
+    );
+    let patch = serde_json::json!({"status": {"conditions": conditions}});
+    if let Err(error) = api
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::debug!(%error, name = %bad.name, "its status cannot be written either");
+    }
+}
