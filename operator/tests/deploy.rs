@@ -158,6 +158,30 @@ async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
         "shop"
     ));
     assert!(!can("detector", "patch", "deployments.apps/scale", "shop"));
+    // Writes only where homeostat manages (shop): nothing in kube-system, in
+    // default or in a namespace made later; reads everywhere.
+    for ns in ["kube-system", "default", "elsewhere"] {
+        for (verb, what) in [
+            ("patch", "deployments.apps/scale"),
+            ("create", "deployments.apps"),
+            ("patch", "configmaps"),
+            ("create", "secrets"),
+            ("create", "roles.rbac.authorization.k8s.io"),
+            ("create", "rolebindings.rbac.authorization.k8s.io"),
+            ("patch", "remediationpolicies.homeostat.dev/status"),
+            ("create", "events.events.k8s.io"),
+        ] {
+            assert!(
+                !can("operator", verb, what, ns),
+                "operator {verb} {what} in {ns}"
+            );
+        }
+        assert!(
+            !can("detector", "create", "anomalyreports.homeostat.dev", ns),
+            "detector in {ns}"
+        );
+        assert!(can("operator", "watch", "deployments.apps", ns), "{ns}");
+    }
     // Prometheus discovers pods in the two namespaces it scrapes, and
     // reads nothing else.
     for ns in ["shop", "homeostat-system"] {
