@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::{Severity, Signal};
+use crate::{ActionKind, Severity, Signal};
 
 /// Identifies the anomalous series. Written once by the detector; immutable.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -35,6 +35,18 @@ pub struct AnomalyReportSpec {
 
     /// The anomalous signal.
     pub signal: Signal,
+}
+
+/// The replicas or the weights on one side of a step.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangedState {
+    /// A scale step: the workload's replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// A reroute step: each backend's weight, in percent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<crate::BackendWeight>,
 }
 
 /// Where a report is in its life.
@@ -164,11 +176,21 @@ pub struct ActionRecord {
     pub id: String,
     /// The RemediationPolicy that planned it.
     pub policy: String,
-    /// scale or reroute.
-    pub kind: String,
-    /// What it changed: a workload or a router, with the change, e.g.
-    /// "deployment/tax 2→3" or "payment-primary→payment-secondary 50%".
+    /// What the step does: scale or reroute.
+    pub kind: ActionKind,
+    /// What it changed: a workload or a router, with the change, for a
+    /// person, e.g. "deployment/tax 2→3" or "omsconfigmap/oms-routing
+    /// payment-primary 100→50, payment-secondary 0→50".
     pub target: String,
+    /// The workload or router, e.g. `deployment/tax`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// What was there before the step: replicas or weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<ChangedState>,
+    /// What the step sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<ChangedState>,
     /// When it was planned.
     pub planned_at: Time,
     /// When it took effect; unset for dry runs and blocked actions.

@@ -1,6 +1,7 @@
 //! The `homeostat.dev/v1alpha1` API: the custom resources that the operator,
 //! the detector and SREs share, and the CRDs generated from them.
 
+mod action_kind;
 mod anomaly_report;
 mod crds;
 mod duration;
@@ -10,6 +11,7 @@ mod remediation_policy;
 pub mod routing;
 mod signal;
 
+pub use action_kind::ActionKind;
 pub use anomaly_report::*;
 pub use crds::{all_crds, crd_file_name, render_crd_yaml};
 pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};

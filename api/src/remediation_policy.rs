@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::{Duration, Severity, Signal};
+use crate::{ActionKind, Duration, Severity, Signal};
 
 /// Declares which anomalies a policy answers and what it does about them.
 /// The operator acts only while an open AnomalyReport matches `services`,
@@ -290,8 +290,8 @@ pub struct RemediationPolicyStatus {
 pub struct ActiveRemediation {
     /// The AnomalyReport that caused it.
     pub report: String,
-    /// scale or reroute.
-    pub kind: String,
+    /// What the step does: scale or reroute.
+    pub kind: ActionKind,
     /// The workload or router changed.
     pub target: String,
     /// Replicas before the first scale action.

@@ -20,6 +20,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+use homeostat_api::ActionKind;
+
 use crate::outcome::{ActionOutcome, Outcome};
 use crate::pods::{PodRecord, scale_outcome};
 use crate::scenario::{Policies, Scenario};
@@ -192,12 +194,12 @@ async fn judge_scaling(
 ) -> anyhow::Result<()> {
     let scaled: Vec<(String, jiff::Timestamp)> = actions
         .iter()
-        .filter(|a| a.kind == "scale" && a.acted())
+        .filter(|a| a.kind == ActionKind::Scale && a.acted())
         .map(|a| (a.target.clone(), a.at))
         .collect();
     for action in actions
         .iter_mut()
-        .filter(|a| a.kind == "scale" && a.acted())
+        .filter(|a| a.kind == ActionKind::Scale && a.acted())
     {
         // Its pods are those started before the restore or the next step.
         let next_step = scaled

@@ -4,6 +4,8 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use homeostat_api::{ActionKind, ChangedState};
+
 use crate::pods::ScaleOutcome;
 use crate::scenario::FaultKind;
 
@@ -32,7 +34,7 @@ pub struct ReportRecord {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActionOutcome {
     pub policy: String,
-    pub kind: String,
+    pub kind: ActionKind,
     /// The service the action answered for (the report's culprit).
     pub target: String,
     /// What it changed, before and after, e.g. "2" → "3" replicas or
@@ -176,33 +178,26 @@ fn recovered_after(p99: &[BandPoint], f: &FaultRecord, acted: Timestamp) -> Opti
     None
 }
 
-/// Splits an operator action description into what changed, before and
-/// after: `deployment/tax 2→3` gives `("deployment/tax", "2", "3")`, and
-/// `omsconfigmap/oms-routing payment-primary 100→50, payment-secondary 0→50`
-/// gives `("omsconfigmap/oms-routing", "payment-primary=100, payment-secondary=0",
-/// "payment-primary=50, payment-secondary=50")`.
-pub fn split_change(description: &str) -> (String, String, String) {
-    let Some((object, change)) = description.split_once(' ') else {
-        return (description.to_owned(), String::new(), String::new());
-    };
-    let mut from = Vec::new();
-    let mut to = Vec::new();
-    for part in change.split(", ") {
-        let (name, values) = match part.rsplit_once(' ') {
-            Some((name, values)) => (Some(name), values),
-            None => (None, part),
-        };
-        let (before, after) = values.split_once('→').unwrap_or((values, values));
-        let label = |v: &str| name.map_or(v.to_owned(), |n| format!("{n}={v}"));
-        from.push(label(before));
-        to.push(label(after));
+/// One side of an action for a person: `3` replicas, or
+/// `payment-primary=50, payment-secondary=50`.
+pub fn state_text(state: Option<&ChangedState>) -> String {
+    match state {
+        Some(ChangedState {
+            replicas: Some(n), ..
+        }) => n.to_string(),
+        Some(ChangedState { weights, .. }) => weights
+            .iter()
+            .map(|w| format!("{}={}", w.backend, w.weight))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => String::new(),
     }
-    (object.to_owned(), from.join(", "), to.join(", "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use homeostat_api::BackendWeight;
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + s).expect("time")
@@ -232,7 +227,7 @@ mod tests {
     fn action(target: &str, at: i64) -> ActionOutcome {
         ActionOutcome {
             policy: "p".into(),
-            kind: "reroute".into(),
+            kind: ActionKind::Reroute,
             target: target.into(),
             from: String::new(),
             to: String::new(),
@@ -355,18 +350,29 @@ mod tests {
     }
 
     #[test]
-    fn action_descriptions_split_into_before_and_after() {
+    fn each_side_of_an_action_reads_as_replicas_or_weights() {
+        let replicas = ChangedState {
+            replicas: Some(3),
+            weights: vec![],
+        };
+        assert_eq!(state_text(Some(&replicas)), "3");
+        let weights = ChangedState {
+            replicas: None,
+            weights: vec![
+                BackendWeight {
+                    backend: "payment-primary".into(),
+                    weight: 50,
+                },
+                BackendWeight {
+                    backend: "payment-secondary".into(),
+                    weight: 50,
+                },
+            ],
+        };
         assert_eq!(
-            split_change("deployment/tax 2→3"),
-            ("deployment/tax".into(), "2".into(), "3".into())
+            state_text(Some(&weights)),
+            "payment-primary=50, payment-secondary=50"
         );
-        assert_eq!(
-            split_change("omsconfigmap/oms-routing payment-primary 100→50, payment-secondary 0→50"),
-            (
-                "omsconfigmap/oms-routing".into(),
-                "payment-primary=100, payment-secondary=0".into(),
-                "payment-primary=50, payment-secondary=50".into()
-            )
-        );
+        assert_eq!(state_text(None), "");
     }
 }

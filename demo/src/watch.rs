@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-use crate::outcome::{ActionOutcome, ReportRecord, split_change};
+use crate::outcome::{ActionOutcome, ReportRecord, state_text};
 
 /// Reports by name, as they are now.
 pub async fn reports(client: &kube::Client, namespace: &str) -> anyhow::Result<Vec<AnomalyReport>> {
@@ -55,13 +55,12 @@ pub fn action_records(report: &AnomalyReport) -> Vec<(String, ActionOutcome)> {
         .actions
         .iter()
         .map(|a| {
-            let (_, from, to) = split_change(&a.target);
             let outcome = ActionOutcome {
                 policy: a.policy.clone(),
-                kind: a.kind.clone(),
+                kind: a.kind,
                 target: culprit.clone(),
-                from,
-                to,
+                from: state_text(a.before.as_ref()),
+                to: state_text(a.after.as_ref()),
                 at: a.done_at.as_ref().map_or(a.planned_at.0, |t| t.0),
                 restored_at: a.restored_at.as_ref().map(|t| t.0),
                 dry_run: a.dry_run,

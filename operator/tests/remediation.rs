@@ -68,6 +68,16 @@ async fn a_matching_report_scales_within_bounds_and_back_after_resolution() {
         .collect();
     assert_eq!(done.len(), 2, "{:#?}", status.actions);
     assert_eq!(done[0].target, "deployment/tax 1→2");
+    // The same as values, for tools: nothing parses the text back.
+    assert_eq!(done[0].kind, homeostat_api::ActionKind::Scale);
+    assert_eq!(done[0].object.as_deref(), Some("deployment/tax"));
+    assert_eq!(
+        (
+            done[0].before.as_ref().and_then(|b| b.replicas),
+            done[0].after.as_ref().and_then(|a| a.replicas)
+        ),
+        (Some(1), Some(2))
+    );
     assert!(
         status.timeline.iter().any(|t| t.id == "opened"),
         "the detector's entries stay"

@@ -12,10 +12,11 @@
 //! target is recorded as theirs instead.
 
 use homeostat_api::{
-    ActiveRemediation, AnomalyReport, BackendWeight, ChangedByOthers, PendingChange,
-    RemediationPolicy, RemediationPolicyStatus,
+    ActionKind, ActiveRemediation, AnomalyReport, BackendWeight, ChangedByOthers, ChangedState,
+    PendingChange, RemediationPolicy, RemediationPolicyStatus,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::Recorder;
 use kube::{Api, Client, ResourceExt};
@@ -195,7 +196,7 @@ impl Executor<'_> {
                     .await;
                     outcome
                         .steps
-                        .push((change.kind().to_owned(), "restored".to_owned()));
+                        .push((change.kind().as_str().to_owned(), "restored".to_owned()));
                 }
                 Decision::Yield {
                     report,
@@ -273,7 +274,7 @@ impl Executor<'_> {
             Some(active) => active.pending = Some(pending),
             None => status.active.push(ActiveRemediation {
                 report: step.report.clone(),
-                kind: step.change.kind().to_owned(),
+                kind: step.change.kind(),
                 target: target.clone(),
                 original_replicas: state_before(&step.change).0,
                 original_weights: state_before(&step.change).1,
@@ -293,9 +294,16 @@ impl Executor<'_> {
             ReportEntry {
                 action: Some((
                     step.id.clone(),
-                    json!({"kind": step.change.kind(), "target": step.change.describe(), "dryRun": false}),
+                    step_fields(&step.change, StepOutcome::Planned),
                 )),
-                timeline: Some((format!("{}-planned", step.id), format!("{}: {} planned", self.policy.name_any(), step.change.describe()))),
+                timeline: Some((
+                    format!("{}-planned", step.id),
+                    format!(
+                        "{}: {} planned",
+                        self.policy.name_any(),
+                        step.change.describe()
+                    ),
+                )),
                 remediating: false,
                 now: self.now,
                 policy: &self.policy.name_any(),
@@ -342,7 +350,7 @@ impl Executor<'_> {
             }
             outcome
                 .steps
-                .push((step.change.kind().to_owned(), "failed".to_owned()));
+                .push((step.change.kind().as_str().to_owned(), "failed".to_owned()));
             record::event(
                 self.recorder,
                 self.policy,
@@ -378,11 +386,7 @@ impl Executor<'_> {
             ReportEntry {
                 action: Some((
                     step.id.clone(),
-                    json!({
-                        "kind": step.change.kind(),
-                        "target": step.change.describe(),
-                        "doneAt": time(self.now),
-                    }),
+                    step_fields(&step.change, StepOutcome::Done(time(self.now))),
                 )),
                 timeline: Some((
                     format!("{}-done", step.id),
@@ -413,7 +417,7 @@ impl Executor<'_> {
         .await;
         outcome
             .steps
-            .push((step.change.kind().to_owned(), "acted".to_owned()));
+            .push((step.change.kind().as_str().to_owned(), "acted".to_owned()));
         Ok(())
     }
 
@@ -426,10 +430,14 @@ impl Executor<'_> {
     ) -> Result<(), ExecuteError> {
         let id = format!("{}-{}", step.id, guard.as_str());
         let dry_run = guard == Guard::DryRun;
-        let mut fields = json!({"kind": step.change.kind(), "target": step.change.describe(), "dryRun": dry_run});
-        if !dry_run {
-            fields["blockedBy"] = json!(guard.as_str());
-        }
+        let fields = step_fields(
+            &step.change,
+            if dry_run {
+                StepOutcome::DryRun
+            } else {
+                StepOutcome::Blocked(guard)
+            },
+        );
         let message = if dry_run {
             format!(
                 "{}: dry run, would do {}",
@@ -469,7 +477,7 @@ impl Executor<'_> {
         )
         .await;
         outcome.steps.push((
-            step.change.kind().to_owned(),
+            step.change.kind().as_str().to_owned(),
             if dry_run { "dry-run" } else { "blocked" }.to_owned(),
         ));
         outcome.blocked.push(guard.as_str().to_owned());
@@ -495,7 +503,7 @@ impl Executor<'_> {
             return Ok(());
         };
         active.pending = None;
-        let kind = active.kind.clone();
+        let kind = active.kind;
         let message = format!(
             "{}: {target} was changed by someone else (homeostat had it at {expected}, found {found}); homeostat takes no more steps on it and will not restore it",
             self.policy.name_any()
@@ -535,7 +543,9 @@ impl Executor<'_> {
             message,
         )
         .await;
-        outcome.steps.push((kind, "yielded".to_owned()));
+        outcome
+            .steps
+            .push((kind.as_str().to_owned(), "yielded".to_owned()));
         Ok(())
     }
 
@@ -638,6 +648,53 @@ impl Executor<'_> {
         .await?;
         Ok(())
     }
+}
+
+/// Where a step stands, as its action record says.
+enum StepOutcome {
+    Planned,
+    Done(Time),
+    DryRun,
+    Blocked(Guard),
+}
+
+/// A step's fields in the report's `actions`: what it is, for a person and
+/// as values (object, before, after), so nothing parses the text back.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepFields {
+    kind: ActionKind,
+    target: String,
+    object: String,
+    before: ChangedState,
+    after: ChangedState,
+    dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocked_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    done_at: Option<Time>,
+}
+
+fn step_fields(change: &Change, outcome: StepOutcome) -> serde_json::Value {
+    let state =
+        |(replicas, weights): (Option<i32>, Vec<BackendWeight>)| ChangedState { replicas, weights };
+    let (dry_run, blocked_by, done_at) = match outcome {
+        StepOutcome::Planned => (false, None, None),
+        StepOutcome::Done(at) => (false, None, Some(at)),
+        StepOutcome::DryRun => (true, None, None),
+        StepOutcome::Blocked(guard) => (false, Some(guard.as_str()), None),
+    };
+    serde_json::to_value(StepFields {
+        kind: change.kind(),
+        target: change.describe(),
+        object: change.target().to_owned(),
+        before: state(state_before(change)),
+        after: state(state_after(change)),
+        dry_run,
+        blocked_by,
+        done_at,
+    })
+    .unwrap_or_default()
 }
 
 /// What a change found, for a person: `3` or `payment-primary=100, …`.

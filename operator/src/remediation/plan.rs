@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use homeostat_api::{
-    ActiveRemediation, BackendWeight, RemediationAction, RemediationPolicySpec,
+    ActionKind, ActiveRemediation, BackendWeight, RemediationAction, RemediationPolicySpec,
     RemediationPolicyStatus, ReportState, RerouteAction, RouterKind, ScaleAction, Severity, Signal,
 };
 
@@ -92,10 +92,10 @@ pub enum Change {
 }
 
 impl Change {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ActionKind {
         match self {
-            Change::Scale { .. } => "scale",
-            Change::Reroute { .. } => "reroute",
+            Change::Scale { .. } => ActionKind::Scale,
+            Change::Reroute { .. } => ActionKind::Reroute,
         }
     }
 
@@ -337,7 +337,7 @@ fn pending_step(
         expected,
         found,
     };
-    if active.kind == "scale" {
+    if active.kind == ActionKind::Scale {
         let before = if active.steps == 0 {
             active.original_replicas
         } else {
@@ -372,8 +372,8 @@ fn pending_step(
     }
     let service =
         report_named(reports, &active.report).map_or_else(String::new, |r| r.service.clone());
-    let change = match active.kind.as_str() {
-        "scale" => Change::Scale {
+    let change = match active.kind {
+        ActionKind::Scale => Change::Scale {
             workload: active.target.clone(),
             from: world.replicas.get(&active.target).copied().unwrap_or(0),
             to: pending.replicas?,
@@ -423,7 +423,7 @@ fn weights_text<'a>(weights: impl IntoIterator<Item = (&'a String, &'a i32)>) ->
 /// set there. A step still pending is the policy's own, to finish first.
 fn changed_by_others(policy: Policy<'_>, world: &World) -> Vec<Decision> {
     let drift = |active: &ActiveRemediation| -> Option<(String, String)> {
-        if active.kind == "scale" {
+        if active.kind == ActionKind::Scale {
             let applied = active.applied_replicas?;
             let now = *world.replicas.get(&active.target)?;
             (applied != now).then(|| (applied.to_string(), now.to_string()))
@@ -492,7 +492,7 @@ fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
             out.push(forget(Forgotten::ChangedByOthers));
             continue;
         }
-        let exists = if active.kind == "scale" {
+        let exists = if active.kind == ActionKind::Scale {
             world.replicas.contains_key(&active.target)
         } else {
             world.routers.contains_key(&active.target)
@@ -501,8 +501,8 @@ fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
             out.push(forget(Forgotten::TargetGone));
             continue;
         }
-        let decision = match active.kind.as_str() {
-            "scale" => {
+        let decision = match active.kind {
+            ActionKind::Scale => {
                 let scale_back = policy
                     .spec
                     .actions
@@ -1111,7 +1111,7 @@ mod tests {
         RemediationPolicyStatus {
             active: vec![ActiveRemediation {
                 report: "tax-latency-p99-1".into(),
-                kind: "scale".into(),
+                kind: ActionKind::Scale,
                 target: "deployment/tax".into(),
                 original_replicas: Some(2),
                 original_weights: vec![],
@@ -1284,7 +1284,7 @@ mod tests {
         let status = RemediationPolicyStatus {
             active: vec![ActiveRemediation {
                 report: "payment-primary-latency-p99-1".into(),
-                kind: "reroute".into(),
+                kind: ActionKind::Reroute,
                 target: "omsconfigmap/oms-routing".into(),
                 original_replicas: None,
                 original_weights: vec![
@@ -1336,7 +1336,7 @@ mod tests {
         let status = RemediationPolicyStatus {
             active: vec![ActiveRemediation {
                 report: "payment-primary-latency-p99-1".into(),
-                kind: "reroute".into(),
+                kind: ActionKind::Reroute,
                 target: "omsconfigmap/oms-routing".into(),
                 original_replicas: None,
                 original_weights: vec![

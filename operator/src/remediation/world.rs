@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use homeostat_api::{AnomalyReport, RemediationPolicy, ReportState};
+use homeostat_api::{ActionKind, AnomalyReport, RemediationPolicy, ReportState};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Namespace;
@@ -208,7 +208,7 @@ pub async fn world(
         .map(|s| s.active.clone())
         .unwrap_or_default()
     {
-        if active.kind == "scale" {
+        if active.kind == ActionKind::Scale {
             workloads.insert(active.target.clone());
         }
     }
