@@ -217,33 +217,10 @@ impl Executor<'_> {
                         .retain(|a| !(a.report == report && a.target == target));
                     self.save(status).await?;
                     if why == Forgotten::TargetGone {
-                        let policy = self.policy.name_any();
-                        let message = format!("{policy}: {target} {}", why.describe());
-                        record::report_status(
-                            self.client,
-                            &self.namespace(),
-                            &report,
-                            ReportEntry {
-                                action: None,
-                                timeline: Some((
-                                    format!("{policy}-{}-gone", target.replace('/', "-")),
-                                    message.clone(),
-                                )),
-                                remediating: false,
-                                now: self.now,
-                                policy: &policy,
-                            },
-                        )
-                        .await?;
-                        record::event(
-                            self.recorder,
-                            self.policy,
-                            self.report(&report),
-                            true,
-                            "TargetGone",
-                            message,
-                        )
-                        .await;
+                        let message =
+                            format!("{}: {target} {}", self.policy.name_any(), why.describe());
+                        self.warn(&report, &target, "gone", "TargetGone", message)
+                            .await?;
                     }
                     outcome.steps.push(("-".to_owned(), "forgotten".to_owned()));
                 }
@@ -484,6 +461,45 @@ impl Executor<'_> {
         Ok(())
     }
 
+    /// Tells the report's readers something happened to `target`: a
+    /// timeline entry `<policy>-<target>-<what>` and a Warning Event.
+    async fn warn(
+        &self,
+        report: &str,
+        target: &str,
+        what: &str,
+        reason: &str,
+        message: String,
+    ) -> Result<(), ExecuteError> {
+        let policy = self.policy.name_any();
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            report,
+            ReportEntry {
+                action: None,
+                timeline: Some((
+                    format!("{policy}-{}-{what}", target.replace('/', "-")),
+                    message.clone(),
+                )),
+                remediating: false,
+                now: self.now,
+                policy: &policy,
+            },
+        )
+        .await?;
+        record::event(
+            self.recorder,
+            self.policy,
+            self.report(report),
+            true,
+            reason,
+            message,
+        )
+        .await;
+        Ok(())
+    }
+
     /// Records that someone else changed `target` (a Warning Event, a
     /// timeline entry on the report): the policy leaves it to them.
     async fn yield_target(
@@ -514,35 +530,14 @@ impl Executor<'_> {
             found,
         });
         self.save(status).await?;
-        record::report_status(
-            self.client,
-            &self.namespace(),
+        self.warn(
             report,
-            ReportEntry {
-                action: None,
-                timeline: Some((
-                    format!(
-                        "{}-{}-changed-by-others",
-                        self.policy.name_any(),
-                        target.replace('/', "-")
-                    ),
-                    message.clone(),
-                )),
-                remediating: false,
-                now: self.now,
-                policy: &self.policy.name_any(),
-            },
-        )
-        .await?;
-        record::event(
-            self.recorder,
-            self.policy,
-            self.report(report),
-            true,
+            target,
+            "changed-by-others",
             "ChangedByOthers",
             message,
         )
-        .await;
+        .await?;
         outcome
             .steps
             .push((kind.as_str().to_owned(), "yielded".to_owned()));
