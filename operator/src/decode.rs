@@ -74,18 +74,40 @@ where
         .collect())
 }
 
-/// Marks an object its controller cannot decode: a Warning Event
+/// The objects already marked, by uid and generation: a bad policy is
+/// reconciled again on every change to a report in its namespace (every
+/// detector tick), and the mark's own status write is a change too; one
+/// mark per spec (generation) is enough, and stops that loop.
+#[derive(Debug, Default)]
+pub struct Marked(std::sync::Mutex<std::collections::HashSet<(String, i64)>>);
+
+impl Marked {
+    /// True the first time for this object's uid and generation.
+    fn first(&self, object: &DynamicObject) -> bool {
+        let key = (
+            object.metadata.uid.clone().unwrap_or_default(),
+            object.metadata.generation.unwrap_or_default(),
+        );
+        self.0.lock().map_or(true, |mut seen| seen.insert(key))
+    }
+}
+
+/// Marks an object its controller cannot decode, once per version: a Warning Event
 /// `Undecodable` saying what failed, and, where the API server takes it,
 /// `Invalid` true and `Ready` false in its status (an object that also
 /// fails the current schema's rules cannot have its status written: the
 /// Event is then the mark). Its spec is never touched.
 pub async fn mark_undecodable(
+    marked: &Marked,
     recorder: &Recorder,
     api: &Api<DynamicObject>,
     object: &DynamicObject,
     bad: &Undecodable,
     now: i64,
 ) {
+    if !marked.first(object) {
+        return;
+    }
     let message = format!("cannot be read: {}", bad.error);
     let event = Event {
         type_: EventType::Warning,

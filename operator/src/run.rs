@@ -60,6 +60,7 @@ pub async fn run(
         metrics: metrics.clone(),
         resync: config.resync,
         failures: Default::default(),
+        marked: Default::default(),
     });
     tokio::pin!(shutdown);
     loop {
@@ -78,6 +79,7 @@ pub async fn run(
                     resync: Duration::from_secs(30),
                     metrics: metrics.clone(),
                     failures: Default::default(),
+                    marked: Default::default(),
                 }),
                 until_stopped(stopped),
             );

@@ -36,6 +36,8 @@ pub struct Context {
     pub metrics: Arc<OperatorMetrics>,
     /// Failed reconciles in a row, by OrderSystem: the retry backs off.
     pub failures: Failures,
+    /// Unreadable objects already marked, by version.
+    pub marked: decode::Marked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +189,7 @@ async fn reconcile_raw(raw: &DynamicObject, ctx: &Context) -> Result<Action, Rec
         Err(bad) => {
             tracing::warn!(order_system = %bad.name, error = %bad.error, "cannot decode the OrderSystem: marked Invalid");
             let api = decode::raw_api::<OrderSystem>(&ctx.client, raw.namespace().as_deref());
-            decode::mark_undecodable(&ctx.recorder, &api, raw, &bad, unix_now()).await;
+            decode::mark_undecodable(&ctx.marked, &ctx.recorder, &api, raw, &bad, unix_now()).await;
             Ok(Action::await_change())
         }
     }

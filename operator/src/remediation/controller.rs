@@ -35,6 +35,8 @@ pub struct Context {
     pub resync: Duration,
     /// Failed reconciles in a row, by policy: the retry backs off.
     pub failures: Failures,
+    /// Unreadable objects already marked, by version.
+    pub marked: decode::Marked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +110,8 @@ async fn reconcile_inner(cached: &DynamicObject, ctx: &Context) -> Result<Action
         Ok(policy) => policy,
         Err(bad) => {
             tracing::warn!(policy = %bad.name, error = %bad.error, "cannot decode the policy: marked Invalid");
-            decode::mark_undecodable(&ctx.recorder, &raw, &fresh, &bad, unix_now()).await;
+            decode::mark_undecodable(&ctx.marked, &ctx.recorder, &raw, &fresh, &bad, unix_now())
+                .await;
             return Ok(Action::await_change());
         }
     };
