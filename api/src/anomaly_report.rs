@@ -29,8 +29,8 @@ use crate::{ActionKind, Severity, Signal};
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: open a new report instead"))]
 pub struct AnomalyReportSpec {
-    /// The service whose signal is anomalous.
-    #[schemars(length(min = 1, max = 63))]
+    /// The service whose signal is anomalous (a DNS label).
+    #[schemars(length(min = 1, max = 63), regex(pattern = crate::oms::SERVICE_NAME_PATTERN))]
     pub service: String,
 
     /// The anomalous signal.
@@ -43,6 +43,7 @@ pub struct AnomalyReportSpec {
 pub struct ChangedState {
     /// A scale step: the workload's replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub replicas: Option<i32>,
     /// A reroute step: each backend's weight, in percent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -63,6 +64,9 @@ pub enum ReportState {
 /// The detector's findings and the report's history.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.peakScore >= self.score").message("status.peakScore must be at least status.score: it is the highest score seen"))]
+#[x_kube(validation = Rule::new("!has(self.resolvedAt) || self.state == 'Resolved'").message("status.resolvedAt is set only on a Resolved report"))]
+#[x_kube(validation = Rule::new("!has(self.resolvedAt) || timestamp(self.resolvedAt) >= timestamp(self.openedAt)").message("status.resolvedAt must not be before status.openedAt"))]
 pub struct AnomalyReportStatus {
     /// Open, Remediating or Resolved.
     pub state: ReportState,
@@ -122,6 +126,7 @@ pub struct AnomalyReportStatus {
 /// The expected range of a signal.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.lower <= self.upper").message("baseline.lower must not be above baseline.upper"))]
 pub struct BaselineBand {
     /// Lower edge of the normal band.
     pub lower: f64,
@@ -136,7 +141,7 @@ pub struct BaselineBand {
 #[serde(rename_all = "camelCase")]
 pub struct Culprit {
     /// The service at fault (may differ from spec.service when a callee is to blame).
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = crate::oms::SERVICE_NAME_PATTERN))]
     pub service: String,
 
     /// Human-readable reasons, strongest first, e.g. "orders p99 up 6x; its

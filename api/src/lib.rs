@@ -8,6 +8,7 @@ mod duration;
 pub mod oms;
 mod order_system;
 mod remediation_policy;
+mod resources;
 pub mod routing;
 mod signal;
 
@@ -17,6 +18,7 @@ pub use crds::{all_crds, crd_file_name, render_crd_yaml};
 pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
 pub use order_system::*;
 pub use remediation_policy::*;
+pub use resources::{Compute, ContainerResources};
 pub use signal::{Severity, Signal};
 
 /// The API group of every homeostat resource.

@@ -13,6 +13,10 @@ pub const OMS_SERVICES: [&str; 8] = [
     "returns",
 ];
 
+/// A service name is a DNS label (RFC 1123): it names Deployments and
+/// Services, and appears in metric labels.
+pub const SERVICE_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
 /// Whether `name` is one of the OMS services.
 pub fn is_oms_service(name: &str) -> bool {
     OMS_SERVICES.contains(&name)

@@ -2,13 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// The image that serves every OMS service (one binary, a subcommand per service).
 pub const DEFAULT_OMS_IMAGE: &str = "ghcr.io/homeostat-dev/oms-sample:0.1.0";
+
+/// A container image reference: `[host[:port]/]path[:tag][@sha256:digest]`,
+/// lowercase path as registries require.
+const IMAGE_PATTERN: &str = r"^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
 
 /// Desired state of one reference OMS: the image, per-service sizing, the
 /// payment routing and the load generator. The operator turns it into
@@ -31,9 +34,10 @@ pub const DEFAULT_OMS_IMAGE: &str = "ghcr.io/homeostat-dev/oms-sample:0.1.0";
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(format!("!has(self.services) || self.services.all(name, name in {})", crate::oms::OMS_SERVICES_CEL)).message("services keys must be OMS service names: orders, inventory, tax, payment-primary, payment-secondary, fulfillment, notifications, returns"))]
 pub struct OrderSystemSpec {
-    /// Container image serving every OMS service.
+    /// Container image serving every OMS service: a reference such as
+    /// `registry.example.com/oms:1.2` or `oms@sha256:…`.
     #[serde(default = "default_image")]
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = IMAGE_PATTERN))]
     pub image: String,
 
     /// Pull policy for the image: Always, IfNotPresent or Never.
@@ -44,6 +48,7 @@ pub struct OrderSystemSpec {
     /// payment-primary, payment-secondary, fulfillment, notifications, returns).
     /// Services not listed run one replica with default resources.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 8))]
     pub services: BTreeMap<String, ServiceOverrides>,
 
     /// Initial payment routing: percentage of payment calls sent to
@@ -128,14 +133,14 @@ pub struct InClusterServer {
     /// `nats:2.10-alpine`). Point it at a mirror or a locally built image
     /// with the same interface on clusters without registry access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = IMAGE_PATTERN))]
     pub image: Option<String>,
 
     /// Size of its data volume (a Kubernetes quantity); 1Gi without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 64),
-        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+        regex(pattern = crate::resources::BYTES_PATTERN)
     )]
     pub storage: Option<String>,
 
@@ -180,9 +185,9 @@ pub struct ServiceOverrides {
     #[schemars(range(min = 0, max = 100))]
     pub replicas: Option<i32>,
 
-    /// Compute resources of the service's container.
+    /// CPU and memory requests and limits of the service's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
+    pub resources: Option<crate::ContainerResources>,
 
     /// How fast each replica works, for load drills: without it a replica
     /// takes on everything at once.

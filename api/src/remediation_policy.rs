@@ -64,7 +64,7 @@ pub struct ServiceSelector {
         length(max = 64),
         inner(
             length(min = 1, max = 63),
-            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+            regex(pattern = crate::oms::SERVICE_NAME_PATTERN)
         )
     )]
     #[x_kube(merge_strategy = ListMerge::Set)]

@@ -126,7 +126,9 @@ impl ReportWriter {
         self.api
             .patch_status(
                 &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
+                &PatchParams::apply(FIELD_MANAGER)
+                    .force()
+                    .validation_strict(),
                 &Patch::Apply(&patch),
             )
             .await?;

@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -153,7 +153,7 @@ pub async fn mark_undecodable(
     if let Err(error) = api
         .patch_status(
             &object.name_any(),
-            &PatchParams::default(),
+            &crate::writes::patch(),
             &Patch::Merge(&patch),
         )
         .await

@@ -13,3 +13,4 @@ pub mod reconciled;
 pub mod remediation;
 pub mod router;
 pub mod run;
+pub mod writes;

@@ -77,7 +77,11 @@ pub fn api_error_message(
     match result {
         Ok(value) => panic!("{expected}: the API server accepted it: {value:?}"),
         Err(kube::Error::Api(status)) => {
-            assert_eq!(status.code, 422, "{expected}: unexpected status {status:?}");
+            // 422: a schema or CEL rule; 400: strict field validation.
+            assert!(
+                matches!(status.code, 400 | 422),
+                "{expected}: unexpected status {status:?}"
+            );
             status.message
         }
         Err(other) => panic!("{expected}: unexpected error {other}"),

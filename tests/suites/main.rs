@@ -11,6 +11,6 @@ mod detector;
 mod images;
 mod overlays;
 mod prometheus;
-mod remediation_policy_validation;
 mod report_writer;
 mod server_side_apply;
+mod validation;

@@ -11,9 +11,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
@@ -143,7 +141,7 @@ async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), ku
     }
     api.patch(
         &child.name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
+        &crate::writes::apply(FIELD_MANAGER),
         &Patch::Apply(&body),
     )
     .await?;
@@ -325,7 +323,7 @@ async fn write_status(
         Api::namespaced(client.clone(), &os.namespace().unwrap_or_default());
     api.patch_status(
         &os.name_any(),
-        &PatchParams::default(),
+        &crate::writes::patch(),
         &Patch::Merge(json!({"status": status})),
     )
     .await?;

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use homeostat_api::oms::{OMS_SERVICES, handles_events, keeps_state};
 use homeostat_api::routing::{payment_routing, render_routing_data};
 use homeostat_api::{ImagePullPolicy, OrderSystem, SecretKey};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -201,7 +202,7 @@ pub fn render(
         container["env"] = json!(env);
         container["securityContext"] = to_value(&pod_security::container());
         container["resources"] = match &overrides.resources {
-            Some(resources) => to_value(resources),
+            Some(resources) => to_value(&ResourceRequirements::from(resources)),
             None => to_value(&pod_security::resources("50m", "64Mi", "256Mi")),
         };
         let mut spec = json!({

@@ -17,7 +17,7 @@ use homeostat_api::{
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::events::Recorder;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -564,7 +564,7 @@ impl Executor<'_> {
                 let ops: json_patch::Patch =
                     serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
                 let patch = Patch::<()>::Json(ops);
-                let params = PatchParams::default();
+                let params = crate::writes::patch();
                 match kind {
                     "statefulset" => {
                         Api::<StatefulSet>::namespaced(self.client.clone(), &namespace)

@@ -5,7 +5,7 @@
 //! deletes at once, operator or not.
 
 use homeostat_api::RemediationPolicy;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -53,6 +53,6 @@ async fn patch(
     ops: serde_json::Value,
 ) -> Result<RemediationPolicy, kube::Error> {
     let ops: json_patch::Patch = serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
-    api.patch(name, &PatchParams::default(), &Patch::<()>::Json(ops))
+    api.patch(name, &crate::writes::patch(), &Patch::<()>::Json(ops))
         .await
 }

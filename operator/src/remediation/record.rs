@@ -3,7 +3,7 @@
 
 use homeostat_api::{AnomalyReport, RemediationPolicy, RemediationPolicyStatus, ReportState};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ pub async fn policy_status(
     let stored = api
         .patch_status(
             &policy.name_any(),
-            &PatchParams::default(),
+            &crate::writes::patch(),
             &Patch::Merge(&patch),
         )
         .await?;
@@ -177,7 +177,7 @@ pub async fn report_status(
     });
     api.patch_status(
         report,
-        &PatchParams::apply(FIELD_MANAGER).force(),
+        &crate::writes::apply(FIELD_MANAGER),
         &Patch::Apply(&patch),
     )
     .await?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use homeostat_api::routing::{parse_routing_data, routing_key};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use serde_json::json;
 
 use super::{RouterError, TrafficRouter, Weights};
@@ -77,7 +77,7 @@ impl TrafficRouter for OmsConfigMapRouter {
         self.api
             .patch(
                 &self.name,
-                &PatchParams::default(),
+                &crate::writes::patch(),
                 &Patch::<()>::Json(patch),
             )
             .await

@@ -5,7 +5,7 @@
 //! rule and writes percent values, which keep the same meaning.
 
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use serde_json::json;
 
 use super::gateway::HTTPRoute;
@@ -106,7 +106,7 @@ impl TrafficRouter for HttpRouteRouter {
         self.api
             .patch(
                 &self.name,
-                &PatchParams::default(),
+                &crate::writes::patch(),
                 &Patch::<()>::Json(patch),
             )
             .await
