@@ -189,7 +189,7 @@ pub struct ActionRecord {
     pub target: String,
     /// The workload or router, e.g. `deployment/tax`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<String>,
+    pub object: Option<crate::Target>,
     /// What was there before the step: replicas or weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<ChangedState>,

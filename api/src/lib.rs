@@ -11,6 +11,7 @@ mod remediation_policy;
 mod resources;
 pub mod routing;
 mod signal;
+mod target;
 
 pub use action_kind::ActionKind;
 pub use anomaly_report::*;
@@ -20,6 +21,7 @@ pub use order_system::*;
 pub use remediation_policy::*;
 pub use resources::{Compute, ContainerResources};
 pub use signal::{Severity, Signal};
+pub use target::{ParseTargetError, TARGET_PATTERN, Target};
 
 /// The API group of every homeostat resource.
 pub const GROUP: &str = "homeostat.dev";

@@ -162,6 +162,27 @@ pub struct WorkloadRef {
     pub name: String,
 }
 
+impl ScaleAction {
+    /// The workload scaled for a report on `service`: the action's own
+    /// target, or the Deployment named after the service.
+    pub fn workload(&self, service: &str) -> crate::Target {
+        match &self.target {
+            Some(workload) => workload.target(),
+            None => crate::Target::Deployment(service.to_owned()),
+        }
+    }
+}
+
+impl WorkloadRef {
+    /// The workload as a step's target.
+    pub fn target(&self) -> crate::Target {
+        match self.kind.as_str() {
+            "StatefulSet" => crate::Target::StatefulSet(self.name.clone()),
+            _ => crate::Target::Deployment(self.name.clone()),
+        }
+    }
+}
+
 /// Shift traffic weight between two backends of a router.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -204,6 +225,13 @@ pub struct RouterRef {
     /// Name of the ConfigMap or HTTPRoute in the policy's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+}
+
+impl RouterRef {
+    /// The router as a step's target.
+    pub fn target(&self) -> crate::Target {
+        crate::Target::router(self.kind, &self.name)
+    }
 }
 
 /// The kinds of traffic router homeostat can drive.
@@ -292,8 +320,8 @@ pub struct ActiveRemediation {
     pub report: String,
     /// What the step does: scale or reroute.
     pub kind: ActionKind,
-    /// The workload or router changed.
-    pub target: String,
+    /// The workload or router changed: `deployment/tax`, `omsconfigmap/oms-routing`.
+    pub target: crate::Target,
     /// Replicas before the first scale action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_replicas: Option<i32>,

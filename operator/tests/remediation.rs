@@ -70,7 +70,10 @@ async fn a_matching_report_scales_within_bounds_and_back_after_resolution() {
     assert_eq!(done[0].target, "deployment/tax 1→2");
     // The same as values, for tools: nothing parses the text back.
     assert_eq!(done[0].kind, homeostat_api::ActionKind::Scale);
-    assert_eq!(done[0].object.as_deref(), Some("deployment/tax"));
+    assert_eq!(
+        done[0].object,
+        Some(homeostat_api::Target::Deployment("tax".into()))
+    );
     assert_eq!(
         (
             done[0].before.as_ref().and_then(|b| b.replicas),

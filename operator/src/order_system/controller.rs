@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use homeostat_api::oms::OMS_SERVICES;
-use homeostat_api::{ActionKind, OrderSystem, OrderSystemStatus, RemediationPolicy, ServiceStatus};
+use homeostat_api::{OrderSystem, OrderSystemStatus, RemediationPolicy, ServiceStatus, Target};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -106,8 +106,10 @@ async fn live_deployments(
         .await?
         .into_iter()
         .flat_map(|p| p.status.map(|s| s.active).unwrap_or_default())
-        .filter(|a| a.kind == ActionKind::Scale)
-        .filter_map(|a| a.target.strip_prefix("deployment/").map(str::to_owned))
+        .filter_map(|a| match a.target {
+            Target::Deployment(name) => Some(name),
+            _ => None,
+        })
         .collect();
     // An HPA owns the replicas of the Deployment it scales, too.
     let autoscaled = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace)

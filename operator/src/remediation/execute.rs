@@ -12,19 +12,18 @@
 //! target is recorded as theirs instead.
 
 use homeostat_api::{
-    ActionKind, ActiveRemediation, AnomalyReport, BackendWeight, ChangedByOthers, ChangedState,
-    PendingChange, RemediationPolicy, RemediationPolicyStatus,
+    ActionKind, ActiveRemediation, AnomalyReport, ChangedByOthers, ChangedState, PendingChange,
+    RemediationPolicy, RemediationPolicyStatus, Target,
 };
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::Patch;
 use kube::runtime::events::Recorder;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
+use super::kinds;
 use super::plan::{Change, Decision, Forgotten, Guard, Step};
 use super::record::{self, ReportEntry, set_condition, time};
-use crate::router::{RouterError, TrafficRouter, router_for};
+use crate::router::RouterError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
@@ -32,6 +31,10 @@ pub enum ExecuteError {
     Api(#[from] kube::Error),
     #[error(transparent)]
     Router(#[from] RouterError),
+    /// A change whose states are not of its target's kind: a bug, refused
+    /// rather than written.
+    #[error("not a change its target's kind can make: {0}")]
+    Mismatch(String),
 }
 
 impl ExecuteError {
@@ -167,11 +170,10 @@ impl Executor<'_> {
                         if !error.changed_by_others() {
                             return Err(error);
                         }
-                        let expected = before_text(&change);
                         self.yield_target(
                             &report,
-                            change.target(),
-                            expected,
+                            &change.target,
+                            change.before.text(),
                             "changed during the restore".into(),
                             status,
                             &mut outcome,
@@ -179,7 +181,7 @@ impl Executor<'_> {
                         .await?;
                         continue;
                     }
-                    let target = change.target().to_owned();
+                    let target = change.target.clone();
                     status
                         .active
                         .retain(|a| !(a.report == report && a.target == target));
@@ -236,11 +238,13 @@ impl Executor<'_> {
         step: &Step,
         status: &mut RemediationPolicyStatus,
     ) -> Result<(), ExecuteError> {
-        let target = step.change.target().to_owned();
+        let target = step.change.target.clone();
+        let after = step.change.after.recorded();
+        let before = step.change.before.recorded();
         let pending = PendingChange {
             id: step.id.clone(),
-            replicas: state_after(&step.change).0,
-            weights: state_after(&step.change).1,
+            replicas: after.replicas,
+            weights: after.weights,
             planned_at: time(self.now),
         };
         match status
@@ -253,8 +257,8 @@ impl Executor<'_> {
                 report: step.report.clone(),
                 kind: step.change.kind(),
                 target: target.clone(),
-                original_replicas: state_before(&step.change).0,
-                original_weights: state_before(&step.change).1,
+                original_replicas: before.replicas,
+                original_weights: before.weights,
                 started_at: time(self.now),
                 steps: 0,
                 pending: Some(pending),
@@ -313,12 +317,11 @@ impl Executor<'_> {
     ) -> Result<(), ExecuteError> {
         if let Err(error) = self.apply_change(&step.change).await {
             if error.changed_by_others() {
-                let expected = before_text(&step.change);
                 return self
                     .yield_target(
                         &step.report,
-                        step.change.target(),
-                        expected,
+                        &step.change.target,
+                        step.change.before.text(),
                         "changed before the step could be made".into(),
                         status,
                         outcome,
@@ -339,15 +342,15 @@ impl Executor<'_> {
             .await;
             return Err(error);
         }
-        let target = step.change.target();
         if let Some(active) = status
             .active
             .iter_mut()
-            .find(|a| a.report == step.report && a.target == target)
+            .find(|a| a.report == step.report && a.target == step.change.target)
         {
+            let applied = step.change.after.recorded();
             active.pending = None;
             active.steps += 1;
-            (active.applied_replicas, active.applied_weights) = state_after(&step.change);
+            (active.applied_replicas, active.applied_weights) = (applied.replicas, applied.weights);
         }
         status.last_action_time = Some(time(self.now));
         status.actions_taken += 1;
@@ -379,10 +382,7 @@ impl Executor<'_> {
             },
         )
         .await?;
-        let reason = match step.change {
-            Change::Scale { .. } => "Scaled",
-            Change::Reroute { .. } => "Rerouted",
-        };
+        let reason = kinds::done_reason(step.change.kind());
         record::event(
             self.recorder,
             self.policy,
@@ -466,7 +466,7 @@ impl Executor<'_> {
     async fn warn(
         &self,
         report: &str,
-        target: &str,
+        target: &Target,
         what: &str,
         reason: &str,
         message: String,
@@ -479,7 +479,7 @@ impl Executor<'_> {
             ReportEntry {
                 action: None,
                 timeline: Some((
-                    format!("{policy}-{}-{what}", target.replace('/', "-")),
+                    format!("{policy}-{}-{what}", target.to_string().replace('/', "-")),
                     message.clone(),
                 )),
                 remediating: false,
@@ -505,7 +505,7 @@ impl Executor<'_> {
     async fn yield_target(
         &self,
         report: &str,
-        target: &str,
+        target: &Target,
         expected: String,
         found: String,
         status: &mut RemediationPolicyStatus,
@@ -514,7 +514,7 @@ impl Executor<'_> {
         let Some(active) = status
             .active
             .iter_mut()
-            .find(|a| a.report == report && a.target == target)
+            .find(|a| a.report == report && a.target == *target)
         else {
             return Ok(());
         };
@@ -547,53 +547,10 @@ impl Executor<'_> {
     /// Sets the absolute state a change describes, if the target is still
     /// as the change found it.
     async fn apply_change(&self, change: &Change) -> Result<(), ExecuteError> {
-        let namespace = self.namespace();
-        match change {
-            Change::Scale { workload, from, to } => {
-                let (kind, name) = workload.split_once('/').unwrap_or(("deployment", workload));
-                // A Scale's JSON leaves out a count of zero, so from zero
-                // there is nothing to test and the write is unconditional.
-                let ops = if *from == 0 {
-                    json!([{"op": "add", "path": "/spec/replicas", "value": to}])
-                } else {
-                    json!([
-                        {"op": "test", "path": "/spec/replicas", "value": from},
-                        {"op": "replace", "path": "/spec/replicas", "value": to},
-                    ])
-                };
-                let ops: json_patch::Patch =
-                    serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
-                let patch = Patch::<()>::Json(ops);
-                let params = crate::writes::patch();
-                match kind {
-                    "statefulset" => {
-                        Api::<StatefulSet>::namespaced(self.client.clone(), &namespace)
-                            .patch_scale(name, &params, &patch)
-                            .await?;
-                    }
-                    _ => {
-                        Api::<Deployment>::namespaced(self.client.clone(), &namespace)
-                            .patch_scale(name, &params, &patch)
-                            .await?;
-                    }
-                }
-            }
-            Change::Reroute {
-                kind,
-                name,
-                before,
-                after,
-                ..
-            } => {
-                router_for(self.client.clone(), &namespace, *kind, name)
-                    .set_weights(before, after)
-                    .await?;
-            }
-        }
-        Ok(())
+        kinds::write(self.client, &self.namespace(), change).await
     }
 
-    async fn mark_restored(&self, report: &str, target: &str) -> Result<(), ExecuteError> {
+    async fn mark_restored(&self, report: &str, target: &Target) -> Result<(), ExecuteError> {
         let Some(current) = self.report(report) else {
             return Ok(());
         };
@@ -606,7 +563,7 @@ impl Executor<'_> {
                 a.policy == policy
                     && a.done_at.is_some()
                     && a.restored_at.is_none()
-                    && a.target.starts_with(target)
+                    && a.object.as_ref() == Some(target)
             })
             .map(|a| a.id.clone())
             .collect();
@@ -632,7 +589,7 @@ impl Executor<'_> {
             ReportEntry {
                 action: None,
                 timeline: Some((
-                    format!("{policy}-{}-restored", target.replace('/', "-")),
+                    format!("{policy}-{}-restored", target.to_string().replace('/', "-")),
                     format!("{policy}: {target} restored"),
                 )),
                 remediating: false,
@@ -660,7 +617,7 @@ enum StepOutcome {
 struct StepFields {
     kind: ActionKind,
     target: String,
-    object: String,
+    object: Target,
     before: ChangedState,
     after: ChangedState,
     dry_run: bool,
@@ -671,8 +628,6 @@ struct StepFields {
 }
 
 fn step_fields(change: &Change, outcome: StepOutcome) -> serde_json::Value {
-    let state =
-        |(replicas, weights): (Option<i32>, Vec<BackendWeight>)| ChangedState { replicas, weights };
     let (dry_run, blocked_by, done_at) = match outcome {
         StepOutcome::Planned => (false, None, None),
         StepOutcome::Done(at) => (false, None, Some(at)),
@@ -682,50 +637,12 @@ fn step_fields(change: &Change, outcome: StepOutcome) -> serde_json::Value {
     serde_json::to_value(StepFields {
         kind: change.kind(),
         target: change.describe(),
-        object: change.target().to_owned(),
-        before: state(state_before(change)),
-        after: state(state_after(change)),
+        object: change.target.clone(),
+        before: change.before.recorded(),
+        after: change.after.recorded(),
         dry_run,
         blocked_by,
         done_at,
     })
     .unwrap_or_default()
-}
-
-/// What a change found, for a person: `3` or `payment-primary=100, …`.
-fn before_text(change: &Change) -> String {
-    match change {
-        Change::Scale { from, .. } => from.to_string(),
-        Change::Reroute { before, .. } => before
-            .iter()
-            .map(|(b, w)| format!("{b}={w}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    }
-}
-
-/// Replicas or weights a change leaves in place.
-fn state_after(change: &Change) -> (Option<i32>, Vec<BackendWeight>) {
-    match change {
-        Change::Scale { to, .. } => (Some(*to), vec![]),
-        Change::Reroute { after, .. } => (None, weights_list(after)),
-    }
-}
-
-/// Replicas or weights a change found, to restore later.
-fn state_before(change: &Change) -> (Option<i32>, Vec<BackendWeight>) {
-    match change {
-        Change::Scale { from, .. } => (Some(*from), vec![]),
-        Change::Reroute { before, .. } => (None, weights_list(before)),
-    }
-}
-
-fn weights_list(weights: &super::plan::Weights) -> Vec<BackendWeight> {
-    weights
-        .iter()
-        .map(|(backend, weight)| BackendWeight {
-            backend: backend.clone(),
-            weight: *weight,
-        })
-        .collect()
 }

@@ -1,6 +1,8 @@
 //! The RemediationPolicy controller.
 //!
 //! - [`plan`]: the decision, pure (read this file to know what the operator does).
+//! - [`kinds`]: each kind of step (scale, reroute) in a file of its own.
+//! - [`state`]: what a target holds (replicas or weights), whatever its kind.
 //! - [`world`]: reads what the decision needs from the API server.
 //! - [`execute`]: carries decisions out, recording before and after.
 //! - [`record`]: status writes and Events.
@@ -10,6 +12,8 @@
 pub mod controller;
 pub mod execute;
 pub mod finalizer;
+pub mod kinds;
 pub mod plan;
 pub mod record;
+pub mod state;
 pub mod world;

@@ -3,7 +3,9 @@
 //! what happens next?
 //!
 //! Nothing here talks to Kubernetes. The controller gathers a [`World`],
-//! calls [`plan`], and carries out the [`Decision`]s in order.
+//! calls [`plan`], and carries out the [`Decision`]s in order. What differs
+//! between kinds of step (scale, reroute) is in [`kinds`](super::kinds);
+//! what a target holds is a [`State`], whatever its kind.
 //!
 //! Rules, in the order they apply:
 //! 1. A policy whose targets do not exist is `Invalid` and does nothing.
@@ -20,18 +22,22 @@
 //! 5. An open report that matches the policy (service, signal, score,
 //!    severity, held for `trigger.for`) gets the next step of the first action
 //!    that can still do something, unless a guard stops it: the kill switch,
-//!    `suspend`, the cooldown, `maxActionsPerHour`, a reroute towards a backend
-//!    that is itself anomalous, a scale of a workload a HorizontalPodAutoscaler
-//!    scales (the HPA owns that number), a target another policy holds (one
-//!    policy per target at a time), or `dryRun` (planned and recorded only). At
-//!    most one step per policy per pass: the cooldown paces the rest.
+//!    `suspend`, the kind's own guard (a scale of a workload a
+//!    HorizontalPodAutoscaler scales; a reroute towards a backend that is
+//!    itself anomalous), a target another policy holds (one policy per target
+//!    at a time), `maxActionsPerHour`, the cooldown, or `dryRun` (planned and
+//!    recorded only). At most one step per policy per pass: the cooldown
+//!    paces the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use homeostat_api::{
-    ActionKind, ActiveRemediation, BackendWeight, RemediationAction, RemediationPolicySpec,
-    RemediationPolicyStatus, ReportState, RerouteAction, RouterKind, ScaleAction, Severity, Signal,
+    ActionKind, ActiveRemediation, RemediationPolicySpec, RemediationPolicyStatus, ReportState,
+    Severity, Signal, Target,
 };
+
+use super::kinds;
+pub use super::state::{State, Weights};
 
 /// An AnomalyReport, as the decision needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,81 +54,52 @@ pub struct Report {
     pub recorded: BTreeSet<String>,
 }
 
-/// A router's backends and their weights (percent).
-pub type Weights = BTreeMap<String, i32>;
-
 /// The cluster now, as far as the policy is concerned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct World {
     /// Unix seconds.
     pub now: i64,
-    /// Replicas of each workload that exists, by `kind/name` (e.g. `deployment/tax`).
-    pub replicas: BTreeMap<String, i32>,
-    /// Weights of each router that exists, by `kind/name`.
-    pub routers: BTreeMap<String, Weights>,
+    /// What each target that exists holds now: replicas or weights.
+    pub states: BTreeMap<Target, State>,
     /// Services with an open anomaly now.
     pub anomalous: BTreeSet<String>,
     /// The cluster-wide kill switch is on.
     pub kill_switch: bool,
-    /// Workloads a HorizontalPodAutoscaler scales, by `kind/name`, with the
-    /// HPA's name: homeostat never scales them (two writers of one number).
-    pub autoscaled: BTreeMap<String, String>,
+    /// Workloads a HorizontalPodAutoscaler scales, with the HPA's name:
+    /// homeostat never scales them (two writers of one number).
+    pub autoscaled: BTreeMap<Target, String>,
     /// Targets other policies hold (a change in force), with the policy:
     /// one target is held by one policy at a time.
-    pub held_elsewhere: BTreeMap<String, String>,
+    pub held_elsewhere: BTreeMap<Target, String>,
 }
 
-/// What a step changes, with absolute targets.
+/// What a step changes: its target, from the state it found to the state
+/// it sets (both absolute).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    Scale {
-        /// `deployment/tax`.
-        workload: String,
-        from: i32,
-        to: i32,
-    },
-    Reroute {
-        /// `omsconfigmap/oms-routing` or `httproute/payment`.
-        router: String,
-        kind: RouterKind,
-        name: String,
-        before: Weights,
-        after: Weights,
-    },
+pub struct Change {
+    pub target: Target,
+    pub before: State,
+    pub after: State,
 }
 
 impl Change {
     pub fn kind(&self) -> ActionKind {
-        match self {
-            Change::Scale { .. } => ActionKind::Scale,
-            Change::Reroute { .. } => ActionKind::Reroute,
-        }
-    }
-
-    /// The workload or router changed.
-    pub fn target(&self) -> &str {
-        match self {
-            Change::Scale { workload, .. } => workload,
-            Change::Reroute { router, .. } => router,
-        }
+        self.target.action_kind()
     }
 
     /// For a person: `deployment/tax 2→3`, `omsconfigmap/oms-routing payment-primary 100→50, payment-secondary 0→50`.
     pub fn describe(&self) -> String {
-        match self {
-            Change::Scale { workload, from, to } => format!("{workload} {from}→{to}"),
-            Change::Reroute {
-                router,
-                before,
-                after,
-                ..
-            } => {
+        let target = &self.target;
+        match (&self.before, &self.after) {
+            (State::Replicas(from), State::Replicas(to)) => format!("{target} {from}→{to}"),
+            (State::Weights(before), State::Weights(after)) => {
                 let moves: Vec<String> = after
                     .iter()
                     .map(|(b, w)| format!("{b} {}→{w}", before.get(b).copied().unwrap_or(0)))
                     .collect();
-                format!("{router} {}", moves.join(", "))
+                format!("{target} {}", moves.join(", "))
             }
+            (before, after) => format!("{target} {}→{}", before.text(), after.text()),
         }
     }
 }
@@ -184,14 +161,14 @@ pub enum Decision {
     /// Drop a change in force without undoing it.
     Forget {
         report: String,
-        target: String,
+        target: Target,
         why: Forgotten,
     },
     /// Someone else changed `target` since the policy's last step there:
     /// it had set `expected` and finds `found`.
     Yield {
         report: String,
-        target: String,
+        target: Target,
         expected: String,
         found: String,
     },
@@ -233,6 +210,21 @@ pub struct Policy<'a> {
     pub deleting: bool,
 }
 
+impl Policy<'_> {
+    fn kinds(&self) -> impl Iterator<Item = &dyn kinds::StepKind> {
+        self.spec.actions.iter().filter_map(kinds::of)
+    }
+
+    fn listed_services(&self) -> Vec<&str> {
+        self.spec
+            .services
+            .names
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 const HOUR: i64 = 3600;
 
 /// The decisions for one pass over one policy.
@@ -246,7 +238,7 @@ pub fn plan(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
     }
     let mut decisions = Vec::new();
     for active in policy.status.active.iter().filter(|_| !policy.deleting) {
-        if let Some(decision) = pending_step(policy, active, reports, world) {
+        if let Some(decision) = pending_step(active, reports, world) {
             decisions.push(decision);
         }
     }
@@ -268,53 +260,21 @@ pub fn plan(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
     decisions
 }
 
-/// The target of a scale action for `service`.
-pub fn scale_target(scale: &ScaleAction, service: &str) -> String {
-    match &scale.target {
-        Some(t) => format!("{}/{}", t.kind.to_ascii_lowercase(), t.name),
-        None => format!("deployment/{service}"),
-    }
-}
-
-/// `omsconfigmap/NAME` or `httproute/NAME`.
-pub fn router_key(reroute: &RerouteAction) -> String {
-    let kind = match reroute.router.kind {
-        RouterKind::OmsConfigMap => "omsconfigmap",
-        RouterKind::HttpRoute => "httproute",
-    };
-    format!("{kind}/{}", reroute.router.name)
+/// Every object `policy` may change for reports on `services`: what the
+/// caller reads into the [`World`].
+pub fn targets(spec: &RemediationPolicySpec, services: &[&str]) -> BTreeSet<Target> {
+    spec.actions
+        .iter()
+        .filter_map(kinds::of)
+        .flat_map(|kind| kind.targets(services))
+        .collect()
 }
 
 fn invalid(policy: Policy<'_>, world: &World) -> Option<String> {
-    for action in &policy.spec.actions {
-        if let Some(scale) = &action.scale {
-            let targets: Vec<String> = match &scale.target {
-                Some(_) => vec![scale_target(scale, "")],
-                None => policy
-                    .spec
-                    .services
-                    .names
-                    .iter()
-                    .map(|s| scale_target(scale, s))
-                    .collect(),
-            };
-            if let Some(missing) = targets.iter().find(|t| !world.replicas.contains_key(*t)) {
-                return Some(format!("scale target {missing} does not exist"));
-            }
-        }
-        if let Some(reroute) = &action.reroute {
-            let key = router_key(reroute);
-            let Some(weights) = world.routers.get(&key) else {
-                return Some(format!("router {key} does not exist"));
-            };
-            for backend in [&reroute.from, &reroute.to] {
-                if !weights.contains_key(backend) {
-                    return Some(format!("backend {backend} is not in router {key}"));
-                }
-            }
-        }
-    }
-    None
+    let services = policy.listed_services();
+    policy
+        .kinds()
+        .find_map(|kind| kind.invalid(&services, world))
 }
 
 fn report_named<'r>(reports: &'r [Report], name: &str) -> Option<&'r Report> {
@@ -323,135 +283,63 @@ fn report_named<'r>(reports: &'r [Report], name: &str) -> Option<&'r Report> {
 
 /// A step recorded pending before a restart: finished as recorded, unless
 /// the target is neither as the step found it nor as it leaves it — then
-/// someone else changed it meanwhile, and it is theirs.
-fn pending_step(
-    policy: Policy<'_>,
-    active: &ActiveRemediation,
-    reports: &[Report],
-    world: &World,
-) -> Option<Decision> {
-    let pending = active.pending.as_ref()?;
-    let yielded = |expected: String, found: String| Decision::Yield {
-        report: active.report.clone(),
-        target: active.target.clone(),
-        expected,
-        found,
+/// someone else changed it meanwhile, and it is theirs — or is gone.
+fn pending_step(active: &ActiveRemediation, reports: &[Report], world: &World) -> Option<Decision> {
+    let after = State::pending(active.pending.as_ref()?)?;
+    let Some(now) = world.states.get(&active.target) else {
+        return Some(Decision::Forget {
+            report: active.report.clone(),
+            target: active.target.clone(),
+            why: Forgotten::TargetGone,
+        });
     };
-    if active.kind == ActionKind::Scale {
-        let before = if active.steps == 0 {
-            active.original_replicas
-        } else {
-            active.applied_replicas
-        };
-        let now = world.replicas.get(&active.target).copied();
-        if let (Some(before), Some(now), Some(after)) = (before, now, pending.replicas)
-            && now != before
-            && now != after
-        {
-            return Some(yielded(format!("{before} or {after}"), now.to_string()));
-        }
-    } else if let Some(now) = world.routers.get(&active.target) {
-        let before = if active.steps == 0 {
-            &active.original_weights
-        } else {
-            &active.applied_weights
-        };
-        let matches = |weights: &[BackendWeight]| {
-            weights
-                .iter()
-                .all(|w| now.get(&w.backend).copied().unwrap_or(0) == w.weight)
-        };
-        if !before.is_empty() && !matches(before) && !matches(&pending.weights) {
-            let text =
-                |ws: &[BackendWeight]| weights_text(ws.iter().map(|w| (&w.backend, &w.weight)));
-            return Some(yielded(
-                format!("{} or {}", text(before), text(&pending.weights)),
-                weights_text(now),
-            ));
-        }
+    let before = if active.steps == 0 {
+        State::original(active)
+    } else {
+        State::applied(active)
+    };
+    if let Some(before) = before
+        && !before.holds_in(now)
+        && !after.holds_in(now)
+    {
+        return Some(Decision::Yield {
+            report: active.report.clone(),
+            target: active.target.clone(),
+            expected: format!("{} or {}", before.text(), after.text()),
+            found: now.text(),
+        });
     }
     let service =
         report_named(reports, &active.report).map_or_else(String::new, |r| r.service.clone());
-    let change = match active.kind {
-        ActionKind::Scale => Change::Scale {
-            workload: active.target.clone(),
-            from: world.replicas.get(&active.target).copied().unwrap_or(0),
-            to: pending.replicas?,
-        },
-        _ => {
-            let reroute = policy
-                .spec
-                .actions
-                .iter()
-                .filter_map(|a| a.reroute.as_ref())
-                .find(|r| router_key(r) == active.target)?;
-            Change::Reroute {
-                router: active.target.clone(),
-                kind: reroute.router.kind,
-                name: reroute.router.name.clone(),
-                before: world
-                    .routers
-                    .get(&active.target)
-                    .cloned()
-                    .unwrap_or_default(),
-                after: pending
-                    .weights
-                    .iter()
-                    .map(|w| (w.backend.clone(), w.weight))
-                    .collect(),
-            }
-        }
-    };
+    let id = active.pending.as_ref()?.id.clone();
     Some(Decision::Finish(Step {
-        id: pending.id.clone(),
+        id,
         report: active.report.clone(),
         service,
-        change,
+        change: Change {
+            target: active.target.clone(),
+            before: now.clone(),
+            after,
+        },
     }))
 }
 
-/// "backend=weight, …" for a person.
-fn weights_text<'a>(weights: impl IntoIterator<Item = (&'a String, &'a i32)>) -> String {
-    weights
-        .into_iter()
-        .map(|(b, w)| format!("{b}={w}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Changes in force whose target is no longer what the policy's last step
-/// set there. A step still pending is the policy's own, to finish first.
+/// Changes in force whose target no longer holds what the policy's last
+/// step set there. A step still pending is the policy's own, to finish first.
 fn changed_by_others(policy: Policy<'_>, world: &World) -> Vec<Decision> {
-    let drift = |active: &ActiveRemediation| -> Option<(String, String)> {
-        if active.kind == ActionKind::Scale {
-            let applied = active.applied_replicas?;
-            let now = *world.replicas.get(&active.target)?;
-            (applied != now).then(|| (applied.to_string(), now.to_string()))
-        } else {
-            let now = world.routers.get(&active.target)?;
-            let moved = active
-                .applied_weights
-                .iter()
-                .any(|w| now.get(&w.backend).copied().unwrap_or(0) != w.weight);
-            let applied = active
-                .applied_weights
-                .iter()
-                .map(|w| (&w.backend, &w.weight));
-            moved.then(|| (weights_text(applied), weights_text(now)))
-        }
-    };
     policy
         .status
         .active
         .iter()
         .filter(|a| a.pending.is_none() && a.changed_by_others.is_none())
         .filter_map(|a| {
-            let (expected, found) = drift(a)?;
-            Some(Decision::Yield {
+            let applied = State::applied(a)?;
+            let now = world.states.get(&a.target)?;
+            (!applied.holds_in(now)).then(|| Decision::Yield {
                 report: a.report.clone(),
                 target: a.target.clone(),
-                expected,
-                found,
+                expected: applied.text(),
+                found: now.text(),
             })
         })
         .collect()
@@ -459,12 +347,12 @@ fn changed_by_others(policy: Policy<'_>, world: &World) -> Vec<Decision> {
 
 /// A target someone else changed while the policy held it: the policy
 /// leaves it alone, for every report.
-fn yielded(policy: Policy<'_>, target: &str) -> bool {
+fn yielded(policy: Policy<'_>, target: &Target) -> bool {
     policy
         .status
         .active
         .iter()
-        .any(|a| a.target == target && a.changed_by_others.is_some())
+        .any(|a| a.target == *target && a.changed_by_others.is_some())
 }
 
 fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decision> {
@@ -492,72 +380,27 @@ fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
             out.push(forget(Forgotten::ChangedByOthers));
             continue;
         }
-        let exists = if active.kind == ActionKind::Scale {
-            world.replicas.contains_key(&active.target)
-        } else {
-            world.routers.contains_key(&active.target)
-        };
-        if !exists {
+        let Some(now) = world.states.get(&active.target) else {
             out.push(forget(Forgotten::TargetGone));
             continue;
-        }
-        let decision = match active.kind {
-            ActionKind::Scale => {
-                let scale_back = policy
-                    .spec
-                    .actions
-                    .iter()
-                    .filter_map(|a| a.scale.as_ref())
-                    .any(|s| s.scale_back);
-                match (scale_back, active.original_replicas) {
-                    (true, Some(original)) => Decision::Restore {
-                        report: active.report.clone(),
-                        change: Change::Scale {
-                            workload: active.target.clone(),
-                            from: world
-                                .replicas
-                                .get(&active.target)
-                                .copied()
-                                .unwrap_or(original),
-                            to: original,
-                        },
-                    },
-                    _ => forget(Forgotten::NotRestoring),
-                }
-            }
-            _ => {
-                let reroute = policy
-                    .spec
-                    .actions
-                    .iter()
-                    .filter_map(|a| a.reroute.as_ref())
-                    .find(|r| router_key(r) == active.target);
-                match reroute {
-                    Some(r) if r.restore && !active.original_weights.is_empty() => {
-                        Decision::Restore {
-                            report: active.report.clone(),
-                            change: Change::Reroute {
-                                router: active.target.clone(),
-                                kind: r.router.kind,
-                                name: r.router.name.clone(),
-                                before: world
-                                    .routers
-                                    .get(&active.target)
-                                    .cloned()
-                                    .unwrap_or_default(),
-                                after: active
-                                    .original_weights
-                                    .iter()
-                                    .map(|w| (w.backend.clone(), w.weight))
-                                    .collect(),
-                            },
-                        }
-                    }
-                    _ => forget(Forgotten::NotRestoring),
-                }
-            }
         };
-        out.push(decision);
+        // The action that made the change says whether it is undone; one
+        // no longer in the spec was still the policy's doing: undone.
+        let restoring = policy
+            .kinds()
+            .find_map(|kind| kind.restores(&active.target))
+            .unwrap_or(true);
+        out.push(match State::original(active) {
+            Some(original) if restoring => Decision::Restore {
+                report: active.report.clone(),
+                change: Change {
+                    target: active.target.clone(),
+                    before: now.clone(),
+                    after: original,
+                },
+            },
+            _ => forget(Forgotten::NotRestoring),
+        });
     }
     out
 }
@@ -580,18 +423,22 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
         .collect();
     candidates.sort_by_key(|r| (r.opened_at, r.name.clone()));
     for report in candidates {
-        let Some((index, change)) = policy.spec.actions.iter().enumerate().find_map(|(i, a)| {
-            step_change(a, report, world)
-                .filter(|c| !yielded(policy, c.target()))
-                .map(|c| (i, c))
-        }) else {
+        let Some((index, kind, change)) =
+            policy.spec.actions.iter().enumerate().find_map(|(i, a)| {
+                let kind = kinds::of(a)?;
+                let change = kind
+                    .next(report, world)
+                    .filter(|c| !yielded(policy, &c.target))?;
+                Some((i, kind, change))
+            })
+        else {
             continue;
         };
         let steps = policy
             .status
             .active
             .iter()
-            .find(|a| a.report == report.name && a.target == change.target())
+            .find(|a| a.report == report.name && a.target == change.target)
             .map_or(0, |a| a.steps);
         let id = format!("{}-{}-{}", policy.name, index, steps + 1);
         let step = Step {
@@ -600,7 +447,7 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
             service: report.service.clone(),
             change,
         };
-        return Some(match guard(policy, &step, world) {
+        return Some(match guard(policy, kind, &step, world) {
             Some(guard) => {
                 let blocked_id = format!("{}-{}", step.id, guard.as_str());
                 if report.recorded.contains(&blocked_id) {
@@ -615,52 +462,12 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
     None
 }
 
-/// The next change `action` would make for `report`, if it can still change anything.
-fn step_change(action: &RemediationAction, report: &Report, world: &World) -> Option<Change> {
-    if let Some(scale) = &action.scale {
-        let workload = scale_target(scale, &report.service);
-        let current = *world.replicas.get(&workload)?;
-        // Up only: a workload already above `maxReplicas` (a human scaled it
-        // further) is left as it is, never cut down mid-incident.
-        let to = current
-            .saturating_add(scale.step)
-            .max(scale.min_replicas)
-            .min(scale.max_replicas);
-        return (to > current).then_some(Change::Scale {
-            workload,
-            from: current,
-            to,
-        });
-    }
-    let reroute = action.reroute.as_ref()?;
-    // A reroute moves traffic away from the failing service only.
-    if reroute.from != report.service {
-        return None;
-    }
-    let key = router_key(reroute);
-    let before = world.routers.get(&key)?.clone();
-    let from_weight = before.get(&reroute.from).copied().unwrap_or(0);
-    let to_weight = before.get(&reroute.to).copied().unwrap_or(0);
-    let moved = reroute
-        .weight_step
-        .min(from_weight)
-        .min((reroute.max_weight - to_weight).max(0));
-    if moved <= 0 {
-        return None;
-    }
-    let mut after = before.clone();
-    after.insert(reroute.from.clone(), from_weight - moved);
-    after.insert(reroute.to.clone(), to_weight + moved);
-    Some(Change::Reroute {
-        router: key,
-        kind: reroute.router.kind,
-        name: reroute.router.name.clone(),
-        before,
-        after,
-    })
-}
-
-fn guard(policy: Policy<'_>, step: &Step, world: &World) -> Option<Guard> {
+fn guard(
+    policy: Policy<'_>,
+    kind: &dyn kinds::StepKind,
+    step: &Step,
+    world: &World,
+) -> Option<Guard> {
     let guards = &policy.spec.guards;
     let status = policy.status;
     if world.kill_switch {
@@ -669,22 +476,11 @@ fn guard(policy: Policy<'_>, step: &Step, world: &World) -> Option<Guard> {
     if guards.suspend {
         return Some(Guard::Suspended);
     }
-    if let Change::Scale { workload, .. } = &step.change
-        && world.autoscaled.contains_key(workload)
-    {
-        return Some(Guard::Autoscaled);
+    if let Some(own) = kind.guard(&step.change, world) {
+        return Some(own);
     }
-    if world.held_elsewhere.contains_key(step.change.target()) {
+    if world.held_elsewhere.contains_key(&step.change.target) {
         return Some(Guard::HeldByAnotherPolicy);
-    }
-    if let Change::Reroute { after, before, .. } = &step.change {
-        let gaining = after
-            .iter()
-            .filter(|(b, w)| **w > before.get(*b).copied().unwrap_or(0))
-            .any(|(b, _)| world.anomalous.contains(b));
-        if gaining {
-            return Some(Guard::TargetAnomalous);
-        }
     }
     // The rate limit before the cooldown: when both hold, the one that
     // lasts (no more steps this hour) is the one to name.
@@ -711,7 +507,7 @@ fn guard(policy: Policy<'_>, step: &Step, world: &World) -> Option<Guard> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use homeostat_api::{ChangedByOthers, PendingChange};
+    use homeostat_api::{BackendWeight, ChangedByOthers, PendingChange};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
 
@@ -773,17 +569,17 @@ mod tests {
     fn world() -> World {
         World {
             now: NOW,
-            replicas: BTreeMap::from([
-                ("deployment/tax".into(), 2),
-                ("deployment/orders".into(), 1),
+            states: BTreeMap::from([
+                (tax(), State::Replicas(2)),
+                (Target::Deployment("orders".into()), State::Replicas(1)),
+                (
+                    routing(),
+                    State::Weights(BTreeMap::from([
+                        ("payment-primary".into(), 100),
+                        ("payment-secondary".into(), 0),
+                    ])),
+                ),
             ]),
-            routers: BTreeMap::from([(
-                "omsconfigmap/oms-routing".into(),
-                BTreeMap::from([
-                    ("payment-primary".into(), 100),
-                    ("payment-secondary".into(), 0),
-                ]),
-            )]),
             ..World::default()
         }
     }
@@ -818,11 +614,19 @@ mod tests {
         )
     }
 
+    fn tax() -> Target {
+        Target::Deployment("tax".into())
+    }
+
+    fn routing() -> Target {
+        Target::OmsConfigMap("oms-routing".into())
+    }
+
     fn scaled(from: i32, to: i32) -> Change {
-        Change::Scale {
-            workload: "deployment/tax".into(),
-            from,
-            to,
+        Change {
+            target: tax(),
+            before: State::Replicas(from),
+            after: State::Replicas(to),
         }
     }
 
@@ -861,7 +665,7 @@ mod tests {
         let d = run(&spec, &Default::default(), &[report("tax")], &world());
         assert_eq!(only_act(&d).change, scaled(2, 4));
         let mut at_max = world();
-        at_max.replicas.insert("deployment/tax".into(), 4);
+        at_max.states.insert(tax(), State::Replicas(4));
         assert!(run(&spec, &Default::default(), &[report("tax")], &at_max).is_empty());
     }
 
@@ -872,11 +676,11 @@ mod tests {
         );
         // Someone scaled tax to 6 by hand, above the policy's maximum.
         let mut above = world();
-        above.replicas.insert("deployment/tax".into(), 6);
+        above.states.insert(tax(), State::Replicas(6));
         assert!(run(&spec, &Default::default(), &[report("tax")], &above).is_empty());
         // Below the minimum, a step brings it up to at least the minimum.
         let mut scaled_to_zero = world();
-        scaled_to_zero.replicas.insert("deployment/tax".into(), 0);
+        scaled_to_zero.states.insert(tax(), State::Replicas(0));
         let d = run(
             &spec,
             &Default::default(),
@@ -946,7 +750,7 @@ mod tests {
             &[report("payment-primary")],
             &world(),
         );
-        let Change::Reroute { after, .. } = &only_act(&d).change else {
+        let State::Weights(after) = &only_act(&d).change.after else {
             panic!("{d:?}")
         };
         assert_eq!(after["payment-primary"], 50);
@@ -956,12 +760,12 @@ mod tests {
             "router": {"kind": "OmsConfigMap", "name": "oms-routing"},
             "from": "payment-primary", "to": "payment-secondary", "weightStep": 50, "maxWeight": 70}}]}));
         let mut halfway = world();
-        halfway.routers.insert(
-            "omsconfigmap/oms-routing".into(),
-            BTreeMap::from([
+        halfway.states.insert(
+            routing(),
+            State::Weights(BTreeMap::from([
                 ("payment-primary".into(), 50),
                 ("payment-secondary".into(), 50),
-            ]),
+            ])),
         );
         let d = run(
             &capped,
@@ -969,17 +773,17 @@ mod tests {
             &[report("payment-primary")],
             &halfway,
         );
-        let Change::Reroute { after, .. } = &only_act(&d).change else {
+        let State::Weights(after) = &only_act(&d).change.after else {
             panic!("{d:?}")
         };
         assert_eq!(after["payment-secondary"], 70);
         let mut full = world();
-        full.routers.insert(
-            "omsconfigmap/oms-routing".into(),
-            BTreeMap::from([
+        full.states.insert(
+            routing(),
+            State::Weights(BTreeMap::from([
                 ("payment-primary".into(), 30),
                 ("payment-secondary".into(), 70),
-            ]),
+            ])),
         );
         assert!(
             run(
@@ -1061,8 +865,7 @@ mod tests {
         );
         // Another policy holds tax: one writer per target.
         let mut held = world();
-        held.held_elsewhere
-            .insert("deployment/tax".into(), "scale-everything".into());
+        held.held_elsewhere.insert(tax(), "scale-everything".into());
         assert_eq!(
             only_block(&run(
                 &scale_policy(json!({})),
@@ -1074,9 +877,7 @@ mod tests {
         );
         // An HPA scales tax: homeostat never writes its replicas.
         let mut autoscaled = world();
-        autoscaled
-            .autoscaled
-            .insert("deployment/tax".into(), "tax".into());
+        autoscaled.autoscaled.insert(tax(), "tax".into());
         assert_eq!(
             only_block(&run(
                 &scale_policy(json!({})),
@@ -1112,7 +913,7 @@ mod tests {
             active: vec![ActiveRemediation {
                 report: "tax-latency-p99-1".into(),
                 kind: ActionKind::Scale,
-                target: "deployment/tax".into(),
+                target: tax(),
                 original_replicas: Some(2),
                 original_weights: vec![],
                 started_at: time(NOW - 100),
@@ -1136,7 +937,7 @@ mod tests {
     fn a_pending_step_is_finished_as_recorded_not_planned_again() {
         // The step was decided (2→3) and done before the restart; the world shows 3.
         let mut w = world();
-        w.replicas.insert("deployment/tax".into(), 3);
+        w.states.insert(tax(), State::Replicas(3));
         let d = run(
             &scale_policy(json!({})),
             &active_scale(0, Some(3)),
@@ -1156,7 +957,7 @@ mod tests {
     fn a_pending_step_someone_else_overtook_is_not_finished() {
         // Decided 2→3 before a restart; meanwhile a person scaled tax to 6.
         let mut w = world();
-        w.replicas.insert("deployment/tax".into(), 6);
+        w.states.insert(tax(), State::Replicas(6));
         let d = run(
             &scale_policy(json!({})),
             &active_scale(0, Some(3)),
@@ -1167,7 +968,7 @@ mod tests {
             d,
             [Decision::Yield {
                 report: "tax-latency-p99-1".into(),
-                target: "deployment/tax".into(),
+                target: tax(),
                 expected: "2 or 3".into(),
                 found: "6".into(),
             }]
@@ -1177,7 +978,7 @@ mod tests {
     #[test]
     fn the_next_step_has_the_next_id() {
         let mut w = world();
-        w.replicas.insert("deployment/tax".into(), 3);
+        w.states.insert(tax(), State::Replicas(3));
         let d = run(
             &scale_policy(json!({})),
             &active_scale(1, None),
@@ -1192,7 +993,7 @@ mod tests {
     #[test]
     fn restore_waits_for_the_stable_time_then_puts_back_the_original() {
         let mut w = world();
-        w.replicas.insert("deployment/tax".into(), 4);
+        w.states.insert(tax(), State::Replicas(4));
         let resolved = |ago: i64| Report {
             state: ReportState::Resolved,
             resolved_at: Some(NOW - ago),
@@ -1222,14 +1023,14 @@ mod tests {
         let mut status = active_scale(1, None);
         status.active[0].applied_replicas = Some(3);
         let mut w = world();
-        w.replicas.insert("deployment/tax".into(), 5);
+        w.states.insert(tax(), State::Replicas(5));
         let spec = scale_policy(json!({}));
         let d = run(&spec, &status, &[report("tax")], &w);
         assert_eq!(
             d,
             [Decision::Yield {
                 report: "tax-latency-p99-1".into(),
-                target: "deployment/tax".into(),
+                target: tax(),
                 expected: "3".into(),
                 found: "5".into(),
             }]
@@ -1260,7 +1061,7 @@ mod tests {
             run(&spec, &status, &[resolved], &w),
             [Decision::Forget {
                 report: "tax-latency-p99-1".into(),
-                target: "deployment/tax".into(),
+                target: tax(),
                 why: Forgotten::ChangedByOthers
             }]
         );
@@ -1268,7 +1069,7 @@ mod tests {
         let mut ours = active_scale(1, None);
         ours.active[0].applied_replicas = Some(3);
         ours.last_action_time = Some(time(NOW - 3600));
-        w.replicas.insert("deployment/tax".into(), 3);
+        w.states.insert(tax(), State::Replicas(3));
         assert_eq!(
             only_act(&run(&spec, &ours, &[report("tax")], &w)).change,
             scaled(3, 4)
@@ -1285,7 +1086,7 @@ mod tests {
             active: vec![ActiveRemediation {
                 report: "payment-primary-latency-p99-1".into(),
                 kind: ActionKind::Reroute,
-                target: "omsconfigmap/oms-routing".into(),
+                target: routing(),
                 original_replicas: None,
                 original_weights: vec![
                     weight("payment-primary", 100),
@@ -1309,7 +1110,7 @@ mod tests {
             d,
             [Decision::Yield {
                 report: "payment-primary-latency-p99-1".into(),
-                target: "omsconfigmap/oms-routing".into(),
+                target: routing(),
                 expected: "payment-primary=50, payment-secondary=50".into(),
                 found: "payment-primary=100, payment-secondary=0".into(),
             }]
@@ -1325,7 +1126,7 @@ mod tests {
             d,
             [Decision::Forget {
                 report: "tax-latency-p99-1".into(),
-                target: "deployment/tax".into(),
+                target: tax(),
                 why: Forgotten::NotRestoring
             }]
         );
@@ -1337,7 +1138,7 @@ mod tests {
             active: vec![ActiveRemediation {
                 report: "payment-primary-latency-p99-1".into(),
                 kind: ActionKind::Reroute,
-                target: "omsconfigmap/oms-routing".into(),
+                target: routing(),
                 original_replicas: None,
                 original_weights: vec![
                     BackendWeight {
@@ -1361,7 +1162,11 @@ mod tests {
         let d = run(&reroute_policy(json!({})), &status, &[], &world());
         let [
             Decision::Restore {
-                change: Change::Reroute { after, .. },
+                change:
+                    Change {
+                        after: State::Weights(after),
+                        ..
+                    },
                 ..
             },
         ] = d.as_slice()
@@ -1415,7 +1220,7 @@ mod tests {
     fn a_policy_being_deleted_puts_everything_back_now_and_takes_no_step() {
         // tax at 3 for a report still open, a pending step, and another report.
         let mut w = world();
-        w.replicas.insert("deployment/tax".into(), 3);
+        w.states.insert(tax(), State::Replicas(3));
         let spec = scale_policy(json!({}));
         for status in [active_scale(1, None), active_scale(1, Some(4))] {
             let d = plan_for(&spec, &status, &[report("tax")], &w, true);
@@ -1438,11 +1243,11 @@ mod tests {
         let mut status = active_scale(1, None);
         let mut orders = status.active[0].clone();
         orders.report = "orders-latency-p99-1".into();
-        orders.target = "deployment/orders".into();
+        orders.target = Target::Deployment("orders".into());
         status.active.push(orders);
         let mut w = world();
-        w.replicas.insert("deployment/tax".into(), 3);
-        w.replicas.remove("deployment/orders");
+        w.states.insert(tax(), State::Replicas(3));
+        w.states.remove(&Target::Deployment("orders".into()));
         let d = run(&spec, &status, &[], &w);
         assert_eq!(
             d,
@@ -1453,7 +1258,7 @@ mod tests {
                 },
                 Decision::Forget {
                     report: "orders-latency-p99-1".into(),
-                    target: "deployment/orders".into(),
+                    target: Target::Deployment("orders".into()),
                     why: Forgotten::TargetGone
                 },
                 Decision::Invalid("scale target deployment/orders does not exist".into()),

@@ -2,16 +2,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use homeostat_api::{ActionKind, AnomalyReport, RemediationPolicy, ReportState};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use homeostat_api::{AnomalyReport, RemediationPolicy, ReportState, Target};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
-use super::plan::{Report, World, router_key, scale_target};
+use super::kinds;
+use super::plan::{self, Report, World};
 use crate::decode;
-use crate::router::{TrafficRouter, router_for};
 
 /// Annotation that stops every action of every policy while it is "true".
 pub const KILL_SWITCH_ANNOTATION: &str = "homeostat.dev/kill-switch";
@@ -77,32 +77,6 @@ pub async fn covered_services(
     Ok(services)
 }
 
-/// Replicas of a `kind/name` workload, or `None` when it does not exist.
-pub async fn replicas(
-    client: &Client,
-    namespace: &str,
-    workload: &str,
-) -> Result<Option<i32>, GatherError> {
-    let (kind, name) = workload.split_once('/').unwrap_or(("deployment", workload));
-    let scale = match kind {
-        "statefulset" => {
-            Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                .get_scale(name)
-                .await
-        }
-        _ => {
-            Api::<Deployment>::namespaced(client.clone(), namespace)
-                .get_scale(name)
-                .await
-        }
-    };
-    match scale {
-        Ok(s) => Ok(Some(s.spec.and_then(|s| s.replicas).unwrap_or(0))),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Whether the kill switch is on: the flag, or the annotation on the
 /// operator's namespace.
 pub async fn kill_switch(
@@ -123,12 +97,12 @@ pub async fn kill_switch(
     }))
 }
 
-/// The workloads HorizontalPodAutoscalers scale in `namespace`, by
-/// `kind/name`, with the HPA's name.
+/// The workloads HorizontalPodAutoscalers scale in `namespace`, with the
+/// HPA's name.
 pub async fn autoscaled(
     client: &Client,
     namespace: &str,
-) -> Result<BTreeMap<String, String>, GatherError> {
+) -> Result<BTreeMap<Target, String>, GatherError> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
     Ok(api
         .list(&ListParams::default())
@@ -136,7 +110,11 @@ pub async fn autoscaled(
         .into_iter()
         .filter_map(|hpa| {
             let target = &hpa.spec.as_ref()?.scale_target_ref;
-            let workload = format!("{}/{}", target.kind.to_ascii_lowercase(), target.name);
+            let workload = match target.kind.as_str() {
+                "Deployment" => Target::Deployment(target.name.clone()),
+                "StatefulSet" => Target::StatefulSet(target.name.clone()),
+                _ => return None,
+            };
             Some((workload, hpa.name_any()))
         })
         .collect())
@@ -146,7 +124,7 @@ pub async fn autoscaled(
 pub async fn held_elsewhere(
     client: &Client,
     policy: &RemediationPolicy,
-) -> Result<BTreeMap<String, String>, GatherError> {
+) -> Result<BTreeMap<Target, String>, GatherError> {
     let name = policy.name_any();
     Ok(
         decode::list::<RemediationPolicy>(client, &policy.namespace().unwrap_or_default())
@@ -166,7 +144,8 @@ pub async fn held_elsewhere(
     )
 }
 
-/// The world as `policy` sees it.
+/// The world as `policy` sees it: every target it may change for the
+/// services it covers or has reports on, and every target it holds.
 pub async fn world(
     client: &Client,
     policy: &RemediationPolicy,
@@ -176,54 +155,30 @@ pub async fn world(
     now: i64,
 ) -> Result<World, GatherError> {
     let namespace = policy.namespace().unwrap_or_default();
-    let mut workloads = BTreeSet::new();
-    let mut routers = BTreeMap::new();
-    for action in &policy.spec.actions {
-        if let Some(scale) = &action.scale {
-            match &scale.target {
-                Some(_) => {
-                    workloads.insert(scale_target(scale, ""));
-                }
-                None => {
-                    let names = services.iter().chain(reports.iter().map(|r| &r.service));
-                    workloads.extend(names.map(|s| scale_target(scale, s)));
-                }
-            }
-        }
-        if let Some(reroute) = &action.reroute {
-            let router = router_for(
-                client.clone(),
-                &namespace,
-                reroute.router.kind,
-                &reroute.router.name,
-            );
-            if let Some(weights) = router.weights().await? {
-                routers.insert(router_key(reroute), weights);
-            }
-        }
-    }
-    for active in &policy
-        .status
-        .as_ref()
-        .map(|s| s.active.clone())
-        .unwrap_or_default()
-    {
-        if active.kind == ActionKind::Scale {
-            workloads.insert(active.target.clone());
-        }
-    }
-    let mut replicas_by_workload = BTreeMap::new();
-    for workload in workloads {
-        if let Some(n) = replicas(client, &namespace, &workload).await? {
-            replicas_by_workload.insert(workload, n);
+    let names: BTreeSet<&str> = services
+        .iter()
+        .chain(reports.iter().map(|r| &r.service))
+        .map(String::as_str)
+        .collect();
+    let names: Vec<&str> = names.into_iter().collect();
+    let mut targets = plan::targets(&policy.spec, &names);
+    targets.extend(
+        policy
+            .status
+            .iter()
+            .flat_map(|s| s.active.iter().map(|a| a.target.clone())),
+    );
+    let mut states = BTreeMap::new();
+    for target in targets {
+        if let Some(state) = kinds::read(client, &namespace, &target).await? {
+            states.insert(target, state);
         }
     }
     Ok(World {
         now,
         autoscaled: autoscaled(client, &namespace).await?,
         held_elsewhere: held_elsewhere(client, policy).await?,
-        replicas: replicas_by_workload,
-        routers,
+        states,
         anomalous: reports
             .iter()
             .filter(|r| r.state != ReportState::Resolved)
