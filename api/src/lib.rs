@@ -3,6 +3,7 @@
 
 mod action_kind;
 mod anomaly_report;
+mod apply;
 mod crds;
 mod duration;
 pub mod oms;
@@ -15,6 +16,7 @@ mod target;
 
 pub use action_kind::ActionKind;
 pub use anomaly_report::*;
+pub use apply::StatusWrite;
 pub use crds::{all_crds, crd_file_name, render_crd_yaml};
 pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
 pub use order_system::*;

@@ -7,10 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use homeostat_api::{AnomalyReport, AnomalyReportSpec, ReportState};
+use homeostat_api::{
+    AnomalyReport, AnomalyReportSpec, AnomalyReportStatus, BaselineBand, Culprit, ReportState,
+    StatusWrite, TimelineEntry,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::{Value, json};
 
 use crate::engine::{ReportEvent, ReportUpdate};
 
@@ -117,19 +120,18 @@ impl ReportWriter {
             }
             self.create(&name, update).await?;
         }
-        let status = status_json(update, resolved_at, current.as_ref());
-        let patch = json!({
-            "apiVersion": "homeostat.dev/v1alpha1",
-            "kind": "AnomalyReport",
-            "status": status,
-        });
+        let body = StatusWrite::of::<AnomalyReport>(detector_status(
+            update,
+            resolved_at,
+            current.as_ref(),
+        ));
         self.api
             .patch_status(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER)
                     .force()
                     .validation_strict(),
-                &Patch::Apply(&patch),
+                &Patch::Apply(&body),
             )
             .await?;
         Ok(name)
@@ -186,78 +188,86 @@ pub fn report_name(update: &ReportUpdate) -> String {
     )
 }
 
-fn rfc3339(unix_seconds: i64) -> String {
-    jiff::Timestamp::from_second(unix_seconds)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_string()
+fn time(unix_seconds: i64) -> Time {
+    Time(jiff::Timestamp::from_second(unix_seconds).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
 }
 
-/// The detector's part of the status.
-fn status_json(
+/// The detector's part of the status: everything but the operator's
+/// actions and timeline entries (server-side apply merges the two).
+fn detector_status(
     update: &ReportUpdate,
     resolved_at: Option<i64>,
     current: Option<&AnomalyReport>,
-) -> Value {
+) -> AnomalyReportStatus {
     let current_status = current.and_then(|r| r.status.as_ref());
     let state = match (resolved_at, current_status.map(|s| s.state)) {
-        (Some(_), _) => "Resolved",
-        (None, Some(ReportState::Remediating)) => "Remediating",
-        (None, _) => "Open",
+        (Some(_), _) => ReportState::Resolved,
+        (None, Some(ReportState::Remediating)) => ReportState::Remediating,
+        (None, _) => ReportState::Open,
     };
-    let mut timeline = vec![json!({
-        "id": "opened",
-        "time": rfc3339(update.opened_at),
-        "source": "detector",
-        "message": opened_message(update),
-    })];
+    let entry = |id: &str, at: i64, message: String| TimelineEntry {
+        id: id.to_owned(),
+        time: time(at),
+        source: "detector".to_owned(),
+        message,
+    };
+    let mut timeline = vec![entry("opened", update.opened_at, opened_message(update))];
     if let Some(at) = resolved_at {
-        timeline.push(json!({
-            "id": "resolved",
-            "time": rfc3339(at),
-            "source": "detector",
-            "message": format!("{} {} back inside its baseline band", update.service, update.signal),
-        }));
+        timeline.push(entry(
+            "resolved",
+            at,
+            format!(
+                "{} {} back inside its baseline band",
+                update.service, update.signal
+            ),
+        ));
     }
     let degraded = if update.degraded { "True" } else { "False" };
     // Keep the transition time while the condition does not change.
     let transition = current_status
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
         .filter(|c| c.status == degraded)
-        .map(|c| c.last_transition_time.0.to_string())
-        .unwrap_or_else(|| rfc3339(update.evaluated_at));
-    let mut status = json!({
-        "state": state,
-        "score": round(update.score),
-        "peakScore": round(update.peak_score.max(update.score)),
-        "severity": update.severity.to_string(),
-        "observed": update.observed,
-        "baseline": {"lower": update.band[0], "centre": update.band[1], "upper": update.band[2]},
-        "openedAt": rfc3339(update.opened_at),
-        "lastEvaluatedAt": rfc3339(update.evaluated_at),
-        "timeline": timeline,
-        "conditions": [{
-            "type": "Degraded",
-            "status": degraded,
-            "reason": if update.degraded { "MetricsUnavailable" } else { "MetricsAvailable" },
-            "message": if update.degraded {
-                "the detector has no current data for this series; the report is held as it was"
-            } else {
-                "the detector is reading this series"
-            },
-            "lastTransitionTime": transition,
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| time(update.evaluated_at));
+    let (reason, message) = if update.degraded {
+        (
+            "MetricsUnavailable",
+            "the detector has no current data for this series; the report is held as it was",
+        )
+    } else {
+        ("MetricsAvailable", "the detector is reading this series")
+    };
+    AnomalyReportStatus {
+        state,
+        score: round(update.score),
+        peak_score: round(update.peak_score.max(update.score)),
+        severity: update.severity,
+        observed: update.observed,
+        baseline: BaselineBand {
+            lower: update.band[0],
+            centre: update.band[1],
+            upper: update.band[2],
+        },
+        culprit: update.culprit.as_ref().map(|c| Culprit {
+            service: c.culprit.service.clone(),
+            evidence: c.evidence.clone(),
+            confidence: c.confidence,
+        }),
+        opened_at: time(update.opened_at),
+        last_evaluated_at: Some(time(update.evaluated_at)),
+        resolved_at: resolved_at.map(time),
+        timeline,
+        // The operator's: not listed, so not touched.
+        actions: vec![],
+        conditions: vec![Condition {
+            type_: "Degraded".to_owned(),
+            status: degraded.to_owned(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            last_transition_time: transition,
+            observed_generation: None,
         }],
-    });
-    if let Some(culprit) = &update.culprit {
-        status["culprit"] = json!({
-            "service": culprit.culprit.service,
-            "evidence": culprit.evidence,
-            "confidence": culprit.confidence,
-        });
     }
-    if let Some(at) = resolved_at {
-        status["resolvedAt"] = json!(rfc3339(at));
-    }
-    status
 }
 
 fn opened_message(update: &ReportUpdate) -> String {

@@ -5,6 +5,7 @@
 //! of every other. Read raw, a bad object is skipped by those that only
 //! read it, and marked `Invalid` with the reason by its own controller.
 
+use homeostat_api::StatusWrite;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch};
@@ -92,6 +93,12 @@ impl Marked {
     }
 }
 
+/// The part of a status an unreadable object gets: its conditions.
+#[derive(Debug, serde::Serialize)]
+struct Conditions {
+    conditions: Vec<Condition>,
+}
+
 /// Marks an object its controller cannot decode, once per version: a Warning Event
 /// `Undecodable` saying what failed, and, where the API server takes it,
 /// `Invalid` true and `Ready` false in its status (an object that also
@@ -149,7 +156,11 @@ pub async fn mark_undecodable(
         now,
         generation,
     );
-    let patch = serde_json::json!({"status": {"conditions": conditions}});
+    let patch = StatusWrite::new(
+        reference.api_version.clone().unwrap_or_default(),
+        reference.kind.clone().unwrap_or_default(),
+        Conditions { conditions },
+    );
     if let Err(error) = api
         .patch_status(
             &object.name_any(),

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use homeostat_api::oms::OMS_SERVICES;
-use homeostat_api::{OrderSystem, OrderSystemStatus, RemediationPolicy, ServiceStatus, Target};
+use homeostat_api::{
+    OrderSystem, OrderSystemStatus, RemediationPolicy, ServiceStatus, StatusWrite, Target,
+};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -326,7 +328,7 @@ async fn write_status(
     api.patch_status(
         &os.name_any(),
         &crate::writes::patch(),
-        &Patch::Merge(json!({"status": status})),
+        &Patch::Merge(StatusWrite::of::<OrderSystem>(status)),
     )
     .await?;
     Ok(())

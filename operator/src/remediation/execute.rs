@@ -12,17 +12,16 @@
 //! target is recorded as theirs instead.
 
 use homeostat_api::{
-    ActionKind, ActiveRemediation, AnomalyReport, ChangedByOthers, ChangedState, PendingChange,
+    ActionRecord, ActiveRemediation, AnomalyReport, ChangedByOthers, PendingChange,
     RemediationPolicy, RemediationPolicyStatus, Target,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::Recorder;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 
 use super::kinds;
 use super::plan::{Change, Decision, Forgotten, Guard, Step};
-use super::record::{self, ReportEntry, set_condition, time};
+use super::record::{self, ActionUpdate, ReportEntry, set_condition, time};
 use crate::router::RouterError;
 
 #[derive(Debug, thiserror::Error)]
@@ -273,10 +272,11 @@ impl Executor<'_> {
             &self.namespace(),
             &step.report,
             ReportEntry {
-                action: Some((
+                action: Some(ActionUpdate::Step(Box::new(self.step_record(
                     step.id.clone(),
-                    step_fields(&step.change, StepOutcome::Planned),
-                )),
+                    &step.change,
+                    StepOutcome::Planned,
+                )))),
                 timeline: Some((
                     format!("{}-planned", step.id),
                     format!(
@@ -287,7 +287,6 @@ impl Executor<'_> {
                 )),
                 remediating: false,
                 now: self.now,
-                policy: &self.policy.name_any(),
             },
         )
         .await?;
@@ -364,10 +363,11 @@ impl Executor<'_> {
             &self.namespace(),
             &step.report,
             ReportEntry {
-                action: Some((
+                action: Some(ActionUpdate::Step(Box::new(self.step_record(
                     step.id.clone(),
-                    step_fields(&step.change, StepOutcome::Done(time(self.now))),
-                )),
+                    &step.change,
+                    StepOutcome::Done(time(self.now)),
+                )))),
                 timeline: Some((
                     format!("{}-done", step.id),
                     format!(
@@ -378,7 +378,6 @@ impl Executor<'_> {
                 )),
                 remediating: true,
                 now: self.now,
-                policy: &self.policy.name_any(),
             },
         )
         .await?;
@@ -407,7 +406,8 @@ impl Executor<'_> {
     ) -> Result<(), ExecuteError> {
         let id = format!("{}-{}", step.id, guard.as_str());
         let dry_run = guard == Guard::DryRun;
-        let fields = step_fields(
+        let record = self.step_record(
+            id.clone(),
             &step.change,
             if dry_run {
                 StepOutcome::DryRun
@@ -434,11 +434,10 @@ impl Executor<'_> {
             &self.namespace(),
             &step.report,
             ReportEntry {
-                action: Some((id.clone(), fields)),
+                action: Some(ActionUpdate::Step(Box::new(record))),
                 timeline: Some((id, message.clone())),
                 remediating: false,
                 now: self.now,
-                policy: &self.policy.name_any(),
             },
         )
         .await?;
@@ -484,7 +483,6 @@ impl Executor<'_> {
                 )),
                 remediating: false,
                 now: self.now,
-                policy: &policy,
             },
         )
         .await?;
@@ -544,6 +542,31 @@ impl Executor<'_> {
         Ok(())
     }
 
+    /// A step's record in the report's `actions`: what it is, for a person
+    /// and as values (object, before, after), so nothing parses the text back.
+    fn step_record(&self, id: String, change: &Change, outcome: StepOutcome) -> ActionRecord {
+        let (dry_run, blocked_by, done_at) = match outcome {
+            StepOutcome::Planned => (false, None, None),
+            StepOutcome::Done(at) => (false, None, Some(at)),
+            StepOutcome::DryRun => (true, None, None),
+            StepOutcome::Blocked(guard) => (false, Some(guard.as_str().to_owned()), None),
+        };
+        ActionRecord {
+            id,
+            policy: self.policy.name_any(),
+            kind: change.kind(),
+            target: change.describe(),
+            object: Some(change.target.clone()),
+            before: Some(change.before.recorded()),
+            after: Some(change.after.recorded()),
+            planned_at: time(self.now),
+            done_at,
+            restored_at: None,
+            dry_run,
+            blocked_by,
+        }
+    }
+
     /// Sets the absolute state a change describes, if the target is still
     /// as the change found it.
     async fn apply_change(&self, change: &Change) -> Result<(), ExecuteError> {
@@ -573,11 +596,10 @@ impl Executor<'_> {
                 &self.namespace(),
                 report,
                 ReportEntry {
-                    action: Some((id.clone(), json!({"restoredAt": time(self.now)}))),
+                    action: Some(ActionUpdate::Restored { id: id.clone() }),
                     timeline: None,
                     remediating: false,
                     now: self.now,
-                    policy: &policy,
                 },
             )
             .await?;
@@ -594,7 +616,6 @@ impl Executor<'_> {
                 )),
                 remediating: false,
                 now: self.now,
-                policy: &policy,
             },
         )
         .await?;
@@ -608,41 +629,4 @@ enum StepOutcome {
     Done(Time),
     DryRun,
     Blocked(Guard),
-}
-
-/// A step's fields in the report's `actions`: what it is, for a person and
-/// as values (object, before, after), so nothing parses the text back.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StepFields {
-    kind: ActionKind,
-    target: String,
-    object: Target,
-    before: ChangedState,
-    after: ChangedState,
-    dry_run: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    blocked_by: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    done_at: Option<Time>,
-}
-
-fn step_fields(change: &Change, outcome: StepOutcome) -> serde_json::Value {
-    let (dry_run, blocked_by, done_at) = match outcome {
-        StepOutcome::Planned => (false, None, None),
-        StepOutcome::Done(at) => (false, None, Some(at)),
-        StepOutcome::DryRun => (true, None, None),
-        StepOutcome::Blocked(guard) => (false, Some(guard.as_str()), None),
-    };
-    serde_json::to_value(StepFields {
-        kind: change.kind(),
-        target: change.describe(),
-        object: change.target.clone(),
-        before: change.before.recorded(),
-        after: change.after.recorded(),
-        dry_run,
-        blocked_by,
-        done_at,
-    })
-    .unwrap_or_default()
 }

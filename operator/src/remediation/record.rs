@@ -1,17 +1,50 @@
 //! Recording what the policy did: policy status, the report's actions and
 //! timeline (server-side apply as `homeostat-operator`), and Events.
 
-use homeostat_api::{AnomalyReport, RemediationPolicy, RemediationPolicyStatus, ReportState};
+use homeostat_api::{
+    ActionRecord, ActiveRemediation, AnomalyReport, RemediationPolicy, RemediationPolicyStatus,
+    ReportState, StatusWrite, TimelineEntry,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Patch;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::{Value, json};
 
 pub const FIELD_MANAGER: &str = "homeostat-operator";
+/// The `source` of the operator's timeline entries.
+const SOURCE: &str = "operator";
 
 pub fn time(unix: i64) -> Time {
     Time(jiff::Timestamp::from_second(unix).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// The whole policy status as a merge patch: every field written, an
+/// empty list as empty and an unset field as null, so nothing an earlier
+/// write left behind survives it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WholePolicyStatus<'a> {
+    observed_generation: Option<i64>,
+    conditions: &'a [Condition],
+    last_action_time: Option<&'a Time>,
+    actions_taken: i64,
+    actions_blocked: i64,
+    recent_actions: &'a [Time],
+    active: &'a [ActiveRemediation],
+}
+
+impl<'a> From<&'a RemediationPolicyStatus> for WholePolicyStatus<'a> {
+    fn from(status: &'a RemediationPolicyStatus) -> Self {
+        Self {
+            observed_generation: status.observed_generation,
+            conditions: &status.conditions,
+            last_action_time: status.last_action_time.as_ref(),
+            actions_taken: status.actions_taken,
+            actions_blocked: status.actions_blocked,
+            recent_actions: &status.recent_actions,
+            active: &status.active,
+        }
+    }
 }
 
 /// Writes the whole policy status (the operator is its only writer), on
@@ -26,26 +59,13 @@ pub async fn policy_status(
 ) -> Result<Option<String>, kube::Error> {
     let api: Api<RemediationPolicy> =
         Api::namespaced(client.clone(), &policy.namespace().unwrap_or_default());
-    // A merge patch keeps what it does not mention: say "empty" and "unset"
-    // out loud for the fields the type leaves out when empty.
-    let mut body = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
-    if let Some(fields) = body.as_object_mut() {
-        for list in ["active", "recentActions", "conditions"] {
-            fields.entry(list).or_insert_with(|| json!([]));
-        }
-        for optional in ["lastActionTime", "observedGeneration"] {
-            fields.entry(optional).or_insert(Value::Null);
-        }
-    }
-    let mut patch = json!({ "status": body });
-    if let Some(rv) = resource_version {
-        patch["metadata"] = json!({"resourceVersion": rv});
-    }
+    let body = StatusWrite::of::<RemediationPolicy>(WholePolicyStatus::from(status))
+        .if_at(resource_version);
     let stored = api
         .patch_status(
             &policy.name_any(),
             &crate::writes::patch(),
-            &Patch::Merge(&patch),
+            &Patch::Merge(&body),
         )
         .await?;
     Ok(stored.metadata.resource_version)
@@ -79,106 +99,110 @@ pub fn set_condition(
     });
 }
 
+/// What happens to one of the report's action records.
+pub enum ActionUpdate {
+    /// A step planned, done, blocked or only planned (dry run), as it
+    /// stands now; a record of the same id keeps when it was planned.
+    Step(Box<ActionRecord>),
+    /// The step was undone.
+    Restored { id: String },
+}
+
 /// One change to a report's operator-owned status.
-pub struct ReportEntry<'a> {
-    /// Action record fields to merge into the action with this id.
-    pub action: Option<(String, Value)>,
+pub struct ReportEntry {
+    pub action: Option<ActionUpdate>,
     /// Timeline entry id and message.
     pub timeline: Option<(String, String)>,
     /// Mark the report Remediating (only while it is Open).
     pub remediating: bool,
     pub now: i64,
-    pub policy: &'a str,
 }
 
-/// Applies the operator's part of a report's status: every action and
-/// timeline entry it wrote before (server-side apply keeps what a manager
-/// lists) plus the new or changed ones.
+/// The operator's part of a report's status (field manager
+/// `homeostat-operator`): server-side apply keeps what a manager lists, so
+/// it lists every action and operator timeline entry, old and new.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OperatorReportStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<ReportState>,
+    actions: Vec<ActionRecord>,
+    timeline: Vec<TimelineEntry>,
+}
+
+/// Applies the operator's part of a report's status with `entry` in it.
 pub async fn report_status(
     client: &Client,
     namespace: &str,
     report: &str,
-    entry: ReportEntry<'_>,
+    entry: ReportEntry,
 ) -> Result<(), kube::Error> {
     let api: Api<AnomalyReport> = Api::namespaced(client.clone(), namespace);
     let Some(current) = api.get_opt(report).await? else {
         return Ok(());
     };
-    let status = current.status.clone();
-    let mut actions: Vec<Value> = status
-        .as_ref()
-        .map(|s| {
-            s.actions
-                .iter()
-                .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some((id, fields)) = entry.action {
-        match actions.iter_mut().find(|a| a["id"] == json!(id)) {
-            Some(existing) => {
-                if let (Some(target), Some(fields)) = (existing.as_object_mut(), fields.as_object())
-                {
-                    for (k, v) in fields {
-                        target.insert(k.clone(), v.clone());
-                    }
+    let status = current.status.as_ref();
+    let mut actions: Vec<ActionRecord> = status.map(|s| s.actions.clone()).unwrap_or_default();
+    match entry.action {
+        Some(ActionUpdate::Step(record)) => {
+            let mut record = *record;
+            match actions.iter_mut().find(|a| a.id == record.id) {
+                Some(existing) => {
+                    record.planned_at = existing.planned_at.clone();
+                    record.restored_at = existing.restored_at.take().or(record.restored_at);
+                    *existing = record;
                 }
-            }
-            None => {
-                let mut fresh =
-                    json!({"id": id, "policy": entry.policy, "plannedAt": time(entry.now)});
-                if let (Some(target), Some(fields)) = (fresh.as_object_mut(), fields.as_object()) {
-                    for (k, v) in fields {
-                        target.insert(k.clone(), v.clone());
-                    }
-                }
-                actions.push(fresh);
+                None => actions.push(record),
             }
         }
+        Some(ActionUpdate::Restored { id }) => {
+            if let Some(existing) = actions.iter_mut().find(|a| a.id == id) {
+                existing.restored_at = Some(time(entry.now));
+            }
+        }
+        None => {}
     }
-    let mut timeline: Vec<Value> = status
-        .as_ref()
+    let mut timeline: Vec<TimelineEntry> = status
         .map(|s| {
             s.timeline
                 .iter()
-                .filter(|t| t.source == "operator")
-                .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+                .filter(|t| t.source == SOURCE)
+                .cloned()
                 .collect()
         })
         .unwrap_or_default();
     if let Some((id, message)) = entry.timeline
-        && !timeline.iter().any(|t| t["id"] == json!(id))
+        && !timeline.iter().any(|t| t.id == id)
     {
-        timeline.push(json!({
-            "id": id,
-            "time": time(entry.now),
-            "source": "operator",
-            "message": message.chars().take(1024).collect::<String>(),
-        }));
+        timeline.push(TimelineEntry {
+            id,
+            time: time(entry.now),
+            source: SOURCE.to_owned(),
+            message: message.chars().take(1024).collect(),
+        });
     }
-    let mut body = json!({"actions": actions, "timeline": timeline});
     // The operator co-owns `state` with the detector while the report is
     // open, so it must keep listing it (server-side apply drops a field its
     // only owner stops listing); once the detector resolves a report, the
     // state is the detector's alone.
-    match status.as_ref().map(|s| s.state) {
-        Some(ReportState::Open) if entry.remediating => body["state"] = json!("Remediating"),
-        Some(ReportState::Open) => body["state"] = json!("Open"),
-        Some(ReportState::Remediating) => body["state"] = json!("Remediating"),
-        _ => {}
-    }
+    let state = match status.map(|s| s.state) {
+        Some(ReportState::Open) if entry.remediating => Some(ReportState::Remediating),
+        Some(ReportState::Open) => Some(ReportState::Open),
+        Some(ReportState::Remediating) => Some(ReportState::Remediating),
+        _ => None,
+    };
     // Applied on condition that the report is as we read it: a report the
     // detector resolved meanwhile is never forced back open.
-    let patch = json!({
-        "apiVersion": "homeostat.dev/v1alpha1",
-        "kind": "AnomalyReport",
-        "metadata": {"resourceVersion": current.metadata.resource_version},
-        "status": body,
-    });
+    let body = StatusWrite::of::<AnomalyReport>(OperatorReportStatus {
+        state,
+        actions,
+        timeline,
+    })
+    .if_at(current.metadata.resource_version.clone());
     api.patch_status(
         report,
         &crate::writes::apply(FIELD_MANAGER),
-        &Patch::Apply(&patch),
+        &Patch::Apply(&body),
     )
     .await?;
     Ok(())
