@@ -6,6 +6,7 @@
 //! routers behind one small trait.
 
 pub mod backoff;
+pub mod crash;
 pub mod decode;
 pub mod metrics;
 pub mod order_system;

@@ -25,6 +25,8 @@ pub struct ControlPlane {
     garbage_collector: Option<ManagedProcess>,
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
+    /// How etcd was started, to start it again on its data.
+    etcd_ports: EtcdPorts,
     server_url: String,
     kubeconfig_path: PathBuf,
     assets: TestAssets,
@@ -57,9 +59,12 @@ impl ControlPlane {
             write(&root.join(name), pem)?;
         }
 
-        let etcd = start_etcd(&assets, root).await?;
-        let etcd_url = etcd.1;
-        let mut etcd = etcd.0;
+        let etcd_ports = EtcdPorts {
+            client: free_port()?,
+            peer: free_port()?,
+        };
+        let mut etcd = start_etcd(&assets, root, etcd_ports, &root.join("etcd.log")).await?;
+        let etcd_url = etcd_ports.client_url();
 
         let port = free_port()?;
         let server_url = format!("https://127.0.0.1:{port}");
@@ -82,6 +87,7 @@ impl ControlPlane {
             garbage_collector: None,
             apiserver,
             etcd,
+            etcd_ports,
             server_url,
             kubeconfig_path,
             assets,
@@ -154,6 +160,48 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Kills kube-apiserver (SIGKILL: no graceful shutdown) and starts it
+    /// again on the same port and etcd; returns once it is ready. Clients
+    /// keep their address and credentials.
+    pub async fn restart_apiserver(&mut self) -> Result<(), SupportError> {
+        self.apiserver.stop();
+        let port = self
+            .server_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the server URL ends in its port");
+        let root = self.dir.path();
+        self.apiserver = ManagedProcess::spawn(
+            "kube-apiserver",
+            apiserver_command(
+                &self.assets.kube_apiserver()?,
+                root,
+                port,
+                &self.etcd_ports.client_url(),
+            ),
+            &root.join("kube-apiserver.restarted.log"),
+        )?;
+        let client = self.client().await?;
+        wait_ready(&client, &mut self.apiserver, &mut self.etcd).await
+    }
+
+    /// Kills etcd (SIGKILL) and starts it again on its data directory and
+    /// ports; returns once kube-apiserver is ready on it again.
+    pub async fn restart_etcd(&mut self) -> Result<(), SupportError> {
+        self.etcd.stop();
+        let root = self.dir.path();
+        self.etcd = start_etcd(
+            &self.assets,
+            root,
+            self.etcd_ports,
+            &root.join("etcd.restarted.log"),
+        )
+        .await?;
+        let client = self.client().await?;
+        wait_ready(&client, &mut self.apiserver, &mut self.etcd).await
+    }
+
     /// Fails with the server's log when either process has died.
     pub fn check_alive(&mut self) -> Result<(), SupportError> {
         self.etcd.check_alive()?;
@@ -161,14 +209,31 @@ impl ControlPlane {
     }
 }
 
+/// etcd's loopback ports, kept to start it again where clients expect it.
+#[derive(Debug, Clone, Copy)]
+struct EtcdPorts {
+    client: u16,
+    peer: u16,
+}
+
+impl EtcdPorts {
+    fn client_url(self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    fn peer_url(self) -> String {
+        format!("http://127.0.0.1:{}", self.peer)
+    }
+}
+
 async fn start_etcd(
     assets: &TestAssets,
     root: &Path,
-) -> Result<(ManagedProcess, String), SupportError> {
-    let client_port = free_port()?;
-    let peer_port = free_port()?;
-    let client_url = format!("http://127.0.0.1:{client_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    ports: EtcdPorts,
+    log: &Path,
+) -> Result<ManagedProcess, SupportError> {
+    let client_url = ports.client_url();
+    let peer_url = ports.peer_url();
     let mut command = Command::new(assets.etcd()?);
     command
         .arg("--name=homeostat")
@@ -181,7 +246,7 @@ async fn start_etcd(
         // Test data is thrown away: trade durability for speed.
         .arg("--unsafe-no-fsync")
         .arg("--log-level=warn");
-    let mut etcd = ManagedProcess::spawn("etcd", command, &root.join("etcd.log"))?;
+    let mut etcd = ManagedProcess::spawn("etcd", command, log)?;
 
     let http = reqwest::Client::new();
     let health = format!("{client_url}/health");
@@ -192,7 +257,7 @@ async fn start_etcd(
             && let Ok(body) = response.text().await
             && body.contains("\"health\":\"true\"")
         {
-            return Ok((etcd, client_url));
+            return Ok(etcd);
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(SupportError::NotReady {

@@ -2,9 +2,11 @@
 //! before and after it happens.
 //!
 //! An act is three writes: the pending step into the policy status and the
-//! report (with an Event), the change itself, then the step as done. A
-//! restart between any two finds the pending step and finishes it with its
-//! recorded, absolute target: nothing is done twice and nothing is lost.
+//! report (with an Event), the change itself, then the step as done (in the
+//! report, then in the policy). A restart between any two finds the pending
+//! step and finishes it with its recorded, absolute target: nothing is done
+//! twice and nothing is lost (`operator/tests/faults.rs` kills the operator
+//! at each of these points).
 //!
 //! Every change and every restore is conditional on what the decision saw
 //! (a JSON-Patch `test` of the replicas or of each weight): when someone
@@ -22,6 +24,7 @@ use kube::{Client, ResourceExt};
 use super::kinds;
 use super::plan::{Change, Decision, Forgotten, Guard, Step};
 use super::record::{self, ActionUpdate, ReportEntry, set_condition, time};
+use crate::crash::{self, CrashPoint};
 use crate::router::RouterError;
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +161,7 @@ impl Executor<'_> {
                 }
                 Decision::Act(step) => {
                     self.record_pending(&step, status).await?;
+                    crash::point(CrashPoint::BeforeChange);
                     self.finish(&step, status, &mut outcome).await?;
                 }
                 Decision::Finish(step) => self.finish(&step, status, &mut outcome).await?,
@@ -341,23 +345,12 @@ impl Executor<'_> {
             .await;
             return Err(error);
         }
-        if let Some(active) = status
-            .active
-            .iter_mut()
-            .find(|a| a.report == step.report && a.target == step.change.target)
-        {
-            let applied = step.change.after.recorded();
-            active.pending = None;
-            active.steps += 1;
-            (active.applied_replicas, active.applied_weights) = (applied.replicas, applied.weights);
-        }
-        status.last_action_time = Some(time(self.now));
-        status.actions_taken += 1;
-        status
-            .recent_actions
-            .retain(|t| self.now - t.0.as_second() < 3600);
-        status.recent_actions.push(time(self.now));
-        self.save(status).await?;
+        crash::point(CrashPoint::AfterChange);
+        // The report first, the policy last: until the policy records the
+        // step done it stays pending, and a restart finishes it again (its
+        // target is absolute), telling the report again; the other way
+        // round, a crash between the two would leave the report saying
+        // "planned" of a step done.
         record::report_status(
             self.client,
             &self.namespace(),
@@ -381,6 +374,24 @@ impl Executor<'_> {
             },
         )
         .await?;
+        crash::point(CrashPoint::AfterReport);
+        if let Some(active) = status
+            .active
+            .iter_mut()
+            .find(|a| a.report == step.report && a.target == step.change.target)
+        {
+            let applied = step.change.after.recorded();
+            active.pending = None;
+            active.steps += 1;
+            (active.applied_replicas, active.applied_weights) = (applied.replicas, applied.weights);
+        }
+        status.last_action_time = Some(time(self.now));
+        status.actions_taken += 1;
+        status
+            .recent_actions
+            .retain(|t| self.now - t.0.as_second() < 3600);
+        status.recent_actions.push(time(self.now));
+        self.save(status).await?;
         let reason = kinds::done_reason(step.change.kind());
         record::event(
             self.recorder,

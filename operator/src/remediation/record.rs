@@ -102,7 +102,8 @@ pub fn set_condition(
 /// What happens to one of the report's action records.
 pub enum ActionUpdate {
     /// A step planned, done, blocked or only planned (dry run), as it
-    /// stands now; a record of the same id keeps when it was planned.
+    /// stands now; a record of the same id keeps when it was planned and
+    /// what it found then.
     Step(Box<ActionRecord>),
     /// The step was undone.
     Restored { id: String },
@@ -148,7 +149,11 @@ pub async fn report_status(
             let mut record = *record;
             match actions.iter_mut().find(|a| a.id == record.id) {
                 Some(existing) => {
+                    // What the step found is what it found when planned: a
+                    // step finished after a restart finds its own change.
                     record.planned_at = existing.planned_at.clone();
+                    record.before = existing.before.take().or(record.before);
+                    record.target = std::mem::take(&mut existing.target);
                     record.restored_at = existing.restored_at.take().or(record.restored_at);
                     *existing = record;
                 }

@@ -382,6 +382,23 @@ impl Operator {
         None
     }
 
+    /// Waits up to `seconds` for the process to exit by itself.
+    pub async fn exited(&mut self, seconds: u64) -> std::process::ExitStatus {
+        let identity = self.identity.clone();
+        let child = &mut self.child;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "operator {identity} still running after {seconds}s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: no chance to tidy up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
