@@ -10,6 +10,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::engine::{Engine, EngineConfig, ReportEvent};
 use crate::metrics::{DetectorMetrics, router};
+use crate::outage::OutageGuard;
 use crate::promql::Queries;
 use crate::reports::{ReportWriter, Written};
 use crate::source::{MetricsSource, PrometheusSource};
@@ -82,6 +83,7 @@ pub async fn run(
     }
     metrics.open_reports.set(open.len() as i64);
 
+    let rate_window_seconds = config.rate_window.as_secs() as i64;
     let mut daemon = Daemon {
         config,
         source,
@@ -89,6 +91,7 @@ pub async fn run(
         writer,
         metrics,
         last_fit: None,
+        outage: OutageGuard::new(rate_window_seconds),
     };
     let result = tokio::select! {
         () = shutdown => Ok(()),
@@ -105,6 +108,7 @@ struct Daemon {
     writer: ReportWriter,
     metrics: Arc<DetectorMetrics>,
     last_fit: Option<Instant>,
+    outage: OutageGuard,
 }
 
 impl Daemon {
@@ -159,17 +163,22 @@ impl Daemon {
     async fn tick(&mut self) {
         let now = unix_now();
         let observation = match self.source.observe(now).await {
-            Ok(o) => {
-                self.metrics.degraded.set(0);
-                Some(o)
-            }
+            Ok(o) => Some(o),
             Err(error) => {
                 self.metrics.query_errors.inc();
-                self.metrics.degraded.set(1);
                 tracing::error!(%error, "no data this tick: opening nothing, holding open reports");
                 None
             }
         };
+        let was_recovering = self.outage.recovering();
+        let trusted = self.outage.trusted(now, observation.is_some());
+        if observation.is_some() && !trusted && !was_recovering {
+            tracing::warn!(
+                "metrics are back; their rate windows span the outage: degraded one window more"
+            );
+        }
+        self.metrics.degraded.set(if trusted { 0 } else { 1 });
+        let observation = observation.filter(|_| trusted);
         let outcome = self.engine.tick(now, observation.as_ref());
         self.metrics.ticks.inc();
         self.metrics.record(&outcome.scores);

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod engine;
 pub mod metrics;
 pub mod model;
+pub mod outage;
 pub mod promql;
 pub mod reports;
 pub mod source;

@@ -64,7 +64,10 @@ impl Default for PrometheusConfig {
 pub struct Prometheus {
     process: ManagedProcess,
     url: String,
-    _dir: TempDir,
+    /// The binary and its arguments, to start it again as it was.
+    binary: PathBuf,
+    args: Vec<String>,
+    dir: TempDir,
 }
 
 impl Prometheus {
@@ -85,43 +88,29 @@ impl Prometheus {
 
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
-        let mut command = Command::new(binary);
-        command
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
-            .arg(format!(
-                "--storage.tsdb.retention.time={}",
-                config.retention
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn");
-        let mut process =
-            ManagedProcess::spawn("prometheus", command, &dir.path().join("prometheus.log"))?;
-
-        let http = reqwest::Client::new();
-        let ready = format!("{url}/-/ready");
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        loop {
-            process.check_alive()?;
-            if let Ok(response) = http.get(&ready).send().await
-                && response.status().is_success()
-            {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(SupportError::NotReady {
-                    what: "prometheus",
-                    timeout: READY_TIMEOUT,
-                    log_tail: process.log_tail(40),
-                });
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let args = vec![
+            format!("--config.file={}", config_path.display()),
+            format!("--storage.tsdb.path={}", data_dir.display()),
+            format!("--storage.tsdb.retention.time={}", config.retention),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=warn".to_owned(),
+        ];
+        let process = spawn_ready(&binary, &args, &url, &dir.path().join("prometheus.log")).await?;
         Ok(Self {
             process,
             url,
-            _dir: dir,
+            binary,
+            args,
+            dir,
         })
+    }
+
+    /// Starts the stopped server again, on its port and its data.
+    pub async fn restart(&mut self) -> Result<(), SupportError> {
+        self.process.stop();
+        let log = self.dir.path().join("prometheus.restarted.log");
+        self.process = spawn_ready(&self.binary, &self.args, &self.url, &log).await?;
+        Ok(())
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -166,6 +155,37 @@ impl Prometheus {
             SupportError::io(format!("decode answer to {promql:?}"))(std::io::Error::other(e))
         })?;
         Ok(body["data"]["result"].clone())
+    }
+}
+
+/// Starts Prometheus and waits until `/-/ready` answers 200.
+async fn spawn_ready(
+    binary: &Path,
+    args: &[String],
+    url: &str,
+    log: &Path,
+) -> Result<ManagedProcess, SupportError> {
+    let mut command = Command::new(binary);
+    command.args(args);
+    let mut process = ManagedProcess::spawn("prometheus", command, log)?;
+    let http = reqwest::Client::new();
+    let ready = format!("{url}/-/ready");
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        process.check_alive()?;
+        if let Ok(response) = http.get(&ready).send().await
+            && response.status().is_success()
+        {
+            return Ok(process);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(SupportError::NotReady {
+                what: "prometheus",
+                timeout: READY_TIMEOUT,
+                log_tail: process.log_tail(40),
+            });
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -553,3 +553,106 @@ async fn with_prometheus_stopped_no_report_opens_and_the_detector_says_degraded(
     assert!(errors >= 10.0, "{errors}");
     detector.stop().await;
 }
+
+/// The report the detector has open, once there is exactly one.
+async fn the_one_report(client: &kube::Client) -> AnomalyReport {
+    let found = reports(client).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    found.into_iter().next().expect("one report")
+}
+
+fn degraded(report: &AnomalyReport) -> Option<String> {
+    report
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .map(|c| c.status.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_gone_mid_incident_holds_the_report_until_it_is_back() {
+    let mut world = start_world().await;
+    let (plane, client) = control_plane_with_crds().await;
+    let detector = Detector::start(&plane, world.prometheus.url()).await;
+    detector.wait_ready().await;
+    detector.wait_ticks(3.0).await;
+    world.fault.store(true, Ordering::SeqCst);
+    wait_until(
+        "an AnomalyReport",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || async {
+            if reports(&client).await.is_empty() {
+                Err("none yet")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let opened = the_one_report(&client).await;
+
+    // Prometheus goes, and the fault ends while nobody can see it: the
+    // report must neither resolve nor change on missing data.
+    world.prometheus.stop();
+    world.fault.store(false, Ordering::SeqCst);
+    wait_until(
+        "the report marked Degraded",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async {
+            match degraded(&the_one_report(&client).await).as_deref() {
+                Some("True") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        detector.metric("homeostat_detector_degraded").await,
+        Ok(1.0)
+    );
+    // Far longer than the detector's quiet time before it resolves.
+    detector.wait_ticks(15.0).await;
+    let held = the_one_report(&client).await;
+    assert_eq!(held.metadata.name, opened.metadata.name);
+    let status = held.status.as_ref().expect("status");
+    assert_eq!(status.state, ReportState::Open, "{status:#?}");
+    assert!(status.resolved_at.is_none(), "{status:#?}");
+
+    // Prometheus is back: the detector reads again, sees the fault is over,
+    // and resolves the same report; nothing else opens.
+    world
+        .prometheus
+        .restart()
+        .await
+        .unwrap_or_else(|e| panic!("restart prometheus: {e}"));
+    wait_until(
+        "the report resolved once the data is back",
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || async {
+            let report = the_one_report(&client).await;
+            let status = report.status.as_ref().ok_or("no status")?;
+            match (status.state, degraded(&report).as_deref()) {
+                (ReportState::Resolved, Some("False")) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        detector.metric("homeostat_detector_degraded").await,
+        Ok(0.0)
+    );
+    assert_eq!(
+        the_one_report(&client).await.metadata.name,
+        opened.metadata.name
+    );
+    detector.stop().await;
+}

@@ -22,7 +22,8 @@
 //! 5. An open report that matches the policy (service, signal, score,
 //!    severity, held for `trigger.for`) gets the next step of the first action
 //!    that can still do something, unless a guard stops it: the kill switch,
-//!    `suspend`, the kind's own guard (a scale of a workload a
+//!    `suspend`, the report's metrics unavailable (the detector marks it
+//!    `Degraded`: its score is stale), the kind's own guard (a scale of a workload a
 //!    HorizontalPodAutoscaler scales; a reroute towards a backend that is
 //!    itself anomalous), a target another policy holds (one policy per target
 //!    at a time), `maxActionsPerHour`, the cooldown, or `dryRun` (planned and
@@ -52,6 +53,9 @@ pub struct Report {
     pub resolved_at: Option<i64>,
     /// Ids of the actions already recorded on the report.
     pub recorded: BTreeSet<String>,
+    /// The detector has no current data for its series (condition
+    /// `Degraded`): its score is the last one seen, not what is true now.
+    pub degraded: bool,
 }
 
 /// The cluster now, as far as the policy is concerned.
@@ -117,6 +121,9 @@ pub enum Guard {
     Autoscaled,
     /// Another policy holds the target.
     HeldByAnotherPolicy,
+    /// The detector cannot read the report's series now: no step on a
+    /// stale score.
+    MetricsUnavailable,
     DryRun,
 }
 
@@ -130,6 +137,7 @@ impl Guard {
             Guard::TargetAnomalous => "target-anomalous",
             Guard::Autoscaled => "autoscaled",
             Guard::HeldByAnotherPolicy => "held-by-another-policy",
+            Guard::MetricsUnavailable => "metrics-unavailable",
             Guard::DryRun => "dry-run",
         }
     }
@@ -447,7 +455,7 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
             service: report.service.clone(),
             change,
         };
-        return Some(match guard(policy, kind, &step, world) {
+        return Some(match guard(policy, kind, report, &step, world) {
             Some(guard) => {
                 let blocked_id = format!("{}-{}", step.id, guard.as_str());
                 if report.recorded.contains(&blocked_id) {
@@ -465,6 +473,7 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
 fn guard(
     policy: Policy<'_>,
     kind: &dyn kinds::StepKind,
+    report: &Report,
     step: &Step,
     world: &World,
 ) -> Option<Guard> {
@@ -475,6 +484,9 @@ fn guard(
     }
     if guards.suspend {
         return Some(Guard::Suspended);
+    }
+    if report.degraded {
+        return Some(Guard::MetricsUnavailable);
     }
     if let Some(own) = kind.guard(&step.change, world) {
         return Some(own);
@@ -563,6 +575,7 @@ mod tests {
             opened_at: NOW - 30,
             resolved_at: None,
             recorded: BTreeSet::new(),
+            degraded: false,
         }
     }
 
@@ -862,6 +875,20 @@ mod tests {
         assert_eq!(
             only_block(&run(&suspended, &Default::default(), &r, &world())),
             Guard::Suspended
+        );
+        // The detector cannot read tax's series now: its score is stale.
+        let stale = [Report {
+            degraded: true,
+            ..report("tax")
+        }];
+        assert_eq!(
+            only_block(&run(
+                &scale_policy(json!({})),
+                &Default::default(),
+                &stale,
+                &world()
+            )),
+            Guard::MetricsUnavailable
         );
         // Another policy holds tax: one writer per target.
         let mut held = world();

@@ -53,6 +53,10 @@ fn report_view(r: &AnomalyReport) -> Option<Report> {
         opened_at: status.opened_at.0.as_second(),
         resolved_at: status.resolved_at.as_ref().map(|t| t.0.as_second()),
         recorded: status.actions.iter().map(|a| a.id.clone()).collect(),
+        degraded: status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.status == "True"),
     })
 }
 

@@ -131,6 +131,7 @@ mod tests {
             opened_at: 0,
             resolved_at: None,
             recorded: BTreeSet::new(),
+            degraded: false,
         }
     }
 

@@ -149,6 +149,7 @@ mod tests {
             opened_at: 0,
             resolved_at: None,
             recorded: BTreeSet::new(),
+            degraded: false,
         }
     }
 
