@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod crash;
 pub mod decode;
+pub mod fence;
 pub mod metrics;
 pub mod order_system;
 pub mod reconciled;

@@ -2,12 +2,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 
+use crate::fence::{Fence, LeaseSeen};
 use crate::metrics::{OperatorMetrics, router};
 use crate::order_system;
 use crate::remediation::controller::{self, Context};
@@ -44,7 +47,14 @@ pub async fn run(
         .build()
         .await
         .context("set up the leader Lease")?;
-    let (mut leading, lease_task) = lease.watch().await;
+    let (leading, lease_task) = lease.watch().await;
+    let grace = Duration::from_secs((config.lease_seconds / 3).max(1));
+    let (mut leading, fence_task) = fenced(
+        Api::namespaced(client.clone(), &config.namespace),
+        &config,
+        grace,
+        leading,
+    );
     metrics.set_ready(true);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
@@ -111,9 +121,62 @@ pub async fn run(
             }
         }
     }
-    // Dropping the receiver makes the lease task release the Lease.
+    // Dropping the receiver ends the fence, whose end drops the lease
+    // manager's receiver: the lease task then releases the Lease.
     drop(leading);
+    let _ = fence_task.await;
     let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
     server.abort();
     Ok(())
+}
+
+/// Whether to act: the lease manager's word, fenced by this process's own
+/// reads of the Lease (see [`Fence`]).
+fn fenced(
+    leases: Api<Lease>,
+    config: &OperatorConfig,
+    grace: Duration,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+) -> (
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (acting, rx) = tokio::sync::watch::channel(false);
+    let lease_name = config.lease_name.clone();
+    let identity = config.identity.clone();
+    let mut fence = Fence::new(Duration::from_secs(config.lease_seconds), grace);
+    // Often enough to see each renewal well before the fence closes.
+    let poll = (grace / 10).max(Duration::from_millis(100));
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(poll);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = acting.closed() => break,
+                changed = leading.changed() => if changed.is_err() { break },
+                _ = ticks.tick() => {
+                    let seen = match tokio::time::timeout(poll, leases.get_opt(&lease_name)).await {
+                        Ok(Ok(lease)) => lease_seen(lease, &identity),
+                        Ok(Err(_)) | Err(_) => LeaseSeen::Unreadable,
+                    };
+                    fence.saw(seen);
+                }
+            }
+            let act = *leading.borrow() && fence.holds(SystemTime::now());
+            acting.send_if_modified(|was| std::mem::replace(was, act) != act);
+        }
+    });
+    (rx, task)
+}
+
+fn lease_seen(lease: Option<Lease>, identity: &str) -> LeaseSeen {
+    let Some(spec) = lease.and_then(|l| l.spec) else {
+        return LeaseSeen::NotOurs;
+    };
+    match (spec.holder_identity, spec.renew_time) {
+        (Some(holder), Some(renewed)) if holder == identity => LeaseSeen::Ours {
+            renewed: SystemTime::from(renewed.0),
+        },
+        _ => LeaseSeen::NotOurs,
+    }
 }

@@ -6,9 +6,15 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use common::*;
 use homeostat_operator::crash::{CRASH_AT_ENV, CrashPoint};
 use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// One step of one replica up to at most 5, then nothing for an hour: a
 /// second step could only come from a step done twice.
@@ -165,4 +171,129 @@ async fn the_api_server_and_etcd_restarting_mid_remediation_lose_nothing() {
             .actions_taken,
         1
     );
+}
+
+/// A TCP relay in front of the API server that can cut its clients off
+/// (open connections dropped, new ones refused) and let them back: a
+/// network partition between one process and the control plane.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accepting: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("https://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (is_cut, open) = (cut.clone(), connections.clone());
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if is_cut.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let relayed = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                open.lock().expect("lock").push(relayed);
+            }
+        });
+        Self {
+            port,
+            cut,
+            connections,
+            accepting,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for connection in self.connections.lock().expect("lock").drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accepting.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_api_server_stops_before_the_other_takes_over() {
+    let (plane, client) = plane().await;
+    namespace(&client, OPERATOR_NAMESPACE).await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 2).await;
+    policy(&client, ns, "scale-tax", one_step_policy()).await;
+
+    // Operator a reaches the API server through the relay, b directly.
+    let relay = Relay::start(plane.server_url()).await;
+    let kubeconfig = std::fs::read_to_string(plane.kubeconfig_path())
+        .expect("kubeconfig")
+        .replace(
+            plane.server_url(),
+            &format!("https://127.0.0.1:{}", relay.port),
+        );
+    let relayed = plane.dir().join("kubeconfig-relayed");
+    std::fs::write(&relayed, kubeconfig).expect("write kubeconfig");
+    let relayed = relayed.to_str().expect("path").to_owned();
+    let a = Operator::start_with_env(&plane, "a", &[("KUBECONFIG", relayed.as_str())]);
+    let leader = "homeostat_operator_leader";
+    eventually("a leads", 60, || async {
+        match a.metric(leader).await {
+            Ok(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let b = Operator::start(&plane, "b", &[]);
+    eventually("b follows", 60, || async {
+        match b.metric(leader).await {
+            Ok(0.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    relay.cut();
+    let cut_at = Instant::now();
+    let (mut a_stopped, mut b_started) = (None, None);
+    while b_started.is_none() && cut_at.elapsed() < Duration::from_secs(30) {
+        if a_stopped.is_none() && a.metric(leader).await == Ok(0.0) {
+            a_stopped = Some(cut_at.elapsed());
+        }
+        if b.metric(leader).await == Ok(1.0) {
+            b_started = Some(cut_at.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("after the cut: a stopped at {a_stopped:?}, b started at {b_started:?}");
+    let b_started = b_started.expect("b took over within 30 s");
+    let a_stopped = a_stopped.expect("a stopped acting");
+    assert!(a_stopped < b_started, "{a_stopped:?} vs {b_started:?}");
+    // Within the Lease's 3 s, plus b's time to notice.
+    assert!(b_started < Duration::from_secs(8), "{b_started:?}");
+
+    // The new leader acts; a, let back, stays a follower and adds nothing.
+    let report = open_report(&client, ns, "tax").await;
+    stepped_once(&client, ns, &report, &b).await;
+    relay.heal();
+    b.wait_reconciles(10.0).await;
+    assert_eq!(a.metric(leader).await, Ok(0.0));
+    assert_eq!(replicas(&client, ns, "tax").await, 3);
 }
