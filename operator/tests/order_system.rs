@@ -562,3 +562,85 @@ where
         .map(|o| o.is_some())
         .map_err(|e| e.to_string())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_it_did_not_create_are_never_adopted() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    // Someone else's routing ConfigMap and tax Service, there first.
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let theirs: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "oms-routing"},
+        "data": {"owner": "someone else"}
+    }))
+    .expect("configmap");
+    configmaps
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("their ConfigMap");
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let their_service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "tax", "labels": {"team": "someone-else"}},
+        "spec": {"ports": [{"port": 9999}]}
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &their_service)
+        .await
+        .expect("their Service");
+
+    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), ns);
+    let os: OrderSystem = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "OrderSystem",
+        "metadata": {"name": "shop"}, "spec": {}
+    }))
+    .expect("order system");
+    systems
+        .create(&PostParams::default(), &os)
+        .await
+        .expect("create");
+    let _operator = Operator::start(&plane, "a", &[]);
+
+    let message = eventually("Degraded, naming what is not its own", 60, || async {
+        let os = systems.get("shop").await.map_err(|e| e.to_string())?;
+        let degraded = os
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Degraded"))
+            .ok_or("no Degraded condition")?;
+        if degraded.status == "True" && degraded.reason == "NotOwned" {
+            Ok(degraded.message)
+        } else {
+            Err(format!("{degraded:?}"))
+        }
+    })
+    .await;
+    assert!(message.contains("ConfigMap/oms-routing"), "{message}");
+    assert!(message.contains("Service/tax"), "{message}");
+    // Everything else is made, and owned.
+    let orders = services.get("orders").await.expect("orders Service");
+    assert!(orders.metadata.owner_references.is_some());
+    // Theirs is as they left it.
+    let cm = configmaps.get("oms-routing").await.expect("ConfigMap");
+    assert_eq!(
+        cm.data.unwrap_or_default().into_iter().collect::<Vec<_>>(),
+        vec![("owner".to_owned(), "someone else".to_owned())]
+    );
+    assert!(cm.metadata.owner_references.is_none());
+    let tax = services.get("tax").await.expect("Service");
+    assert!(tax.metadata.owner_references.is_none());
+    let ports: Vec<i32> = tax
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, vec![9999]);
+    assert!(
+        event_reasons(&client, ns, "shop")
+            .await
+            .iter()
+            .any(|r| r == "NotOwned")
+    );
+}

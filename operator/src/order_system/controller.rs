@@ -13,11 +13,12 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::backing;
@@ -129,8 +130,30 @@ async fn live_deployments(
     Ok(live)
 }
 
-async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), kube::Error> {
+/// What became of one child.
+enum Applied {
+    Written,
+    /// An object of that name exists and is not this OrderSystem's: left
+    /// alone, never adopted.
+    NotOurs(String),
+}
+
+/// Writes `child`, unless an object of its name exists that `owner` (the
+/// OrderSystem's uid) does not own. Secrets are never read (the operator
+/// may not): they are created only, never written over.
+async fn apply(
+    client: &Client,
+    namespace: &str,
+    child: &Child,
+    owner: Option<&str>,
+) -> Result<Applied, kube::Error> {
     let api = api_for(client, namespace, child);
+    if child.kind != "Secret"
+        && let Some(existing) = api.get_opt(&child.name).await?
+        && !owned_by(&existing.metadata, owner)
+    {
+        return Ok(Applied::NotOurs(format!("{}/{}", child.kind, child.name)));
+    }
     let mut body = child.body.clone();
     body["apiVersion"] = json!(child.api_version);
     body["kind"] = json!(child.kind);
@@ -138,8 +161,8 @@ async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), ku
         let object: DynamicObject =
             serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
         return match api.create(&PostParams::default(), &object).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Ok(_) => Ok(Applied::Written),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Applied::Written),
             Err(e) => Err(e),
         };
     }
@@ -149,7 +172,15 @@ async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), ku
         &Patch::Apply(&body),
     )
     .await?;
-    Ok(())
+    Ok(Applied::Written)
+}
+
+/// Whether the object names `owner` among its owners.
+fn owned_by(meta: &ObjectMeta, owner: Option<&str>) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| Some(r.uid.as_str()) == owner)
 }
 
 async fn service_monitors_installed(client: &Client) -> Result<bool, kube::Error> {
@@ -204,11 +235,37 @@ async fn reconcile_inner(os: &OrderSystem, ctx: &Context) -> Result<Action, Reco
     let password = uuid::Uuid::new_v4().simple().to_string();
     let admin_token = uuid::Uuid::new_v4().simple().to_string();
     let servers = backing::render(os, &password);
-    for child in servers.iter().chain(&render(os, &live, &admin_token)) {
-        apply(&ctx.client, &namespace, child).await?;
-    }
+    let mut children: Vec<Child> = servers
+        .iter()
+        .cloned()
+        .chain(render(os, &live, &admin_token))
+        .collect();
     if os.spec.service_monitors && service_monitors_installed(&ctx.client).await? {
-        apply(&ctx.client, &namespace, &service_monitor(os)).await?;
+        children.push(service_monitor(os));
+    }
+    let owner = os.metadata.uid.as_deref();
+    let mut not_ours = Vec::new();
+    for child in &children {
+        if let Applied::NotOurs(object) = apply(&ctx.client, &namespace, child, owner).await? {
+            not_ours.push(object);
+        }
+    }
+    if !not_ours.is_empty() {
+        let note = format!(
+            "{} exist and belong to someone else: left alone (delete or rename them for the OrderSystem to make its own)",
+            not_ours.join(", ")
+        );
+        tracing::warn!(order_system = %os.name_any(), %note, "not adopting objects it did not create");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "NotOwned".to_owned(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Render".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &os.object_ref(&())).await {
+            tracing::warn!(%error, "cannot publish the NotOwned Event");
+        }
     }
     // Status: what the Deployments ask for and have.
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -296,20 +353,28 @@ async fn reconcile_inner(os: &OrderSystem, ctx: &Context) -> Result<Action, Reco
         .filter(|s| s.desired_replicas > 0 && s.ready_replicas == 0)
         .map(|s| s.name.as_str())
         .collect();
+    let (is_degraded, reason, message) = match (not_ours.is_empty(), degraded.is_empty()) {
+        (false, _) => (
+            true,
+            "NotOwned",
+            format!(
+                "not this OrderSystem's, left alone: {}",
+                not_ours.join(", ")
+            ),
+        ),
+        (true, false) => (
+            true,
+            "NoReadyReplicas",
+            format!("no ready replica: {}", degraded.join(", ")),
+        ),
+        (true, true) => (false, "Serving", "every service serves".to_owned()),
+    };
     set_condition(
         &mut status.conditions,
         "Degraded",
-        !degraded.is_empty(),
-        if degraded.is_empty() {
-            "Serving"
-        } else {
-            "NoReadyReplicas"
-        },
-        &if degraded.is_empty() {
-            "every service serves".to_owned()
-        } else {
-            format!("no ready replica: {}", degraded.join(", "))
-        },
+        is_degraded,
+        reason,
+        &message,
         now,
         generation,
     );
