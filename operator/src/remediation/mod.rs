@@ -16,4 +16,6 @@ pub mod kinds;
 pub mod plan;
 pub mod record;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod world;

@@ -565,18 +565,7 @@ mod tests {
     }
 
     fn report(service: &str) -> Report {
-        Report {
-            name: format!("{service}-latency-p99-1"),
-            service: service.into(),
-            signal: Signal::LatencyP99,
-            state: ReportState::Open,
-            score: 0.95,
-            severity: Severity::Critical,
-            opened_at: NOW - 30,
-            resolved_at: None,
-            recorded: BTreeSet::new(),
-            degraded: false,
-        }
+        crate::remediation::testing::open_report(service, NOW - 30)
     }
 
     fn world() -> World {

@@ -102,9 +102,8 @@ pub async fn write(client: &Client, namespace: &str, change: &Change) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
 
-    use homeostat_api::{ReportState, Severity, Signal};
     use serde_json::json;
 
     use super::*;
@@ -121,18 +120,7 @@ mod tests {
     }
 
     fn report(service: &str) -> Report {
-        Report {
-            name: format!("{service}-latency-p99-1"),
-            service: service.into(),
-            signal: Signal::LatencyP99,
-            state: ReportState::Open,
-            score: 0.95,
-            severity: Severity::Critical,
-            opened_at: 0,
-            resolved_at: None,
-            recorded: BTreeSet::new(),
-            degraded: false,
-        }
+        crate::remediation::testing::open_report(service, 0)
     }
 
     fn routing() -> Target {

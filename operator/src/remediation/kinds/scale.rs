@@ -125,9 +125,7 @@ pub async fn write(client: &Client, namespace: &str, change: &Change) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
 
-    use homeostat_api::{ReportState, Severity, Signal};
     use serde_json::json;
 
     use super::*;
@@ -139,18 +137,7 @@ mod tests {
     }
 
     fn report(service: &str) -> Report {
-        Report {
-            name: format!("{service}-latency-p99-1"),
-            service: service.into(),
-            signal: Signal::LatencyP99,
-            state: ReportState::Open,
-            score: 0.95,
-            severity: Severity::Critical,
-            opened_at: 0,
-            resolved_at: None,
-            recorded: BTreeSet::new(),
-            degraded: false,
-        }
+        crate::remediation::testing::open_report(service, 0)
     }
 
     fn tax() -> Target {
