@@ -2,6 +2,7 @@
 //! kubeconfig, kubectl-style. Also a kubectl plugin: installed on the PATH
 //! as `kubectl-homeostat`, it answers `kubectl homeostat …`.
 
+mod detail;
 mod table;
 
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ struct Cli {
 enum Command {
     /// Anomaly reports, open ones first.
     Reports(Listing),
+    /// One report in detail: its value against the band, the culprit's
+    /// evidence, the timeline and what each action did.
+    Report(Detail),
     /// Remediation policies: ready or not, what each holds now.
     Policies(Listing),
 }
@@ -41,6 +45,18 @@ struct Listing {
     #[arg(short = 'A', long, conflicts_with = "namespace")]
     all_namespaces: bool,
     /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(clap::Args, Debug)]
+struct Detail {
+    /// The report's name.
+    name: String,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Output format (`table`: the detail in text).
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
 }
@@ -109,6 +125,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(listing.output, &reports, || {
                 table::render(&table::REPORT_COLUMNS, &table::report_rows(&reports, now))
             })
+        }
+        Command::Report(detail) => {
+            let namespace = detail
+                .namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            let report = Api::<AnomalyReport>::namespaced(client.clone(), &namespace)
+                .get_opt(&detail.name)
+                .await
+                .context("read the AnomalyReport")?
+                .with_context(|| {
+                    format!("no AnomalyReport {} in namespace {namespace}", detail.name)
+                })?;
+            match detail.output {
+                Output::Table => print!("{}", detail::render(&report, now)),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Yaml => print!("{}", serde_norway::to_string(&report)?),
+            }
+            Ok(())
         }
         Command::Policies(listing) => {
             let policies = api::<RemediationPolicy>(&client, &listing)

@@ -134,4 +134,28 @@ async fn reports_and_policies_list_as_a_table_json_and_yaml() {
     // An empty namespace lists nothing but the header.
     let empty = homeostat(&plane, &["reports", "-n", "default"]);
     assert_eq!(empty.lines().count(), 1, "{empty}");
+
+    // One report in detail: the culprit's evidence and the band gauge.
+    let detail = homeostat(&plane, &["report", "tax-latency-p99-1", "-n", "shop"]);
+    assert!(detail.contains("shop/tax-latency-p99-1"), "{detail}");
+    assert!(detail.contains("- tax latency_p99 up 20x"), "{detail}");
+    assert!(detail.contains('●'), "{detail}");
+    let json: serde_json::Value = serde_json::from_str(&homeostat(
+        &plane,
+        &["report", "tax-latency-p99-1", "-n", "shop", "-o", "json"],
+    ))
+    .expect("JSON");
+    assert_eq!(json["kind"], "AnomalyReport");
+    // A name that is not there: a clear error, not a panic.
+    let missing = Command::new(env!("CARGO_BIN_EXE_homeostat"))
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .args(["report", "nothing-here", "-n", "shop"])
+        .output()
+        .expect("run homeostat");
+    assert!(!missing.status.success());
+    let error = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        error.contains("no AnomalyReport nothing-here in namespace shop"),
+        "{error}"
+    );
 }
