@@ -297,3 +297,84 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_the_other_takes_over(
     assert_eq!(a.metric(leader).await, Ok(0.0));
     assert_eq!(replicas(&client, ns, "tax").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_deleted_and_recreated_mid_remediation_is_left_to_its_new_owner() {
+    let (plane, client) = plane().await;
+    namespace(&client, OPERATOR_NAMESPACE).await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 2).await;
+    policy(&client, ns, "scale-tax", one_step_policy()).await;
+    let operator = Operator::start(&plane, "a", &[]);
+    let report = open_report(&client, ns, "tax").await;
+    stepped_once(&client, ns, &report, &operator).await;
+
+    // Someone deletes tax and makes it again, at 2, while the report is open.
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client.clone(), ns);
+    deployments
+        .delete("tax", &Default::default())
+        .await
+        .expect("delete tax");
+    eventually("the policy says its target is gone", 60, || async {
+        let status = get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .ok_or("no status")?;
+        let invalid = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Invalid")
+            .ok_or("no Invalid condition")?;
+        if invalid.status == "True" && invalid.message.contains("deployment/tax") {
+            Ok(())
+        } else {
+            Err(format!("{invalid:?}"))
+        }
+    })
+    .await;
+    deployment(&client, ns, "tax", 2).await;
+
+    // The new tax is not the policy's: recorded as changed by others, never
+    // scaled while the report stays open, never "restored".
+    eventually("the new tax recorded as someone else's", 60, || async {
+        let status = get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .ok_or("no status")?;
+        match status.active.as_slice() {
+            [active] if active.changed_by_others.is_some() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    operator.wait_reconciles(5.0).await;
+    assert_eq!(
+        replicas(&client, ns, "tax").await,
+        2,
+        "the new tax was scaled"
+    );
+
+    resolve(&client, ns, &report).await;
+    eventually("the entry dropped once the report resolved", 60, || async {
+        let status = get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .ok_or("no status")?;
+        if status.active.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", status.active))
+        }
+    })
+    .await;
+    operator.wait_reconciles(3.0).await;
+    assert_eq!(replicas(&client, ns, "tax").await, 2);
+    assert!(
+        event_reasons(&client, ns, &report)
+            .await
+            .iter()
+            .any(|r| r == "ChangedByOthers")
+    );
+}
