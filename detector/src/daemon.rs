@@ -12,7 +12,7 @@ use crate::engine::{Engine, EngineConfig, ReportEvent};
 use crate::metrics::{DetectorMetrics, router};
 use crate::outage::OutageGuard;
 use crate::promql::Queries;
-use crate::reports::{ReportWriter, Written};
+use crate::reports::{ReportWriter, Written, Wrote};
 use crate::source::{MetricsSource, PrometheusSource};
 
 /// Everything `run` needs to know.
@@ -183,8 +183,14 @@ impl Daemon {
         self.metrics.ticks.inc();
         self.metrics.record(&outcome.scores);
         for Written { event, result } in self.writer.write_all(outcome.events).await {
+            if let Ok((_, wrote)) = &result {
+                match wrote {
+                    Wrote::Written => self.metrics.report_status_written.inc(),
+                    Wrote::Unchanged => self.metrics.report_status_unchanged.inc(),
+                };
+            }
             match result {
-                Ok(name) => match &event {
+                Ok((name, _)) => match &event {
                     ReportEvent::Open(u) => {
                         self.metrics.reports_opened.inc();
                         tracing::warn!(report = %name, service = %u.service, signal = %u.signal, score = u.score, "anomaly opened");

@@ -48,6 +48,9 @@ pub struct DetectorMetrics {
     pub fit_duration: Histogram,
     pub query_errors: Counter,
     pub report_write_errors: Counter,
+    /// Report status writes made, and left out because nothing changed.
+    pub report_status_written: Counter,
+    pub report_status_unchanged: Counter,
     pub degraded: Gauge,
     pub ticks: Counter,
     pub reports_opened: Counter,
@@ -73,6 +76,8 @@ impl Default for DetectorMetrics {
             fit_duration,
             query_errors: Counter::default(),
             report_write_errors: Counter::default(),
+            report_status_written: Counter::default(),
+            report_status_unchanged: Counter::default(),
             degraded: Gauge::default(),
             ticks: Counter::default(),
             reports_opened: Counter::default(),
@@ -125,6 +130,16 @@ impl Default for DetectorMetrics {
             "report_write_errors",
             "Failed writes of AnomalyReports",
             metrics.report_write_errors.clone(),
+        );
+        registry.register(
+            "report_status_written",
+            "AnomalyReport status writes made",
+            metrics.report_status_written.clone(),
+        );
+        registry.register(
+            "report_status_unchanged",
+            "AnomalyReport status writes left out: nothing a reader acts on changed",
+            metrics.report_status_unchanged.clone(),
         );
         registry.register(
             "degraded",

@@ -30,15 +30,32 @@ pub struct ReportWriter {
     api: Api<AnomalyReport>,
     /// Events not written yet, oldest first.
     owed: Vec<ReportEvent>,
+    /// Reports whose status this process has written: each is written at
+    /// least once after a start, whatever is stored.
+    written: std::collections::BTreeSet<String>,
 }
 
 /// The outcome of writing one event.
 #[derive(Debug)]
 pub struct Written {
     pub event: ReportEvent,
-    /// The report's name, or why the write failed (it stays owed).
-    pub result: Result<String, kube::Error>,
+    /// The report's name and whether its status was written, or why the
+    /// write failed (it stays owed).
+    pub result: Result<(String, Wrote), kube::Error>,
 }
+
+/// Whether a status was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrote {
+    Written,
+    /// Nothing a reader acts on changed and the stored one is fresh: not
+    /// written, so nobody watching is woken for nothing.
+    Unchanged,
+}
+
+/// The longest a stored status goes unwritten while its report is open:
+/// `lastEvaluatedAt` then tells readers the detector is still looking.
+pub const HEARTBEAT_SECONDS: i64 = 60;
 
 /// A report found open at start, to be continued.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +72,7 @@ impl ReportWriter {
         Self {
             api: Api::namespaced(client, namespace),
             owed: Vec::new(),
+            written: Default::default(),
         }
     }
 
@@ -106,7 +124,7 @@ impl ReportWriter {
     /// the anomaly (service, signal, opening time), so a report someone
     /// deleted while its anomaly is open is made again, and one deleted
     /// before its resolve is left deleted.
-    async fn write(&self, event: &ReportEvent) -> Result<String, kube::Error> {
+    async fn write(&mut self, event: &ReportEvent) -> Result<(String, Wrote), kube::Error> {
         let update = event.update();
         let name = report_name(update);
         let resolved_at = match event {
@@ -116,15 +134,16 @@ impl ReportWriter {
         let current = self.api.get_opt(&name).await?;
         if current.is_none() {
             if resolved_at.is_some() {
-                return Ok(name);
+                return Ok((name, Wrote::Unchanged));
             }
             self.create(&name, update).await?;
         }
-        let body = StatusWrite::of::<AnomalyReport>(detector_status(
-            update,
-            resolved_at,
-            current.as_ref(),
-        ));
+        let status = detector_status(update, resolved_at, current.as_ref());
+        let stored = current.as_ref().and_then(|r| r.status.as_ref());
+        if self.written.contains(&name) && stored.is_some_and(|stored| unchanged(stored, &status)) {
+            return Ok((name, Wrote::Unchanged));
+        }
+        let body = StatusWrite::of::<AnomalyReport>(status);
         self.api
             .patch_status(
                 &name,
@@ -134,7 +153,13 @@ impl ReportWriter {
                 &Patch::Apply(&body),
             )
             .await?;
-        Ok(name)
+        // A resolved report is not written again: forget it.
+        if resolved_at.is_some() {
+            self.written.remove(&name);
+        } else {
+            self.written.insert(name.clone());
+        }
+        Ok((name, Wrote::Written))
     }
 
     async fn create(&self, name: &str, update: &ReportUpdate) -> Result<(), kube::Error> {
@@ -270,6 +295,45 @@ fn detector_status(
     }
 }
 
+/// Whether `next` tells a reader nothing `stored` does not: the same
+/// state, severity, score and peak to two decimals, band to three
+/// significant digits, culprit and Degraded condition, and the stored one
+/// evaluated within the heartbeat. The observed value and evidence wording
+/// move every tick; a person reads them, nobody acts on them.
+pub fn unchanged(stored: &AnomalyReportStatus, next: &AnomalyReportStatus) -> bool {
+    let centi = |v: f64| (v * 100.0).round() as i64;
+    let band = |b: &BaselineBand| [b.lower, b.centre, b.upper].map(three_digits);
+    let degraded = |s: &AnomalyReportStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .map(|c| c.status.clone())
+    };
+    let evaluated = |s: &AnomalyReportStatus| s.last_evaluated_at.as_ref().map(|t| t.0.as_second());
+    let fresh = match (evaluated(stored), evaluated(next)) {
+        (Some(stored), Some(next)) => next - stored < HEARTBEAT_SECONDS,
+        _ => false,
+    };
+    fresh
+        && stored.state == next.state
+        && stored.severity == next.severity
+        && centi(stored.score) == centi(next.score)
+        && centi(stored.peak_score) == centi(next.peak_score)
+        && band(&stored.baseline) == band(&next.baseline)
+        && stored.culprit.as_ref().map(|c| &c.service) == next.culprit.as_ref().map(|c| &c.service)
+        && degraded(stored) == degraded(next)
+        && stored.resolved_at == next.resolved_at
+}
+
+/// `v` to three significant digits, as an integer mantissa and exponent.
+fn three_digits(v: f64) -> (i64, i32) {
+    if v == 0.0 || !v.is_finite() {
+        return (0, 0);
+    }
+    let exponent = v.abs().log10().floor() as i32 - 2;
+    ((v / 10f64.powi(exponent)).round() as i64, exponent)
+}
+
 fn opened_message(update: &ReportUpdate) -> String {
     let mut message = format!(
         "{} {} anomalous (score {:.2}, observed {:.4} against a band of {:.4}–{:.4})",
@@ -312,6 +376,53 @@ mod tests {
             evaluated_at,
             degraded: false,
         }
+    }
+
+    #[test]
+    fn a_status_that_tells_nothing_new_within_the_heartbeat_is_not_written() {
+        let stored = detector_status(&update("tax", 100, 110), None, None);
+        // Observed moved, the score by less than a hundredth: unchanged.
+        let mut next_update = update("tax", 100, 120);
+        next_update.observed = 0.41;
+        next_update.score = 0.902;
+        let next = detector_status(&next_update, None, None);
+        assert!(unchanged(&stored, &next));
+        // Past the heartbeat: written again.
+        let late = detector_status(&update("tax", 100, 110 + HEARTBEAT_SECONDS), None, None);
+        assert!(!unchanged(&stored, &late));
+        // Anything a reader acts on: written.
+        let changed = [
+            ReportUpdate {
+                score: 0.95,
+                ..update("tax", 100, 112)
+            },
+            ReportUpdate {
+                severity: Severity::Warning,
+                ..update("tax", 100, 112)
+            },
+            ReportUpdate {
+                band: [0.01, 0.02, 0.031],
+                ..update("tax", 100, 112)
+            },
+            ReportUpdate {
+                degraded: true,
+                ..update("tax", 100, 112)
+            },
+        ];
+        for next in changed {
+            let status = detector_status(&next, None, None);
+            assert!(!unchanged(&stored, &status), "{next:?}");
+        }
+        let resolved = detector_status(&update("tax", 100, 112), Some(112), None);
+        assert!(!unchanged(&stored, &resolved));
+    }
+
+    #[test]
+    fn three_significant_digits() {
+        assert_eq!(three_digits(0.031), three_digits(0.03100001));
+        assert_ne!(three_digits(0.031), three_digits(0.0311));
+        assert_eq!(three_digits(1234.0), (123, 1));
+        assert_eq!(three_digits(0.0), (0, 0));
     }
 
     #[test]

@@ -443,7 +443,26 @@ async fn a_payment_latency_shift_opens_one_report_naming_payment_and_resolves() 
         fault_started.elapsed().as_secs_f64()
     );
     // Let the fault run on: still exactly one report, not one per symptom.
+    let written_before = detector
+        .metric("homeostat_detector_report_status_written_total")
+        .await
+        .expect("written");
     detector.wait_ticks(10.0).await;
+    let written = detector
+        .metric("homeostat_detector_report_status_written_total")
+        .await
+        .expect("written")
+        - written_before;
+    let unchanged = detector
+        .metric("homeostat_detector_report_status_unchanged_total")
+        .await
+        .expect("unchanged");
+    eprintln!("over 10 ticks of a steady fault: {written} status writes, {unchanged} left out");
+    // Not rewritten every tick: only when something a reader acts on moves.
+    assert!(
+        unchanged >= 1.0 && written < 10.0,
+        "{written} written, {unchanged} left out"
+    );
     let found = reports(&client).await;
     assert_eq!(found.len(), 1, "{found:#?}");
     let report = &found[0];
