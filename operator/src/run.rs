@@ -154,7 +154,8 @@ fn fenced(
             tokio::select! {
                 () = acting.closed() => break,
                 changed = leading.changed() => if changed.is_err() { break },
-                _ = ticks.tick() => {
+                // Only a leader needs to check: a standby reads nothing.
+                _ = ticks.tick(), if *leading.borrow() => {
                     let seen = match tokio::time::timeout(poll, leases.get_opt(&lease_name)).await {
                         Ok(Ok(lease)) => lease_seen(lease, &identity),
                         Ok(Err(_)) | Err(_) => LeaseSeen::Unreadable,

@@ -28,6 +28,17 @@ fn one_step_policy() -> serde_json::Value {
     })
 }
 
+/// A control plane with namespace `shop`: tax at 2 replicas under
+/// [`one_step_policy`].
+async fn shop_with_one_step_policy() -> (homeostat_test_support::ControlPlane, kube::Client) {
+    let (plane, client) = plane().await;
+    namespace(&client, OPERATOR_NAMESPACE).await;
+    namespace(&client, "shop").await;
+    deployment(&client, "shop", "tax", 2).await;
+    policy(&client, "shop", "scale-tax", one_step_policy()).await;
+    (plane, client)
+}
+
 /// The step done once, recorded once, nothing pending: in the workload, the
 /// policy and the report.
 async fn stepped_once(client: &kube::Client, ns: &str, report: &str, operator: &Operator) {
@@ -144,12 +155,8 @@ async fn killed_at_each_point_of_a_step_the_operator_neither_doubles_nor_loses_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_and_etcd_restarting_mid_remediation_lose_nothing() {
-    let (mut plane, client) = plane().await;
-    namespace(&client, OPERATOR_NAMESPACE).await;
+    let (mut plane, client) = shop_with_one_step_policy().await;
     let ns = "shop";
-    namespace(&client, ns).await;
-    deployment(&client, ns, "tax", 2).await;
-    policy(&client, ns, "scale-tax", one_step_policy()).await;
     let operator = Operator::start(&plane, "a", &[]);
     operator.wait_reconciles(2.0).await;
 
@@ -239,12 +246,8 @@ impl Drop for Relay {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_the_api_server_stops_before_the_other_takes_over() {
-    let (plane, client) = plane().await;
-    namespace(&client, OPERATOR_NAMESPACE).await;
+    let (plane, client) = shop_with_one_step_policy().await;
     let ns = "shop";
-    namespace(&client, ns).await;
-    deployment(&client, ns, "tax", 2).await;
-    policy(&client, ns, "scale-tax", one_step_policy()).await;
 
     // Operator a reaches the API server through the relay, b directly.
     let relay = Relay::start(plane.server_url()).await;
@@ -305,12 +308,8 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_the_other_takes_over(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workload_deleted_and_recreated_mid_remediation_is_left_to_its_new_owner() {
-    let (plane, client) = plane().await;
-    namespace(&client, OPERATOR_NAMESPACE).await;
+    let (plane, client) = shop_with_one_step_policy().await;
     let ns = "shop";
-    namespace(&client, ns).await;
-    deployment(&client, ns, "tax", 2).await;
-    policy(&client, ns, "scale-tax", one_step_policy()).await;
     let operator = Operator::start(&plane, "a", &[]);
     let report = open_report(&client, ns, "tax").await;
     stepped_once(&client, ns, &report, &operator).await;
