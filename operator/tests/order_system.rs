@@ -8,7 +8,6 @@ use homeostat_api::OrderSystem;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -28,23 +27,7 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
                  "loadGenerator": {"ordersPerSecond": 20}}
     }))
     .expect("order system");
-    // The Prometheus Operator's ServiceMonitor CRD (schema left open: only
-    // its presence matters to the operator).
-    let crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-        "spec": {
-            "group": "monitoring.coreos.com",
-            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
-            "scope": "Namespaced",
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
-        }
-    }))
-    .expect("crd");
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-        .expect("ServiceMonitor CRD");
+    servicemonitor_crd(&client).await;
     systems
         .create(&PostParams::default(), &os)
         .await

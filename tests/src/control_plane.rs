@@ -1,6 +1,7 @@
 //! etcd + kube-apiserver on free loopback ports: a real Kubernetes API with no
 //! nodes. Objects are stored and validated exactly as on a cluster; nothing
-//! runs pods, so Deployments never get ready replicas.
+//! runs pods, so Deployments never get ready replicas. Every request is
+//! written to an audit log (who, what, allowed or not) for tests to read.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,15 @@ use crate::process::ManagedProcess;
 use crate::{SupportError, install_crypto_provider};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Who did what to which object, and whether RBAC allowed it; no bodies.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+";
+/// How long a ServiceAccount token minted for a test lasts.
+const TOKEN_SECONDS: i64 = 3 * 3600;
 const POLL: Duration = Duration::from_millis(200);
 
 /// A running control plane. Dropping it stops both processes and deletes its
@@ -58,6 +68,7 @@ impl ControlPlane {
         for (name, pem) in files {
             write(&root.join(name), pem)?;
         }
+        write(&root.join("audit-policy.yaml"), AUDIT_POLICY)?;
 
         let etcd_ports = EtcdPorts {
             client: free_port()?,
@@ -113,6 +124,70 @@ impl ControlPlane {
     /// The directory holding certificates, data and the servers' logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The API server's audit log: one JSON event per request (see [`crate::audit`]).
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    /// A token for the ServiceAccount `namespace/name` from the TokenRequest
+    /// API, as a pod's projected token is; RBAC then decides what it may do.
+    /// The ServiceAccount must exist.
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<String, SupportError> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(self.client().await?, namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(TOKEN_SECONDS),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        accounts
+            .create_token_request(name, &Default::default(), &request)
+            .await?
+            .status
+            .map(|s| s.token)
+            .ok_or_else(|| SupportError::Kubeconfig(format!("no token for {namespace}/{name}")))
+    }
+
+    /// A kubeconfig that authenticates as the ServiceAccount `namespace/name`
+    /// (see [`Self::service_account_token`]).
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PathBuf, SupportError> {
+        let token = self.service_account_token(namespace, name).await?;
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{namespace}-{name}"));
+        write(
+            &path,
+            &token_kubeconfig_yaml(&self.server_url, self.dir.path(), name, &token),
+        )?;
+        Ok(path)
+    }
+
+    /// The CA that signed the API server's certificate.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// A client authenticated as the ServiceAccount `namespace/name`.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<kube::Client, SupportError> {
+        client_for(&self.service_account_kubeconfig(namespace, name).await?).await
     }
 
     /// The log files of kube-apiserver and etcd.
@@ -293,6 +368,11 @@ fn apiserver_command(binary: &Path, root: &Path, port: u16, etcd_url: &str) -> C
         .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
         .arg("--service-cluster-ip-range=10.96.0.0/16")
         .arg("--authorization-mode=RBAC")
+        .arg(format!("--audit-policy-file={}", file("audit-policy.yaml")))
+        .arg(format!("--audit-log-path={}", file("audit.log")))
+        .arg("--audit-log-format=json")
+        // Written before the response is sent: a test reads it complete.
+        .arg("--audit-log-mode=blocking")
         // No nodes and no controller-manager: nothing would create the
         // ServiceAccount tokens this admission plugin waits for.
         .arg("--disable-admission-plugins=ServiceAccount")
@@ -329,6 +409,32 @@ current-context: homeostat
         ca = file("ca.crt".to_owned()),
         cert = file(format!("{stem}.crt")),
         key = file(format!("{stem}.key")),
+    )
+}
+
+/// A kubeconfig for a bearer `token` at `server_url`, trusting `pki/ca.crt`.
+fn token_kubeconfig_yaml(server_url: &str, pki: &Path, user: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: homeostat
+  cluster:
+    server: {server_url}
+    certificate-authority: {ca}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: homeostat
+  context:
+    cluster: homeostat
+    user: {user}
+    namespace: default
+current-context: homeostat
+",
+        ca = pki.join("ca.crt").display(),
     )
 }
 

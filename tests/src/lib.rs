@@ -8,6 +8,7 @@
 //! nothing is skipped silently.
 
 pub mod assets;
+pub mod audit;
 mod certs;
 pub mod cluster;
 pub mod containerd;
@@ -16,6 +17,7 @@ mod error;
 pub mod ports;
 pub mod process;
 pub mod prometheus;
+pub mod rbac;
 pub mod scrape;
 pub mod wait;
 

@@ -1,6 +1,7 @@
 //! The detector end to end on real servers: hours of synthetic OMS histograms
 //! backfilled into a real Prometheus with promtool, live scraping after that,
-//! a real kube-apiserver for the AnomalyReports, and the detector's daemon.
+//! a real kube-apiserver for the AnomalyReports, and the detector's daemon,
+//! running as its ServiceAccount under the shipped RBAC.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,14 +15,21 @@ use homeostat_detector::daemon::{DaemonConfig, run};
 use homeostat_detector::engine::EngineConfig;
 use homeostat_detector::model::DebounceConfig;
 use homeostat_test_support::prometheus::backfill_openmetrics;
+use homeostat_test_support::rbac;
 use homeostat_test_support::{
     ControlPlane, Prometheus, PrometheusConfig, ScrapeTarget, wait_until,
 };
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 use tokio::sync::oneshot;
 
 use crate::common::control_plane_with_crds;
+
+/// Where the reports go: the namespace the shipped RBAC lets the detector write in.
+const NAMESPACE: &str = "shop";
+const DETECTOR_ACCOUNT: (&str, &str) = ("homeostat-system", "homeostat-detector");
 
 const SERVICES: [&str; 3] = ["orders", "payment-primary", "tax"];
 const HISTORY_SECONDS: i64 = 2 * 3600;
@@ -314,15 +322,17 @@ struct Detector {
 }
 
 impl Detector {
+    /// Runs as the detector's ServiceAccount (see [`control_plane`]).
     async fn start(plane: &ControlPlane, prometheus_url: &str) -> Self {
+        let (namespace, name) = DETECTOR_ACCOUNT;
         let client = plane
-            .client()
+            .service_account_client(namespace, name)
             .await
-            .unwrap_or_else(|e| panic!("client: {e}"));
+            .unwrap_or_else(|e| panic!("client as {namespace}/{name}: {e}"));
         let port = free_port();
         let config = DaemonConfig {
             prometheus_url: prometheus_url.to_owned(),
-            namespace: "default".into(),
+            namespace: NAMESPACE.into(),
             services: SERVICES.map(String::from).to_vec(),
             labels: vec![("job".into(), "oms".into())],
             tick: Duration::from_secs(1),
@@ -398,8 +408,30 @@ impl Detector {
     }
 }
 
+/// A control plane with the CRDs and the shipped RBAC: the detector's
+/// ServiceAccount may write reports in [`NAMESPACE`] and nowhere else.
+async fn control_plane() -> (ControlPlane, kube::Client) {
+    let (plane, client) = control_plane_with_crds().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in [DETECTOR_ACCOUNT.0, NAMESPACE] {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("namespace {name}: {e}"));
+    }
+    rbac::apply(&plane, &rbac::shipped_manifests()).unwrap_or_else(|e| panic!("{e}"));
+    (plane, client)
+}
+
 async fn reports(client: &kube::Client) -> Vec<AnomalyReport> {
-    Api::<AnomalyReport>::namespaced(client.clone(), "default")
+    Api::<AnomalyReport>::namespaced(client.clone(), NAMESPACE)
         .list(&ListParams::default())
         .await
         .expect("list reports")
@@ -409,7 +441,7 @@ async fn reports(client: &kube::Client) -> Vec<AnomalyReport> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_latency_shift_opens_one_report_naming_payment_and_resolves() {
     let world = start_world().await;
-    let (plane, client) = control_plane_with_crds().await;
+    let (plane, client) = control_plane().await;
     let detector = Detector::start(&plane, world.prometheus.url()).await;
     detector.wait_ready().await;
 
@@ -529,12 +561,17 @@ async fn a_payment_latency_shift_opens_one_report_naming_payment_and_resolves() 
     assert!(resolved.timeline.iter().any(|t| t.id == "resolved"));
     assert_eq!(reports(&client).await.len(), 1);
     detector.stop().await;
+
+    // Opened, continued across a restart, resolved: everything the detector
+    // writes, all of it allowed, and every rule shipped for it used.
+    let (namespace, name) = DETECTOR_ACCOUNT;
+    rbac::check_least_privilege(&plane, namespace, name).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_prometheus_stopped_no_report_opens_and_the_detector_says_degraded() {
     let mut world = start_world().await;
-    let (plane, client) = control_plane_with_crds().await;
+    let (plane, client) = control_plane().await;
     let detector = Detector::start(&plane, world.prometheus.url()).await;
     detector.wait_ready().await;
     detector.wait_ticks(3.0).await;
@@ -593,7 +630,7 @@ fn degraded(report: &AnomalyReport) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_gone_mid_incident_holds_the_report_until_it_is_back() {
     let mut world = start_world().await;
-    let (plane, client) = control_plane_with_crds().await;
+    let (plane, client) = control_plane().await;
     let detector = Detector::start(&plane, world.prometheus.url()).await;
     detector.wait_ready().await;
     detector.wait_ticks(3.0).await;

@@ -11,6 +11,7 @@ mod detector;
 mod images;
 mod overlays;
 mod prometheus;
+mod rbac;
 mod report_writer;
 mod server_side_apply;
 mod validation;

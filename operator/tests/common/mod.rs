@@ -68,6 +68,26 @@ pub async fn plane() -> (ControlPlane, Client) {
     (plane, client)
 }
 
+/// The Prometheus Operator's ServiceMonitor CRD, schema left open: only its
+/// presence matters to the operator.
+pub async fn servicemonitor_crd(client: &Client) {
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .expect("crd");
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect("ServiceMonitor CRD");
+}
+
 pub async fn namespace(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
@@ -284,15 +304,22 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(plane: &ControlPlane, identity: &str, extra: &[&str]) -> Self {
-        Self::start_full(plane, identity, extra, &[])
+        Self::start_full(plane, plane.kubeconfig_path(), identity, extra, &[])
     }
 
     pub fn start_with_env(plane: &ControlPlane, identity: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_full(plane, identity, &[], env)
+        Self::start_full(plane, plane.kubeconfig_path(), identity, &[], env)
+    }
+
+    /// Runs with the credentials in `kubeconfig` (say, a ServiceAccount's)
+    /// instead of cluster-admin.
+    pub fn start_as(plane: &ControlPlane, kubeconfig: &std::path::Path, identity: &str) -> Self {
+        Self::start_full(plane, kubeconfig, identity, &[], &[])
     }
 
     fn start_full(
         plane: &ControlPlane,
+        kubeconfig: &std::path::Path,
         identity: &str,
         extra: &[&str],
         env: &[(&str, &str)],
@@ -308,7 +335,7 @@ impl Operator {
             .unwrap_or_else(|| plane.dir().to_owned());
         let log = std::fs::File::create(dir.join(format!("operator-{identity}.log"))).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_homeostat-operator"))
-            .env("KUBECONFIG", plane.kubeconfig_path())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .args([
                 "--namespace",
