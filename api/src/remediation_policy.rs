@@ -322,6 +322,12 @@ pub struct ActiveRemediation {
     pub kind: ActionKind,
     /// The workload or router changed: `deployment/tax`, `omsconfigmap/oms-routing`.
     pub target: crate::Target,
+    /// The workload's uid when the policy first changed it: one of that
+    /// name with another uid was deleted and made again by someone else,
+    /// and is theirs, whatever its replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub target_uid: Option<String>,
     /// Replicas before the first scale action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_replicas: Option<i32>,

@@ -314,7 +314,8 @@ async fn a_workload_deleted_and_recreated_mid_remediation_is_left_to_its_new_own
     let report = open_report(&client, ns, "tax").await;
     stepped_once(&client, ns, &report, &operator).await;
 
-    // Someone deletes tax and makes it again, at 2, while the report is open.
+    // Someone deletes tax and makes it again while the report is open, at
+    // the very count the policy left (3): only its uid tells it apart.
     let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
         kube::Api::namespaced(client.clone(), ns);
     deployments
@@ -338,7 +339,7 @@ async fn a_workload_deleted_and_recreated_mid_remediation_is_left_to_its_new_own
         }
     })
     .await;
-    deployment(&client, ns, "tax", 2).await;
+    deployment(&client, ns, "tax", 3).await;
 
     // The new tax is not the policy's: recorded as changed by others, never
     // scaled while the report stays open, never "restored".
@@ -356,14 +357,15 @@ async fn a_workload_deleted_and_recreated_mid_remediation_is_left_to_its_new_own
     operator.wait_reconciles(5.0).await;
     assert_eq!(
         replicas(&client, ns, "tax").await,
-        2,
+        3,
         "the new tax was scaled"
     );
 
+    // Resolved: left at 3, not "restored" to the old tax's 2.
     resolve(&client, ns, &report).await;
     holds_nothing(&client, ns).await;
     operator.wait_reconciles(3.0).await;
-    assert_eq!(replicas(&client, ns, "tax").await, 2);
+    assert_eq!(replicas(&client, ns, "tax").await, 3);
     assert!(
         event_reasons(&client, ns, &report)
             .await

@@ -260,6 +260,7 @@ impl Executor<'_> {
                 report: step.report.clone(),
                 kind: step.change.kind(),
                 target: target.clone(),
+                target_uid: step.target_uid.clone(),
                 original_replicas: before.replicas,
                 original_weights: before.weights,
                 started_at: time(self.now),

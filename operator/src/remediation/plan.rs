@@ -65,6 +65,9 @@ pub struct World {
     pub now: i64,
     /// What each target that exists holds now: replicas or weights.
     pub states: BTreeMap<Target, State>,
+    /// The uid of each workload that exists: a new uid under an old name
+    /// is an object someone else made.
+    pub uids: BTreeMap<Target, String>,
     /// Services with an open anomaly now.
     pub anomalous: BTreeSet<String>,
     /// The cluster-wide kill switch is on.
@@ -151,6 +154,9 @@ pub struct Step {
     pub report: String,
     pub service: String,
     pub change: Change,
+    /// The target's uid as the step found it (workloads), recorded with the
+    /// policy's first step on it.
+    pub target_uid: Option<String>,
 }
 
 /// What to do.
@@ -301,6 +307,9 @@ fn pending_step(active: &ActiveRemediation, reports: &[Report], world: &World) -
             why: Forgotten::TargetGone,
         });
     };
+    if let Some(yielded) = recreated(active, world) {
+        return Some(yielded);
+    }
     let before = if active.steps == 0 {
         State::original(active)
     } else {
@@ -329,6 +338,7 @@ fn pending_step(active: &ActiveRemediation, reports: &[Report], world: &World) -
             before: now.clone(),
             after,
         },
+        target_uid: active.target_uid.clone(),
     }))
 }
 
@@ -341,6 +351,9 @@ fn changed_by_others(policy: Policy<'_>, world: &World) -> Vec<Decision> {
         .iter()
         .filter(|a| a.pending.is_none() && a.changed_by_others.is_none())
         .filter_map(|a| {
+            if let Some(yielded) = recreated(a, world) {
+                return Some(yielded);
+            }
             let applied = State::applied(a)?;
             let now = world.states.get(&a.target)?;
             (!applied.holds_in(now)).then(|| Decision::Yield {
@@ -351,6 +364,20 @@ fn changed_by_others(policy: Policy<'_>, world: &World) -> Vec<Decision> {
             })
         })
         .collect()
+}
+
+/// The target was deleted and made again since the policy changed it (its
+/// uid is not the one recorded): someone else's object, even at the very
+/// count the policy left.
+fn recreated(active: &ActiveRemediation, world: &World) -> Option<Decision> {
+    let recorded = active.target_uid.as_ref()?;
+    let now = world.uids.get(&active.target)?;
+    (recorded != now).then(|| Decision::Yield {
+        report: active.report.clone(),
+        target: active.target.clone(),
+        expected: format!("the object with uid {recorded}"),
+        found: format!("a new object of that name (uid {now})"),
+    })
 }
 
 /// A target someone else changed while the policy held it: the policy
@@ -449,11 +476,13 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
             .find(|a| a.report == report.name && a.target == change.target)
             .map_or(0, |a| a.steps);
         let id = format!("{}-{}-{}", policy.name, index, steps + 1);
+        let target_uid = world.uids.get(&change.target).cloned();
         let step = Step {
             id,
             report: report.name.clone(),
             service: report.service.clone(),
             change,
+            target_uid,
         };
         return Some(match guard(policy, kind, report, &step, world) {
             Some(guard) => {
@@ -582,6 +611,7 @@ mod tests {
                     ])),
                 ),
             ]),
+            uids: BTreeMap::from([(tax(), "uid-1".to_owned())]),
             ..World::default()
         }
     }
@@ -930,6 +960,7 @@ mod tests {
                 report: "tax-latency-p99-1".into(),
                 kind: ActionKind::Scale,
                 target: tax(),
+                target_uid: Some("uid-1".into()),
                 original_replicas: Some(2),
                 original_weights: vec![],
                 started_at: time(NOW - 100),
@@ -1034,6 +1065,30 @@ mod tests {
     }
 
     #[test]
+    fn a_workload_made_again_at_the_count_the_policy_left_is_someone_elses() {
+        // The policy set tax to 3; tax was deleted and made again at 3.
+        let mut status = active_scale(1, None);
+        status.active[0].applied_replicas = Some(3);
+        let mut w = world();
+        w.states.insert(tax(), State::Replicas(3));
+        w.uids.insert(tax(), "uid-2".into());
+        let spec = scale_policy(json!({}));
+        let yielded = |d: &[Decision]| matches!(d, [Decision::Yield { found, .. }] if found.contains("a new object"));
+        let d = run(&spec, &status, &[report("tax")], &w);
+        assert!(yielded(&d), "{d:?}");
+        // The same with a step pending when it was made again.
+        let d = run(&spec, &active_scale(1, Some(4)), &[report("tax")], &w);
+        assert!(yielded(&d), "{d:?}");
+        // The object it changed, still there: its own, nothing to yield.
+        w.uids.insert(tax(), "uid-1".into());
+        let d = run(&spec, &status, &[report("tax")], &w);
+        assert!(
+            !d.iter().any(|d| matches!(d, Decision::Yield { .. })),
+            "{d:?}"
+        );
+    }
+
+    #[test]
     fn a_target_someone_else_changed_is_left_to_them() {
         // The policy set tax to 3; a person scaled it to 5 since.
         let mut status = active_scale(1, None);
@@ -1103,6 +1158,7 @@ mod tests {
                 report: "payment-primary-latency-p99-1".into(),
                 kind: ActionKind::Reroute,
                 target: routing(),
+                target_uid: None,
                 original_replicas: None,
                 original_weights: vec![
                     weight("payment-primary", 100),
@@ -1155,6 +1211,7 @@ mod tests {
                 report: "payment-primary-latency-p99-1".into(),
                 kind: ActionKind::Reroute,
                 target: routing(),
+                target_uid: None,
                 original_replicas: None,
                 original_weights: vec![
                     BackendWeight {

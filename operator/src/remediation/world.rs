@@ -173,9 +173,13 @@ pub async fn world(
             .flat_map(|s| s.active.iter().map(|a| a.target.clone())),
     );
     let mut states = BTreeMap::new();
+    let mut uids = BTreeMap::new();
     for target in targets {
-        if let Some(state) = kinds::read(client, &namespace, &target).await? {
-            states.insert(target, state);
+        if let Some(observed) = kinds::read(client, &namespace, &target).await? {
+            if let Some(uid) = observed.uid {
+                uids.insert(target.clone(), uid);
+            }
+            states.insert(target, observed.state);
         }
     }
     Ok(World {
@@ -183,6 +187,7 @@ pub async fn world(
         autoscaled: autoscaled(client, &namespace).await?,
         held_elsewhere: held_elsewhere(client, policy).await?,
         states,
+        uids,
         anomalous: reports
             .iter()
             .filter(|r| r.state != ReportState::Resolved)

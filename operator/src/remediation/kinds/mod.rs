@@ -52,15 +52,25 @@ pub fn done_reason(kind: ActionKind) -> &'static str {
     }
 }
 
+/// A target as read: what it holds, and which object it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub state: State,
+    /// The object's uid, where a kind keeps it (workloads).
+    pub uid: Option<String>,
+}
+
 /// What `target` holds now, or `None` when it does not exist.
 pub async fn read(
     client: &Client,
     namespace: &str,
     target: &Target,
-) -> Result<Option<State>, GatherError> {
+) -> Result<Option<Observed>, GatherError> {
     match target.action_kind() {
         ActionKind::Scale => scale::read(client, namespace, target).await,
-        ActionKind::Reroute => reroute::read(client, namespace, target).await,
+        ActionKind::Reroute => Ok(reroute::read(client, namespace, target)
+            .await?
+            .map(|state| Observed { state, uid: None })),
     }
 }
 

@@ -8,7 +8,7 @@ use kube::api::Patch;
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::StepKind;
+use super::{Observed, StepKind};
 use crate::remediation::execute::ExecuteError;
 use crate::remediation::plan::{Change, Guard, Report, World};
 use crate::remediation::state::State;
@@ -63,12 +63,13 @@ impl StepKind for ScaleAction {
     }
 }
 
-/// The workload's replicas, or `None` when it does not exist.
+/// The workload's replicas and uid (its Scale's), or `None` when it does
+/// not exist.
 pub async fn read(
     client: &Client,
     namespace: &str,
     target: &Target,
-) -> Result<Option<State>, GatherError> {
+) -> Result<Option<Observed>, GatherError> {
     let scale = match target {
         Target::StatefulSet(name) => {
             Api::<StatefulSet>::namespaced(client.clone(), namespace)
@@ -82,9 +83,10 @@ pub async fn read(
         }
     };
     match scale {
-        Ok(s) => Ok(Some(State::Replicas(
-            s.spec.and_then(|s| s.replicas).unwrap_or(0),
-        ))),
+        Ok(s) => Ok(Some(Observed {
+            state: State::Replicas(s.spec.and_then(|s| s.replicas).unwrap_or(0)),
+            uid: s.metadata.uid,
+        })),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
         Err(e) => Err(e.into()),
     }
