@@ -207,8 +207,7 @@ impl DetectorMetrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        homeostat_telemetry::process::encode_with_process_metrics(&mut out, &self.registry);
         out
     }
 }

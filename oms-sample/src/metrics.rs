@@ -152,8 +152,7 @@ impl ServiceMetrics {
     pub fn encode(&self) -> String {
         let mut text = String::new();
         if let Ok(registry) = self.registry.lock() {
-            // Writing to a String cannot fail.
-            let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+            homeostat_telemetry::process::encode_with_process_metrics(&mut text, &registry);
         }
         text
     }

@@ -191,7 +191,7 @@ impl OperatorMetrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        homeostat_telemetry::process::encode_with_process_metrics(&mut out, &self.registry);
         out
     }
 }

@@ -1,8 +1,10 @@
 //! Logs and traces for every homeostat binary: `tracing` to stderr (JSON
 //! lines when asked), and OpenTelemetry traces over OTLP/HTTP when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with W3C trace-context propagation;
-//! and [`shutdown`], when a process is asked to stop.
+//! [`shutdown`], when a process is asked to stop; and [`process`], its
+//! memory and tasks on `/metrics`.
 
+pub mod process;
 pub mod shutdown;
 
 use opentelemetry::trace::TracerProvider as _;
