@@ -10,6 +10,7 @@ mod play;
 mod pods;
 mod scenario;
 mod series;
+mod soak;
 mod stack;
 mod timeline;
 mod watch;
@@ -67,6 +68,11 @@ struct Cli {
     /// cluster up (default: <root>/target/images).
     #[arg(long, env = "HOMEOSTAT_IMAGES_DIR")]
     images: Option<PathBuf>,
+    /// Judge the run as a soak (`cargo xtask soak`): fail when a process's
+    /// memory or task count grows, a report stays open or an action is
+    /// never undone. On the local stack only.
+    #[arg(long, conflicts_with = "cluster")]
+    soak: bool,
 }
 
 fn default_root() -> PathBuf {
@@ -132,7 +138,7 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
     if let Some(pods) = stack.pods() {
         judge_scaling(&mut played.actions, &pods, &prometheus, to, step).await?;
     }
-    let outcome = Outcome::compute(
+    let mut outcome = Outcome::compute(
         &scenario.name,
         played.warmup_ended_at,
         played.faults.clone(),
@@ -141,6 +147,18 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
         &orders,
     )
     .with_service_recovery(&faulted_p99);
+    if cli.soak {
+        // Every 10 s is plenty for a trend, and keeps the query small.
+        let processes = soak::fetch(&prometheus, from, to, 10.0)
+            .await
+            .context("read the processes' memory and tasks from Prometheus")?;
+        outcome.soak = Some(soak::judge(
+            &processes,
+            &outcome,
+            from.as_second() as f64,
+            to.as_second() as f64,
+        ));
+    }
     let mut charted = vec!["orders".to_owned()];
     for f in &scenario.faults {
         if !charted.contains(&f.service) {
@@ -179,6 +197,10 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = cli.json {
         write(&path, &serde_json::to_string_pretty(&outcome)?)?;
         println!("JSON outcome: {}", path.display());
+    }
+    if let Some(verdict) = &outcome.soak {
+        soak::print(verdict);
+        anyhow::ensure!(verdict.passed(), "the soak failed");
     }
     Ok(())
 }

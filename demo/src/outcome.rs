@@ -82,6 +82,9 @@ pub struct Outcome {
     pub service_recovery_seconds: Option<f64>,
     pub false_reports: usize,
     pub false_actions: usize,
+    /// With `--soak`: did anything grow, is everything undone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<crate::soak::SoakOutcome>,
 }
 
 /// Consecutive points inside the band that count as recovered (6 s at the
@@ -132,6 +135,7 @@ impl Outcome {
             service_recovery_seconds: None,
             false_reports,
             false_actions,
+            soak: None,
         }
     }
 }

@@ -23,7 +23,8 @@ pub struct ServiceSeries {
     pub score: Points,
 }
 
-async fn range(
+/// The first series `query` returns over `[start, end]`, every `step` seconds.
+pub(crate) async fn range(
     http: &reqwest::Client,
     prometheus: &str,
     query: &str,

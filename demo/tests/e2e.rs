@@ -3,12 +3,7 @@
 //! real kube-apiserver, Prometheus, OMS, operator and detector, judged on
 //! the JSON outcome the demo writes.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod local;
 
 fn time_of(value: &serde_json::Value) -> Option<jiff::Timestamp> {
     value.as_str()?.parse().ok()
@@ -16,51 +11,10 @@ fn time_of(value: &serde_json::Value) -> Option<jiff::Timestamp> {
 
 #[test]
 fn a_slow_payment_provider_is_named_rerouted_around_and_restored() {
-    let demo = PathBuf::from(env!("CARGO_BIN_EXE_homeostat-demo"));
-    // The processes under test: release builds when given (cargo xtask test
-    // gives them, as the demo runs them), else the ones beside this test.
-    let bin_dir = std::env::var_os("HOMEOSTAT_DEMO_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| demo.parent().expect("target dir").to_owned());
-    for binary in ["oms", "homeostat-operator", "homeostat-detector"] {
-        assert!(
-            bin_dir.join(binary).is_file(),
-            "{} is missing: build it first (`cargo build --release --bins -p homeostat-oms \
-             -p homeostat-operator -p homeostat-detector`, with HOMEOSTAT_DEMO_BIN_DIR=target/release; \
-             cargo xtask test does both)",
-            bin_dir.join(binary).display()
-        );
-    }
-    let out = tempfile::tempdir().expect("tempdir");
-    let json_path = out.path().join("outcome.json");
-    let status = Command::new(&demo)
-        .env("HOMEOSTAT_ROOT", root())
-        .arg("--scenario")
-        .arg(root().join("tests/scenarios/ci-payment-latency.yaml"))
-        .arg("--json")
-        .arg(&json_path)
-        .arg("--out-dir")
-        .arg(out.path())
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .status()
-        .expect("run homeostat-demo");
-    let logs = out.path().join("logs");
-    let keep = || {
-        // Keep the logs for a failure's post-mortem.
-        let kept = std::env::temp_dir().join("homeostat-e2e-logs");
-        let _ = std::fs::remove_dir_all(&kept);
-        let _ = Command::new("cp").arg("-r").arg(&logs).arg(&kept).status();
-        kept
-    };
-    assert!(
-        status.success(),
-        "demo failed; logs in {}",
-        keep().display()
-    );
-    let text = std::fs::read_to_string(&json_path).expect("outcome JSON");
-    let outcome: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    let context = format!("{text}\nlogs in {}", keep().display());
+    let run = local::play("e2e", "ci-payment-latency.yaml", &[]);
+    assert!(run.status.success(), "demo failed: {}", run.context());
+    let outcome = run.outcome();
+    let context = run.context();
 
     // Detected, with the provider named: one report, no false ones.
     let reports = outcome["reports"].as_array().expect("reports");
@@ -98,5 +52,5 @@ fn a_slow_payment_provider_is_named_rerouted_around_and_restored() {
         let restored = time_of(&action["restored_at"]).expect("restored");
         assert!(restored > resolved, "{context}");
     }
-    assert!(out.path().join("report.html").is_file());
+    assert!(run.out.path().join("report.html").is_file());
 }

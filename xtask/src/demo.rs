@@ -1,7 +1,8 @@
 //! `cargo xtask demo [--cluster] [--scenario FILE] [--json FILE] [--html FILE]`:
 //! builds what the demo needs (test assets, release binaries; with
 //! `--cluster` the images too), makes sure the system packages it runs are
-//! installed, then runs `homeostat-demo`.
+//! installed, then runs `homeostat-demo`. `cargo xtask soak [--quick]` plays
+//! the soak scenario on the same stack and judges it as a soak.
 
 use std::process::Command;
 
@@ -30,4 +31,22 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .arg(&release)
             .args(args),
     )
+}
+
+/// `cargo xtask soak [--quick] [--json FILE] [--html FILE]`: the 30-minute
+/// soak (tests/scenarios/soak.yaml), or with `--quick` the 5-minute one CI
+/// runs (tests/scenarios/ci-soak.yaml).
+pub fn soak(args: &[String]) -> anyhow::Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let scenario = if quick { "ci-soak" } else { "soak" };
+    let mut demo_args = vec![
+        "--soak".to_owned(),
+        "--scenario".to_owned(),
+        workspace::root()
+            .join(format!("tests/scenarios/{scenario}.yaml"))
+            .display()
+            .to_string(),
+    ];
+    demo_args.extend(args.iter().filter(|a| *a != "--quick").cloned());
+    run(&demo_args)
 }

@@ -18,6 +18,10 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   demo [--scenario FILE] [--json FILE] [--html FILE]
                  run the local self-healing demo (default: tests/scenarios/payment-latency.yaml)
+  soak [--quick] [--json FILE]
+                 30 minutes of load with a fault every 4 minutes (--quick: the 5-minute
+                 CI version); fails if a process's memory or tasks grow, a report stays
+                 open or an action is never undone
   test           build test assets if missing, then fmt, clippy, every test, NAB
   test-assets    build the Kubernetes commands, etcd, CoreDNS and Prometheus once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "nab" => nab::run(rest),
         "demo" => demo::run(rest),
+        "soak" => demo::soak(rest),
         "images" => images::run(rest),
         "cluster" => cluster::run(rest),
         "kind-up" => kind::up(rest),
