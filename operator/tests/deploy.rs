@@ -9,13 +9,10 @@ use std::time::Duration;
 
 use common::*;
 use homeostat_api::{OrderSystem, RemediationPolicy};
-use homeostat_operator::router::gateway::{
-    HTTPBackendRef, HTTPRoute, HTTPRouteRule, HTTPRouteSpec,
-};
 use homeostat_test_support::rbac;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 fn deploy_dir() -> std::path::PathBuf {
@@ -265,29 +262,7 @@ async fn the_operator_uses_every_permission_it_is_granted_and_needs_no_other() {
         .await
         .expect("create the OrderSystem");
     statefulset(&client, ns, "ledger", 1).await;
-    let routes: Api<HTTPRoute> = Api::namespaced(client.clone(), ns);
-    let backend = |name: &str, weight: i32| HTTPBackendRef {
-        name: name.into(),
-        port: Some(8080),
-        weight: Some(weight),
-    };
-    let route = HTTPRoute::new(
-        "payments",
-        HTTPRouteSpec {
-            parent_refs: vec![],
-            hostnames: vec!["payments.shop".into()],
-            rules: vec![HTTPRouteRule {
-                backend_refs: vec![
-                    backend("payment-primary", 100),
-                    backend("payment-secondary", 0),
-                ],
-            }],
-        },
-    );
-    routes
-        .create(&PostParams::default(), &route)
-        .await
-        .expect("route");
+    let routes = payments_route(&client, ns).await;
     let scale = |service: &str, target: serde_json::Value| {
         json!({
             "services": {"names": [service]},
@@ -329,14 +304,7 @@ async fn the_operator_uses_every_permission_it_is_granted_and_needs_no_other() {
     let mut operator = Operator::start_as(&plane, &kubeconfig, "a");
 
     // The OrderSystem, every kind of child.
-    let monitors = Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        ns,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
-            "servicemonitors",
-        ),
-    );
+    let monitors = servicemonitors(&client, ns);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     eventually(
         "the OMS with its database, broker and ServiceMonitor",
@@ -378,22 +346,12 @@ async fn the_operator_uses_every_permission_it_is_granted_and_needs_no_other() {
         }
     };
     eventually("ledger at 2", 60, || ledger_at(2)).await;
-    let route_weights = || async {
-        let r = routes.get("payments").await.map_err(|e| e.to_string())?;
-        Ok::<Vec<Option<i32>>, String>(
-            r.spec.rules[0]
-                .backend_refs
-                .iter()
-                .map(|b| b.weight)
-                .collect(),
-        )
-    };
     let weights_are = |configmap: (&'static str, &'static str), route: [i32; 2]| {
         let client = client.clone();
-        let route_weights = &route_weights;
+        let routes = &routes;
         async move {
             let got = configmap_weights(&client, ns).await;
-            let from_route = route_weights().await?;
+            let from_route = route_weights(routes).await?;
             let want_route: Vec<Option<i32>> = route.iter().copied().map(Some).collect();
             if (got.0.as_str(), got.1.as_str()) == configmap && from_route == want_route {
                 Ok(())

@@ -9,9 +9,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use kube::Api;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,14 +66,7 @@ async fn an_order_system_becomes_the_oms_and_drift_is_repaired() {
         ("OrderSystem", uid.as_str(), Some(true))
     );
     assert_eq!(tax.spec.as_ref().and_then(|s| s.replicas), Some(2));
-    let monitors = Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        ns,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
-            "servicemonitors",
-        ),
-    );
+    let monitors = servicemonitors(&client, ns);
     let monitor = eventually("a ServiceMonitor", 60, || async {
         monitors.get("shop-oms").await.map_err(|e| e.to_string())
     })

@@ -5,9 +5,6 @@ mod common;
 
 use common::*;
 use homeostat_api::ReportState;
-use homeostat_operator::router::gateway::{
-    HTTPBackendRef, HTTPRoute, HTTPRouteRule, HTTPRouteSpec,
-};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
@@ -408,29 +405,7 @@ async fn reroute_through_a_gateway_api_httproute_and_restore() {
     let (plane, client) = plane().await;
     let ns = "shop";
     namespace(&client, ns).await;
-    let routes: Api<HTTPRoute> = Api::namespaced(client.clone(), ns);
-    let backend = |name: &str, weight: i32| HTTPBackendRef {
-        name: name.into(),
-        port: Some(8080),
-        weight: Some(weight),
-    };
-    let route = HTTPRoute::new(
-        "payments",
-        HTTPRouteSpec {
-            parent_refs: vec![],
-            hostnames: vec!["payments.shop".into()],
-            rules: vec![HTTPRouteRule {
-                backend_refs: vec![
-                    backend("payment-primary", 100),
-                    backend("payment-secondary", 0),
-                ],
-            }],
-        },
-    );
-    routes
-        .create(&PostParams::default(), &route)
-        .await
-        .expect("route");
+    let routes = payments_route(&client, ns).await;
     policy(
         &client,
         ns,
@@ -441,16 +416,7 @@ async fn reroute_through_a_gateway_api_httproute_and_restore() {
     let operator = Operator::start(&plane, "a", &[]);
     let report = open_report(&client, ns, "payment-primary").await;
 
-    let weights = || async {
-        let r = routes.get("payments").await.map_err(|e| e.to_string())?;
-        Ok::<Vec<Option<i32>>, String>(
-            r.spec.rules[0]
-                .backend_refs
-                .iter()
-                .map(|b| b.weight)
-                .collect(),
-        )
-    };
+    let weights = || route_weights(&routes);
     eventually("half the traffic on the secondary", 60, || async {
         let w = weights().await?;
         if w == [Some(50), Some(50)] {

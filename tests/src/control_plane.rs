@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{
+    AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
+    NamedContext,
+};
 use tempfile::TempDir;
 
 use crate::assets::TestAssets;
@@ -88,7 +91,12 @@ impl ControlPlane {
         let kubeconfig_path = root.join("kubeconfig");
         write(
             &kubeconfig_path,
-            &kubeconfig_yaml(&server_url, root, "homeostat-admin", "admin"),
+            &kubeconfig_yaml(
+                &server_url,
+                &root.join("ca.crt"),
+                "homeostat-admin",
+                client_certificate(root, "admin"),
+            ),
         )?;
 
         let plane_client = client_for(&kubeconfig_path).await?;
@@ -164,14 +172,21 @@ impl ControlPlane {
         namespace: &str,
         name: &str,
     ) -> Result<PathBuf, SupportError> {
+        // A token file, as a pod's projected token is.
         let token = self.service_account_token(namespace, name).await?;
+        let token_file = self.dir.path().join(format!("token-{namespace}-{name}"));
+        write(&token_file, &token)?;
+        let auth = AuthInfo {
+            token_file: Some(token_file.display().to_string()),
+            ..AuthInfo::default()
+        };
         let path = self
             .dir
             .path()
             .join(format!("kubeconfig-{namespace}-{name}"));
         write(
             &path,
-            &token_kubeconfig_yaml(&self.server_url, self.dir.path(), name, &token),
+            &kubeconfig_yaml(&self.server_url, &self.ca_path(), name, auth),
         )?;
         Ok(path)
     }
@@ -381,61 +396,50 @@ fn apiserver_command(binary: &Path, root: &Path, port: u16, etcd_url: &str) -> C
     command
 }
 
-/// A kubeconfig for `user` at `server_url`, with the CA and the client
-/// certificate and key in `pki` (`ca.crt`, `<stem>.crt`, `<stem>.key`).
-pub(crate) fn kubeconfig_yaml(server_url: &str, pki: &Path, user: &str, stem: &str) -> String {
-    let file = |name: String| pki.join(name).display().to_string();
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: homeostat
-  cluster:
-    server: {server_url}
-    certificate-authority: {ca}
-users:
-- name: {user}
-  user:
-    client-certificate: {cert}
-    client-key: {key}
-contexts:
-- name: homeostat
-  context:
-    cluster: homeostat
-    user: {user}
-    namespace: default
-current-context: homeostat
-",
-        ca = file("ca.crt".to_owned()),
-        cert = file(format!("{stem}.crt")),
-        key = file(format!("{stem}.key")),
-    )
+/// A kubeconfig for `user` at `server_url`, trusting the CA `ca` and
+/// authenticating with `auth`.
+pub(crate) fn kubeconfig_yaml(server_url: &str, ca: &Path, user: &str, auth: AuthInfo) -> String {
+    let named = |name: &str| name.to_owned();
+    let config = Kubeconfig {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Config".to_owned()),
+        clusters: vec![NamedCluster {
+            name: named("homeostat"),
+            cluster: Some(Cluster {
+                server: Some(server_url.to_owned()),
+                certificate_authority: Some(ca.display().to_string()),
+                ..Cluster::default()
+            }),
+            ..NamedCluster::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: named(user),
+            auth_info: Some(auth),
+            ..NamedAuthInfo::default()
+        }],
+        contexts: vec![NamedContext {
+            name: named("homeostat"),
+            context: Some(Context {
+                cluster: named("homeostat"),
+                user: Some(named(user)),
+                namespace: Some(named("default")),
+                ..Context::default()
+            }),
+            ..NamedContext::default()
+        }],
+        current_context: Some(named("homeostat")),
+        ..Kubeconfig::default()
+    };
+    serde_norway::to_string(&config).expect("a kubeconfig serialises")
 }
 
-/// A kubeconfig for a bearer `token` at `server_url`, trusting `pki/ca.crt`.
-fn token_kubeconfig_yaml(server_url: &str, pki: &Path, user: &str, token: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: homeostat
-  cluster:
-    server: {server_url}
-    certificate-authority: {ca}
-users:
-- name: {user}
-  user:
-    token: {token}
-contexts:
-- name: homeostat
-  context:
-    cluster: homeostat
-    user: {user}
-    namespace: default
-current-context: homeostat
-",
-        ca = pki.join("ca.crt").display(),
-    )
+/// The client certificate and key in `pki` (`<stem>.crt`, `<stem>.key`).
+pub(crate) fn client_certificate(pki: &Path, stem: &str) -> AuthInfo {
+    AuthInfo {
+        client_certificate: Some(pki.join(format!("{stem}.crt")).display().to_string()),
+        client_key: Some(pki.join(format!("{stem}.key")).display().to_string()),
+        ..AuthInfo::default()
+    }
 }
 
 async fn client_for(kubeconfig_path: &Path) -> Result<kube::Client, SupportError> {
@@ -487,4 +491,35 @@ fn readyz_request() -> http::Request<Vec<u8>> {
 
 fn write(path: &Path, contents: &str) -> Result<(), SupportError> {
     std::fs::write(path, contents).map_err(SupportError::io(format!("write {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubeconfig_names_its_user_context_and_credentials_as_kubectl_reads_them() {
+        let auth = AuthInfo {
+            token_file: Some("/tmp/token".into()),
+            ..AuthInfo::default()
+        };
+        let yaml = kubeconfig_yaml(
+            "https://127.0.0.1:6443",
+            Path::new("/tmp/ca.crt"),
+            "op",
+            auth,
+        );
+        for line in [
+            "current-context: homeostat",
+            "tokenFile: /tmp/token",
+            "certificate-authority: /tmp/ca.crt",
+            "users:",
+        ] {
+            assert!(yaml.contains(line), "{line} in {yaml}");
+        }
+        let parsed = Kubeconfig::from_yaml(&yaml).expect("parses");
+        assert_eq!(parsed.auth_infos[0].name, "op");
+        let cert = client_certificate(Path::new("/pki"), "admin");
+        assert_eq!(cert.client_key.as_deref(), Some("/pki/admin.key"));
+    }
 }

@@ -9,12 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use homeostat_api::{AnomalyReport, RemediationPolicy};
-use homeostat_operator::router::gateway::httproute_crd;
+use homeostat_operator::router::gateway::{
+    HTTPBackendRef, HTTPRoute, HTTPRouteRule, HTTPRouteSpec, httproute_crd,
+};
 use homeostat_test_support::{ControlPlane, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -86,6 +90,56 @@ pub async fn servicemonitor_crd(client: &Client) {
         .create(&PostParams::default(), &crd)
         .await
         .expect("ServiceMonitor CRD");
+}
+
+/// The ServiceMonitors of `ns` (the CRD has no Rust type here).
+pub fn servicemonitors(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
+            "servicemonitors",
+        ),
+    )
+}
+
+/// HTTPRoute `payments` in `ns`: all traffic on payment-primary.
+pub async fn payments_route(client: &Client, ns: &str) -> Api<HTTPRoute> {
+    let routes: Api<HTTPRoute> = Api::namespaced(client.clone(), ns);
+    let backend = |name: &str, weight: i32| HTTPBackendRef {
+        name: name.into(),
+        port: Some(8080),
+        weight: Some(weight),
+    };
+    let route = HTTPRoute::new(
+        "payments",
+        HTTPRouteSpec {
+            parent_refs: vec![],
+            hostnames: vec!["payments.shop".into()],
+            rules: vec![HTTPRouteRule {
+                backend_refs: vec![
+                    backend("payment-primary", 100),
+                    backend("payment-secondary", 0),
+                ],
+            }],
+        },
+    );
+    routes
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("route");
+    routes
+}
+
+/// The backend weights of HTTPRoute `payments`, in order.
+pub async fn route_weights(routes: &Api<HTTPRoute>) -> Result<Vec<Option<i32>>, String> {
+    let route = routes.get("payments").await.map_err(|e| e.to_string())?;
+    Ok(route.spec.rules[0]
+        .backend_refs
+        .iter()
+        .map(|b| b.weight)
+        .collect())
 }
 
 pub async fn namespace(client: &Client, name: &str) {

@@ -31,7 +31,13 @@ pub fn apiserver_url() -> String {
 
 /// A kubeconfig for `client`, with its certificate from `pki`.
 pub fn kubeconfig(pki: &Path, client: Client) -> String {
-    crate::control_plane::kubeconfig_yaml(&apiserver_url(), pki, client.file(), client.file())
+    use crate::control_plane::{client_certificate, kubeconfig_yaml};
+    kubeconfig_yaml(
+        &apiserver_url(),
+        &pki.join("ca.crt"),
+        client.file(),
+        client_certificate(pki, client.file()),
+    )
 }
 
 /// containerd with Kubernetes' CRI plugin, its state under `dir`.
