@@ -4,6 +4,7 @@
 
 mod detail;
 mod table;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,10 @@ struct Listing {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// After the list, a line for each change until interrupted (with
+    /// `-o json`, one object per line; `-o yaml`, one document per change).
+    #[arg(short, long)]
+    watch: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,12 +114,120 @@ fn print<T: Serialize>(
     Ok(())
 }
 
+/// How one kind is listed: its columns, its rows, which column is an age.
+struct Columns<K> {
+    header: &'static [&'static str],
+    rows: fn(&[K], jiff::Timestamp) -> Vec<Vec<String>>,
+    /// Columns that change with the clock alone, not worth a line.
+    volatile: &'static [usize],
+}
+
+/// The list, then each change, until the watch ends or Ctrl-C.
+async fn watch<K>(api: Api<K>, output: Output, columns: Columns<K>) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+    K: Send + Sync + 'static,
+{
+    use futures::TryStreamExt;
+    use kube::ResourceExt;
+    use kube::runtime::watcher;
+
+    let mut seen = watch::Seen::default();
+    let mut initial: Vec<K> = Vec::new();
+    let mut listed = false;
+    let events = watcher(api, watcher::Config::default());
+    futures::pin_mut!(events);
+    let key = |k: &K| format!("{}/{}", k.namespace().unwrap_or_default(), k.name_any());
+    // One object as its own line (or document); a table line without header.
+    let show = |object: &K, row: Vec<String>, deleted: bool| -> anyhow::Result<()> {
+        match output {
+            Output::Table => {
+                let text = table::render(columns.header, &[row]);
+                let line = text.lines().nth(1).unwrap_or_default();
+                if deleted {
+                    println!("{line}   (deleted)");
+                } else {
+                    println!("{line}");
+                }
+            }
+            Output::Json => println!("{}", serde_json::to_string(object)?),
+            Output::Yaml => print!("---\n{}", serde_norway::to_string(object)?),
+        }
+        Ok(())
+    };
+    while let Some(event) = events.try_next().await.context("watch")? {
+        let now = jiff::Timestamp::now();
+        match event {
+            watcher::Event::Init => initial.clear(),
+            watcher::Event::InitApply(object) if !listed => initial.push(object),
+            watcher::Event::InitDone if !listed => {
+                listed = true;
+                let rows = (columns.rows)(&initial, now);
+                for object in &initial {
+                    let row = (columns.rows)(std::slice::from_ref(object), now).remove(0);
+                    seen.changed(&key(object), &row, columns.volatile);
+                }
+                match output {
+                    Output::Table => print!("{}", table::render(columns.header, &rows)),
+                    _ => {
+                        for object in &initial {
+                            show(object, Vec::new(), false)?;
+                        }
+                    }
+                }
+            }
+            watcher::Event::InitDone => {}
+            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                let row = (columns.rows)(std::slice::from_ref(&object), now).remove(0);
+                if seen.changed(&key(&object), &row, columns.volatile) {
+                    show(&object, row, false)?;
+                }
+            }
+            watcher::Event::Delete(object) => {
+                if seen.forget(&key(&object)) {
+                    let row = (columns.rows)(std::slice::from_ref(&object), now).remove(0);
+                    show(&object, row, true)?;
+                }
+            }
+        }
+        // Lines reach a pipe as they happen, not when a buffer fills.
+        std::io::Write::flush(&mut std::io::stdout())?;
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("no cluster to talk to: set KUBECONFIG or a current context")?;
     let now = jiff::Timestamp::now();
     match cli.command {
+        Command::Reports(listing) if listing.watch => {
+            let columns = Columns {
+                header: &table::REPORT_COLUMNS,
+                rows: table::report_rows,
+                volatile: &[table::REPORT_AGE_COLUMN],
+            };
+            watch(
+                api::<AnomalyReport>(&client, &listing).await?,
+                listing.output,
+                columns,
+            )
+            .await
+        }
+        Command::Policies(listing) if listing.watch => {
+            let columns = Columns {
+                header: &table::POLICY_COLUMNS,
+                rows: |policies, _| table::policy_rows(policies),
+                volatile: &[],
+            };
+            watch(
+                api::<RemediationPolicy>(&client, &listing).await?,
+                listing.output,
+                columns,
+            )
+            .await
+        }
         Command::Reports(listing) => {
             let reports = api::<AnomalyReport>(&client, &listing)
                 .await?

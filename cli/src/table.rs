@@ -49,6 +49,9 @@ pub const REPORT_COLUMNS: [&str; 9] = [
     "AGE",
 ];
 
+/// AGE, the column that changes with the clock alone.
+pub const REPORT_AGE_COLUMN: usize = 8;
+
 /// Open reports first, then the others, newest first within each.
 pub fn report_rows(reports: &[AnomalyReport], now: Timestamp) -> Vec<Vec<String>> {
     let mut sorted: Vec<&AnomalyReport> = reports.iter().collect();
@@ -173,6 +176,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let column = |line: &str| line.find("SERVICE").or_else(|| line.find("tax   "));
         assert_eq!(column(lines[0]), lines[1].find("tax   "), "{text}");
+    }
+
+    #[test]
+    fn the_age_column_is_where_watch_leaves_it_out() {
+        assert_eq!(REPORT_COLUMNS[REPORT_AGE_COLUMN], "AGE");
     }
 
     #[test]

@@ -27,8 +27,8 @@ fn homeostat(plane: &ControlPlane, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reports_and_policies_list_as_a_table_json_and_yaml() {
+/// A control plane with the CRDs and namespace `shop`.
+async fn shop() -> (ControlPlane, kube::Client) {
     homeostat_test_support::install_crypto_provider();
     let plane = ControlPlane::start().await.expect("control plane");
     let client = plane.client().await.expect("client");
@@ -48,29 +48,15 @@ async fn reports_and_policies_list_as_a_table_json_and_yaml() {
         .create(&PostParams::default(), &namespace)
         .await
         .expect("namespace");
+    (plane, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_and_policies_list_as_a_table_json_and_yaml() {
+    let (plane, client) = shop().await;
 
     let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
-    let report: AnomalyReport = serde_json::from_value(json!({
-        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-        "metadata": {"name": "tax-latency-p99-1"},
-        "spec": {"service": "tax", "signal": "latency_p99"}
-    }))
-    .expect("report");
-    // The CRDs are served a moment after they are stored.
-    wait_until(
-        "the CRDs served",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            reports
-                .create(&PostParams::default(), &report)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
-    )
-    .await
-    .expect("create the report");
+    new_report(&reports, "tax-latency-p99-1", "tax").await;
     reports
         .patch_status(
             "tax-latency-p99-1",
@@ -158,4 +144,141 @@ async fn reports_and_policies_list_as_a_table_json_and_yaml() {
         error.contains("no AnomalyReport nothing-here in namespace shop"),
         "{error}"
     );
+}
+
+/// `homeostat ARGS --watch` running, its stdout read line by line.
+struct Watching {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watching {
+    fn start(plane: &ControlPlane, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_homeostat"))
+            .env("KUBECONFIG", plane.kubeconfig_path())
+            .args(args)
+            .arg("--watch")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run homeostat --watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line printed, within 30 s.
+    fn next(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a line from homeostat --watch within 30 s")
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn report_status(reports: &Api<AnomalyReport>, name: &str, state: &str, score: f64) {
+    let mut status = json!({
+        "state": state, "score": score, "peakScore": 0.97, "severity": "Critical",
+        "observed": 0.4, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
+        "openedAt": "2026-11-30T00:00:00Z", "lastEvaluatedAt": jiff::Timestamp::now().to_string()
+    });
+    if state == "Resolved" {
+        status["resolvedAt"] = json!("2026-11-30T00:05:00Z");
+    }
+    reports
+        .patch_status(
+            name,
+            &PatchParams::apply("homeostat-detector").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+                "status": status
+            })),
+        )
+        .await
+        .expect("report status");
+}
+
+async fn new_report(reports: &Api<AnomalyReport>, name: &str, service: &str) {
+    let report: AnomalyReport = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+        "metadata": {"name": name},
+        "spec": {"service": service, "signal": "latency_p99"}
+    }))
+    .expect("report");
+    wait_until(
+        "the CRDs served",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            reports
+                .create(&PostParams::default(), &report)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+    .expect("create the report");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_watch_prints_a_line_for_each_change_a_reader_acts_on() {
+    let (plane, client) = shop().await;
+    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
+    new_report(&reports, "tax-latency-p99-1", "tax").await;
+    report_status(&reports, "tax-latency-p99-1", "Open", 0.93).await;
+
+    // The table as it is.
+    let table = Watching::start(&plane, &["reports", "-n", "shop"]);
+    assert!(table.next().starts_with("NAMESPACE"));
+    let first = table.next();
+    assert!(
+        first.contains("tax-latency-p99-1") && first.contains("Open"),
+        "{first}"
+    );
+
+    // A rewrite that changes nothing shown (a later evaluation) prints
+    // nothing; the next line is the state change.
+    report_status(&reports, "tax-latency-p99-1", "Open", 0.93).await;
+    report_status(&reports, "tax-latency-p99-1", "Resolved", 0.93).await;
+    let resolved = table.next();
+    assert!(
+        resolved.contains("tax-latency-p99-1") && resolved.contains("Resolved"),
+        "{resolved}"
+    );
+    // A new report, then its deletion.
+    new_report(&reports, "orders-latency-p99-1", "orders").await;
+    let added = table.next();
+    assert!(added.contains("orders-latency-p99-1"), "{added}");
+    reports
+        .delete("orders-latency-p99-1", &Default::default())
+        .await
+        .expect("delete");
+    let deleted = table.next();
+    assert!(
+        deleted.contains("orders-latency-p99-1") && deleted.ends_with("(deleted)"),
+        "{deleted}"
+    );
+
+    // -o json: one object per line, the existing ones first.
+    let objects = Watching::start(&plane, &["reports", "-n", "shop", "-o", "json"]);
+    let existing: serde_json::Value = serde_json::from_str(&objects.next()).expect("JSON line");
+    assert_eq!(existing["metadata"]["name"], "tax-latency-p99-1");
+    new_report(&reports, "inventory-latency-p99-1", "inventory").await;
+    let added: serde_json::Value = serde_json::from_str(&objects.next()).expect("JSON line");
+    assert_eq!(added["metadata"]["name"], "inventory-latency-p99-1");
+    assert_eq!(added["spec"]["service"], "inventory");
 }
