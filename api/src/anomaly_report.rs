@@ -121,6 +121,26 @@ pub struct AnomalyReportStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+
+    /// The last person to acknowledge the report (`homeostat ack`): who,
+    /// when, and their note. Written with field manager `homeostat-ack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Acknowledgement>,
+}
+
+/// A person saying "I have this", as the API server authenticated them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Acknowledgement {
+    /// The user name the API server authenticated (SelfSubjectReview).
+    #[schemars(length(min = 1, max = 256))]
+    pub by: String,
+    /// When.
+    pub at: Time,
+    /// What they said, e.g. what they are looking at.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub note: String,
 }
 
 /// The expected range of a signal.

@@ -83,6 +83,18 @@ pub fn render(report: &AnomalyReport, now: Timestamp) -> String {
             let _ = writeln!(out, "{:<10} - {evidence}", "");
         }
     }
+    if let Some(ack) = &status.acknowledged {
+        let note = if ack.note.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", ack.note)
+        };
+        field(
+            &mut out,
+            "Acked",
+            format!("by {} {} ago{note}", ack.by, age(ack.at.0, now)),
+        );
+    }
     for condition in status.conditions.iter().filter(|c| c.status == "True") {
         field(
             &mut out,

@@ -2,6 +2,7 @@
 //! kubeconfig, kubectl-style. Also a kubectl plugin: installed on the PATH
 //! as `kubectl-homeostat`, it answers `kubectl homeostat …`.
 
+mod ack;
 mod detail;
 mod table;
 mod watch;
@@ -35,6 +36,21 @@ enum Command {
     Report(Detail),
     /// Remediation policies: ready or not, what each holds now.
     Policies(Listing),
+    /// Acknowledge a report as yourself (the identity the API server
+    /// authenticates): recorded on the report and as an Event.
+    Ack(Ack),
+}
+
+#[derive(clap::Args, Debug)]
+struct Ack {
+    /// The report's name.
+    name: String,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// What you are doing about it, for the others on call.
+    #[arg(long, default_value = "")]
+    note: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -256,6 +272,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Yaml => print!("{}", serde_norway::to_string(&report)?),
             }
+            Ok(())
+        }
+        Command::Ack(ack) => {
+            let namespace = ack
+                .namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            let by = ack::acknowledge(&client, &namespace, &ack.name, &ack.note).await?;
+            println!(
+                "anomalyreport {namespace}/{} acknowledged by {by}",
+                ack.name
+            );
             Ok(())
         }
         Command::Policies(listing) => {

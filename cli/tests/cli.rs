@@ -13,8 +13,13 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 fn homeostat(plane: &ControlPlane, args: &[&str]) -> String {
+    homeostat_as(plane.kubeconfig_path(), args)
+}
+
+/// `homeostat ARGS` with the credentials in `kubeconfig`; its stdout.
+fn homeostat_as(kubeconfig: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_homeostat"))
-        .env("KUBECONFIG", plane.kubeconfig_path())
+        .env("KUBECONFIG", kubeconfig)
         .args(args)
         .output()
         .expect("run homeostat");
@@ -281,4 +286,149 @@ async fn reports_watch_prints_a_line_for_each_change_a_reader_acts_on() {
     let added: serde_json::Value = serde_json::from_str(&objects.next()).expect("JSON line");
     assert_eq!(added["metadata"]["name"], "inventory-latency-p99-1");
     assert_eq!(added["spec"]["service"], "inventory");
+}
+
+/// A ServiceAccount `shop/name` bound in shop to the ClusterRole `role`, and
+/// a kubeconfig for it.
+async fn person(
+    plane: &ControlPlane,
+    client: &kube::Client,
+    name: &str,
+    role: &str,
+) -> std::path::PathBuf {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("account");
+    Api::<ServiceAccount>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("ServiceAccount");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "shop"}]
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("RoleBinding");
+    plane
+        .service_account_kubeconfig("shop", name)
+        .await
+        .expect("kubeconfig")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_records_who_as_the_api_server_knows_them_and_a_reader_cannot() {
+    let (plane, client) = shop().await;
+    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
+    new_report(&reports, "tax-latency-p99-1", "tax").await;
+    report_status(&reports, "tax-latency-p99-1", "Open", 0.93).await;
+    // The shipped role for people on call (rbac.yaml also makes homeostat's
+    // ServiceAccounts, in homeostat-system), and a reader's.
+    let system: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "homeostat-system"}})).expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &system)
+        .await
+        .expect("namespace");
+    homeostat_test_support::rbac::apply(
+        &plane,
+        &[std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let reader: k8s_openapi::api::rbac::v1::ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": "report-reader"},
+        "rules": [{"apiGroups": ["homeostat.dev"], "resources": ["anomalyreports"], "verbs": ["get", "list", "watch"]}]
+    }))
+    .expect("role");
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &reader)
+        .await
+        .expect("reader role");
+    let alice = person(&plane, &client, "alice", "homeostat-oncall").await;
+    let viewer = person(&plane, &client, "viewer", "report-reader").await;
+
+    let said = homeostat_as(
+        &alice,
+        &[
+            "ack",
+            "tax-latency-p99-1",
+            "-n",
+            "shop",
+            "--note",
+            "looking at tax's pool",
+        ],
+    );
+    let alice_user = "system:serviceaccount:shop:alice";
+    assert!(said.contains(alice_user), "{said}");
+    let status = reports
+        .get("tax-latency-p99-1")
+        .await
+        .expect("report")
+        .status
+        .expect("status");
+    let ack = status.acknowledged.as_ref().expect("acknowledged");
+    assert_eq!(
+        (ack.by.as_str(), ack.note.as_str()),
+        (alice_user, "looking at tax's pool")
+    );
+    let entry = status
+        .timeline
+        .iter()
+        .find(|t| t.id.starts_with("acknowledged-"))
+        .expect("a timeline entry");
+    assert_eq!(
+        entry.message,
+        format!("acknowledged by {alice_user}: looking at tax's pool")
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "shop");
+    let event = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("Acknowledged"))
+        .expect("an Acknowledged Event");
+    assert!(
+        event
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains(alice_user)
+    );
+    // The detector's next write leaves it be.
+    report_status(&reports, "tax-latency-p99-1", "Open", 0.95).await;
+    let detail = homeostat_as(&alice, &["report", "tax-latency-p99-1", "-n", "shop"]);
+    assert!(
+        detail.contains(&format!("Acked      by {alice_user}")),
+        "{detail}"
+    );
+
+    // A reader can look but not acknowledge: refused, nothing written.
+    let refused = Command::new(env!("CARGO_BIN_EXE_homeostat"))
+        .env("KUBECONFIG", &viewer)
+        .args(["ack", "tax-latency-p99-1", "-n", "shop", "--note", "mine"])
+        .output()
+        .expect("run homeostat");
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("forbidden"), "{error}");
+    let after = reports.get("tax-latency-p99-1").await.expect("report");
+    let after = after.status.expect("status");
+    assert_eq!(
+        after.acknowledged.as_ref().map(|a| a.by.as_str()),
+        Some(alice_user)
+    );
+    assert_eq!(
+        after
+            .timeline
+            .iter()
+            .filter(|t| t.source == "on-call")
+            .count(),
+        1
+    );
 }

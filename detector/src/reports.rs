@@ -292,6 +292,8 @@ fn detector_status(
             last_transition_time: transition,
             observed_generation: None,
         }],
+        // A person's, never listed by the detector's apply (it would take it over).
+        acknowledged: None,
     }
 }
 

@@ -109,7 +109,7 @@ pub fn read(path: &Path) -> Result<Vec<AuditEvent>, SupportError> {
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
             serde_json::from_str(line)
-                .map_err(|e| SupportError::Kubeconfig(format!("audit event {line}: {e}")))
+                .map_err(|e| SupportError::Failed(format!("audit event {line}: {e}")))
         })
         .collect()
 }

@@ -38,6 +38,9 @@ pub enum SupportError {
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
 
+    #[error("{0}")]
+    Failed(String),
+
     #[error("kubernetes client: {0}")]
     Kube(#[from] kube::Error),
 

@@ -41,7 +41,7 @@ pub fn apply(plane: &ControlPlane, files: &[PathBuf]) -> Result<(), SupportError
     if out.status.success() {
         Ok(())
     } else {
-        Err(SupportError::Kubeconfig(format!(
+        Err(SupportError::Failed(format!(
             "kubectl apply: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)

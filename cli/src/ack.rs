@@ -1,0 +1,171 @@
+//! `homeostat ack`: a person says "I have this" about a report. Who they are
+//! is what the API server authenticated (SelfSubjectReview), never what
+//! they type; the acknowledgement is written to the report's status with
+//! field manager `homeostat-ack` (the detector and the operator own the
+//! rest), added to its timeline, and published as an Event naming them. An
+//! identity without `patch` on `anomalyreports/status` is refused by the API
+//! server and nothing is written.
+
+use anyhow::Context;
+use homeostat_api::{Acknowledgement, AnomalyReport, StatusWrite, TimelineEntry};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+
+pub const FIELD_MANAGER: &str = "homeostat-ack";
+/// The timeline entries' `source`, so that each apply lists all of them.
+pub const SOURCE: &str = "on-call";
+
+/// What `homeostat-ack` owns of a report's status.
+#[derive(Debug, Serialize)]
+struct AckStatus {
+    acknowledged: Acknowledgement,
+    timeline: Vec<TimelineEntry>,
+}
+
+/// The user name the API server knows the caller by.
+pub async fn who_am_i(client: &Client) -> anyhow::Result<String> {
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .context("ask the API server who this is (SelfSubjectReview)")?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .filter(|u| !u.is_empty())
+        .context("the API server did not say who this is")
+}
+
+/// `: note`, or nothing without one.
+fn said(note: &str) -> String {
+    if note.is_empty() {
+        String::new()
+    } else {
+        format!(": {note}")
+    }
+}
+
+/// The status `by` writes to acknowledge `report` at `now` with `note`:
+/// its earlier acknowledgements stay on the timeline.
+fn ack_status(report: &AnomalyReport, by: &str, note: &str, now: jiff::Timestamp) -> AckStatus {
+    let at = Time(now);
+    let mut timeline: Vec<TimelineEntry> = report
+        .status
+        .iter()
+        .flat_map(|s| s.timeline.iter())
+        .filter(|t| t.source == SOURCE)
+        .cloned()
+        .collect();
+    let said = said(note);
+    timeline.push(TimelineEntry {
+        id: format!("acknowledged-{}", now.as_second()),
+        time: at.clone(),
+        source: SOURCE.to_owned(),
+        message: format!("acknowledged by {by}{said}")
+            .chars()
+            .take(1024)
+            .collect(),
+    });
+    AckStatus {
+        acknowledged: Acknowledgement {
+            by: by.to_owned(),
+            at,
+            note: note.chars().take(1024).collect(),
+        },
+        timeline,
+    }
+}
+
+/// Acknowledges `namespace/name` as the caller; returns who they are.
+pub async fn acknowledge(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    note: &str,
+) -> anyhow::Result<String> {
+    let by = who_am_i(client).await?;
+    let api: Api<AnomalyReport> = Api::namespaced(client.clone(), namespace);
+    let report = api
+        .get_opt(name)
+        .await
+        .context("read the AnomalyReport")?
+        .with_context(|| format!("no AnomalyReport {name} in namespace {namespace}"))?;
+    let body =
+        StatusWrite::of::<AnomalyReport>(ack_status(&report, &by, note, jiff::Timestamp::now()));
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .with_context(|| format!("acknowledge {namespace}/{name} as {by}"))?;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "homeostat-cli".into(),
+            instance: None,
+        },
+    );
+    let said = said(note);
+    recorder
+        .publish(
+            &Event {
+                type_: EventType::Normal,
+                reason: "Acknowledged".into(),
+                note: Some(format!("by {by}{said}").chars().take(1024).collect()),
+                action: "Acknowledge".into(),
+                secondary: None,
+            },
+            &report.object_ref(&()),
+        )
+        .await
+        .context("publish the Acknowledged Event (the acknowledgement is written)")?;
+    Ok(by)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_with(timeline: serde_json::Value) -> AnomalyReport {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+            "metadata": {"name": "tax-latency-p99-1", "namespace": "shop"},
+            "spec": {"service": "tax", "signal": "latency_p99"},
+            "status": {
+                "state": "Open", "score": 0.9, "peakScore": 0.9, "severity": "Critical",
+                "observed": 0.4, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
+                "openedAt": "2026-12-04T10:00:00Z", "timeline": timeline
+            }
+        }))
+        .expect("report")
+    }
+
+    #[test]
+    fn an_acknowledgement_keeps_earlier_ones_and_leaves_others_entries_to_them() {
+        let report = report_with(serde_json::json!([
+            {"id": "opened", "time": "2026-12-04T10:00:00Z", "source": "detector", "message": "opened"},
+            {"id": "acknowledged-1", "time": "2026-12-04T10:01:00Z", "source": "on-call", "message": "acknowledged by bob"}
+        ]));
+        let now: jiff::Timestamp = "2026-12-04T10:02:00Z".parse().expect("time");
+        let status = ack_status(&report, "alice", "looking at tax's pool", now);
+        assert_eq!(status.acknowledged.by, "alice");
+        assert_eq!(status.acknowledged.note, "looking at tax's pool");
+        let ids: Vec<&str> = status.timeline.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "acknowledged-1",
+                &format!("acknowledged-{}", now.as_second())
+            ]
+        );
+        assert_eq!(
+            status.timeline[1].message,
+            "acknowledged by alice: looking at tax's pool"
+        );
+    }
+}
