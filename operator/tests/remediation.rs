@@ -789,3 +789,64 @@ async fn sigterm_releases_the_lease_and_exits() {
         "still held by {after:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_report_on_a_held_workload_is_undone_with_the_first_back_to_the_original() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    let mut spec = scale_spec("tax", 3, "1s");
+    // Long enough that the first report's restore waits for the second.
+    spec["stableFor"] = json!("30s");
+    policy(&client, ns, "scale-tax", spec).await;
+    let _operator = Operator::start(&plane, "a", &[]);
+
+    let first = open_report(&client, ns, "tax").await;
+    wait_replicas(&client, ns, "tax", 2).await;
+    resolve(&client, ns, &first).await;
+    // Another anomaly on tax before the first's stable time is up.
+    let second = "tax-errors-1";
+    let report: homeostat_api::AnomalyReport = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+        "metadata": {"name": second}, "spec": {"service": "tax", "signal": "latency_p99"}
+    }))
+    .expect("report");
+    Api::<homeostat_api::AnomalyReport>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &report)
+        .await
+        .expect("second report");
+    detector_status(&client, ns, second, "Open", None).await;
+    wait_replicas(&client, ns, "tax", 3).await;
+
+    // Both resolved a minute ago: back to 1, not to the 2 the second found,
+    // and both reports say their steps were undone.
+    let a_minute_ago = unix_now() - 59;
+    detector_status(&client, ns, &first, "Resolved", Some(a_minute_ago)).await;
+    detector_status(&client, ns, second, "Resolved", Some(a_minute_ago)).await;
+    wait_replicas(&client, ns, "tax", 1).await;
+    for name in [first.as_str(), second] {
+        eventually(&format!("{name}'s step undone"), 30, || async {
+            let actions = get_report(&client, ns, name)
+                .await
+                .status
+                .map(|s| s.actions)
+                .unwrap_or_default();
+            let done: Vec<_> = actions.iter().filter(|a| a.done_at.is_some()).collect();
+            if !done.is_empty() && done.iter().all(|a| a.restored_at.is_some()) {
+                Ok(())
+            } else {
+                Err(format!("{actions:#?}"))
+            }
+        })
+        .await;
+    }
+    assert!(
+        get_policy(&client, ns, "scale-tax")
+            .await
+            .status
+            .expect("status")
+            .active
+            .is_empty()
+    );
+}

@@ -350,6 +350,13 @@ fn changed_by_others(policy: Policy<'_>, world: &World) -> Vec<Decision> {
         .active
         .iter()
         .filter(|a| a.pending.is_none() && a.changed_by_others.is_none())
+        // The policy's own later step on the same target (for another
+        // report) is not someone else's: judge the latest one alone.
+        .filter(|a| {
+            on_target(policy, &a.target)
+                .first()
+                .is_some_and(|l| std::ptr::eq(*l, *a))
+        })
         .filter_map(|a| {
             if let Some(yielded) = recreated(a, world) {
                 return Some(yielded);
@@ -392,52 +399,80 @@ fn yielded(policy: Policy<'_>, target: &Target) -> bool {
 
 fn restores(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decision> {
     let stable_for = policy.spec.stable_for.0.as_secs() as i64;
+    let recovered = |active: &ActiveRemediation| match report_named(reports, &active.report) {
+        _ if policy.deleting => true,
+        None => true,
+        Some(r) => {
+            r.state == ReportState::Resolved
+                && r.resolved_at.is_some_and(|at| world.now - at >= stable_for)
+        }
+    };
     let mut out = Vec::new();
-    for active in &policy.status.active {
-        let recovered = match report_named(reports, &active.report) {
-            _ if policy.deleting => true,
-            None => true,
-            Some(r) => {
-                r.state == ReportState::Resolved
-                    && r.resolved_at.is_some_and(|at| world.now - at >= stable_for)
-            }
-        };
-        if !recovered || world.kill_switch {
+    let mut done: BTreeSet<&Target> = BTreeSet::new();
+    for first in &policy.status.active {
+        if !done.insert(&first.target) {
             continue;
         }
-        let forget = |why| Decision::Forget {
+        // Every change the policy holds on this target, for one report or
+        // several, the latest first: undone together, each back to where
+        // the one before it left the target, only once all are recovered.
+        let held = on_target(policy, &first.target);
+        if !held.iter().all(|a| recovered(a)) || world.kill_switch {
+            continue;
+        }
+        let forget = |active: &ActiveRemediation, why| Decision::Forget {
             report: active.report.clone(),
             target: active.target.clone(),
             why,
         };
-        if active.changed_by_others.is_some() {
+        if held.iter().any(|a| a.changed_by_others.is_some()) {
             // Theirs now: dropped, never put back over their change.
-            out.push(forget(Forgotten::ChangedByOthers));
+            out.extend(held.iter().map(|a| forget(a, Forgotten::ChangedByOthers)));
             continue;
         }
-        let Some(now) = world.states.get(&active.target) else {
-            out.push(forget(Forgotten::TargetGone));
+        let Some(now) = world.states.get(&first.target) else {
+            out.extend(held.iter().map(|a| forget(a, Forgotten::TargetGone)));
             continue;
         };
         // The action that made the change says whether it is undone; one
         // no longer in the spec was still the policy's doing: undone.
         let restoring = policy
             .kinds()
-            .find_map(|kind| kind.restores(&active.target))
+            .find_map(|kind| kind.restores(&first.target))
             .unwrap_or(true);
-        out.push(match State::original(active) {
-            Some(original) if restoring => Decision::Restore {
-                report: active.report.clone(),
-                change: Change {
-                    target: active.target.clone(),
-                    before: now.clone(),
-                    after: original,
-                },
-            },
-            _ => forget(Forgotten::NotRestoring),
-        });
+        let mut before = now.clone();
+        for active in held {
+            out.push(match State::original(active) {
+                Some(original) if restoring => {
+                    let change = Change {
+                        target: active.target.clone(),
+                        before: std::mem::replace(&mut before, original.clone()),
+                        after: original,
+                    };
+                    Decision::Restore {
+                        report: active.report.clone(),
+                        change,
+                    }
+                }
+                _ => forget(active, Forgotten::NotRestoring),
+            });
+        }
     }
     out
+}
+
+/// The policy's changes in force on `target`, the latest first (a second
+/// report on the same service adds its own, starting where the first left).
+fn on_target<'p>(policy: Policy<'p>, target: &Target) -> Vec<&'p ActiveRemediation> {
+    let mut held: Vec<(usize, &ActiveRemediation)> = policy
+        .status
+        .active
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.target == *target)
+        .collect();
+    held.sort_by_key(|(i, a)| std::cmp::Reverse((a.started_at.0, *i)));
+    held.into_iter().map(|(_, a)| a).collect()
 }
 
 /// Whether `report` is one this policy answers, now.
@@ -1062,6 +1097,71 @@ mod tests {
         // ... unless the kill switch is on: then nothing changes at all.
         w.kill_switch = true;
         assert!(run(&spec, &active_scale(2, None), &[], &w).is_empty());
+    }
+
+    #[test]
+    fn a_second_report_on_a_held_target_is_undone_with_the_first_back_to_the_original() {
+        // Report 1 took tax 2→3 and resolved long ago; report 2, opened
+        // before report 1's stable time was up, took it 3→4.
+        let mut status = active_scale(1, None);
+        status.active[0].applied_replicas = Some(3);
+        let mut second = status.active[0].clone();
+        second.report = "tax-errors-1".into();
+        second.original_replicas = Some(3);
+        second.applied_replicas = Some(4);
+        second.started_at = time(NOW - 50);
+        status.active.push(second);
+        let mut w = world();
+        w.states.insert(tax(), State::Replicas(4));
+        let resolved = |name: &str, at: i64| Report {
+            name: name.into(),
+            state: ReportState::Resolved,
+            resolved_at: Some(at),
+            ..report("tax")
+        };
+        let first = resolved("tax-latency-p99-1", NOW - 3600);
+        let spec = scale_policy(json!({}));
+        // Report 2 still open: its step is the policy's own, not someone
+        // else's change to report 1's 3; nothing is put back yet.
+        let open = Report {
+            name: "tax-errors-1".into(),
+            signal: Signal::ErrorRatio,
+            ..report("tax")
+        };
+        let d = run(&spec, &status, &[first.clone(), open], &w);
+        assert!(
+            !d.iter()
+                .any(|d| matches!(d, Decision::Yield { .. } | Decision::Restore { .. })),
+            "{d:?}"
+        );
+        // Both recovered: 4→3 for report 2, then 3→2 for report 1.
+        let d = run(
+            &spec,
+            &status,
+            &[first, resolved("tax-errors-1", NOW - 3600)],
+            &w,
+        );
+        let restores: Vec<(&str, &State, &State)> = d
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Restore { report, change } => {
+                    Some((report.as_str(), &change.before, &change.after))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            restores,
+            [
+                ("tax-errors-1", &State::Replicas(4), &State::Replicas(3)),
+                (
+                    "tax-latency-p99-1",
+                    &State::Replicas(3),
+                    &State::Replicas(2)
+                ),
+            ],
+            "{d:?}"
+        );
     }
 
     #[test]
