@@ -77,22 +77,6 @@ async fn stepped_once(client: &kube::Client, ns: &str, report: &str, operator: &
     assert_eq!(status.actions_taken, 1, "{status:?}");
 }
 
-/// The policy holds no change in force.
-async fn holds_nothing(client: &kube::Client, ns: &str) {
-    eventually("the policy holds nothing", 60, || async {
-        let status = get_policy(client, ns, "scale-tax")
-            .await
-            .status
-            .ok_or("no status")?;
-        if status.active.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{:?}", status.active))
-        }
-    })
-    .await;
-}
-
 /// Resolved: tax back at 2, the policy holds nothing, the report says restored.
 async fn restored(client: &kube::Client, ns: &str, report: &str) {
     wait_replicas(client, ns, "tax", 2).await;

@@ -138,14 +138,7 @@ async fn a_matching_report_scales_within_bounds_and_back_after_resolution() {
             .iter()
             .any(|r| r == "Scaled")
     );
-    assert!(
-        get_policy(&client, ns, "scale-tax")
-            .await
-            .status
-            .expect("status")
-            .active
-            .is_empty()
-    );
+    holds_nothing(&client, ns).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -841,12 +834,5 @@ async fn a_second_report_on_a_held_workload_is_undone_with_the_first_back_to_the
         })
         .await;
     }
-    assert!(
-        get_policy(&client, ns, "scale-tax")
-            .await
-            .status
-            .expect("status")
-            .active
-            .is_empty()
-    );
+    holds_nothing(&client, ns).await;
 }

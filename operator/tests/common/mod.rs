@@ -333,6 +333,22 @@ pub async fn wait_replicas(client: &Client, ns: &str, name: &str, n: i32) {
     .await
 }
 
+/// The policy `scale-tax` holds no change in force (waits for it).
+pub async fn holds_nothing(client: &kube::Client, ns: &str) {
+    eventually("the policy holds nothing", 60, || async {
+        let status = get_policy(client, ns, "scale-tax")
+            .await
+            .status
+            .ok_or("no status")?;
+        if status.active.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", status.active))
+        }
+    })
+    .await;
+}
+
 /// Waits for `check` to hold.
 pub async fn eventually<T, F, Fut>(what: &str, seconds: u64, check: F) -> T
 where
