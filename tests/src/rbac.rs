@@ -288,12 +288,12 @@ pub fn least_privilege_findings(
     if mine.is_empty() {
         findings.push(format!("{user} made no request at all"));
     }
-    let mut refused: Vec<String> = mine
+    // Each refused request once, however often it was retried.
+    let refused: std::collections::BTreeSet<String> = mine
         .iter()
         .filter(|e| e.refused())
         .map(|e| format!("refused: {}", e.summary()))
         .collect();
-    refused.dedup();
     findings.extend(refused);
     for grant in grants {
         if !mine.iter().any(|e| grant.allowed(e)) {
