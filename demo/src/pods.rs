@@ -68,10 +68,14 @@ pub fn scale_outcome(
     until: Timestamp,
 ) -> ScaleOutcome {
     let of_service = || pods.iter().filter(|p| p.service == service);
-    let ready_before = of_service().filter(|p| p.ready_at_moment(at)).count();
-    let started: Vec<&PodRecord> = of_service()
-        .filter(|p| p.created_at >= at - STAMP_SLACK && p.created_at < until)
-        .collect();
+    let started_by_action =
+        |p: &PodRecord| p.created_at >= at - STAMP_SLACK && p.created_at < until;
+    // A pod the action started was not there before it, even when the
+    // second-resolution stamps put its Ready in the action's second.
+    let ready_before = of_service()
+        .filter(|p| !started_by_action(p) && p.ready_at_moment(at))
+        .count();
+    let started: Vec<&PodRecord> = of_service().filter(|p| started_by_action(p)).collect();
     let all_ready = started
         .iter()
         .map(|p| p.ready_at)
@@ -161,6 +165,21 @@ mod tests {
         assert_eq!(outcome.ready_after, Some(2));
         let names: Vec<&str> = outcome.new_pods.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["tax-c"]);
+    }
+
+    #[test]
+    fn a_new_pod_ready_within_the_actions_second_is_not_counted_before_it() {
+        // Seen on the cluster: action stamped 23:15:20, new pod created and
+        // Ready at 23:15:20 (both to the second).
+        let pods = [
+            pod("tax-a", "tax", 0, Some(5), None),
+            pod("tax-b", "tax", 0, Some(6), None),
+            pod("tax-c", "tax", 100, Some(100), None),
+        ];
+        let outcome = scale_outcome(&pods, "tax", t(100), t(300));
+        assert_eq!(outcome.ready_before, 2);
+        assert_eq!(outcome.ready_after, Some(3));
+        assert_eq!(outcome.new_pods[0].ready_seconds, Some(0.0));
     }
 
     #[test]
