@@ -165,6 +165,25 @@ pub struct Incident {
     last: Option<ReportUpdate>,
 }
 
+/// How long a service explained as a culprit's symptom stays one after its
+/// culprit's report last stood open, while its own signals are not back.
+/// Long enough for the culprit's remediation to be undone (the sample
+/// policies' stable times are 1–2 minutes) and its callers' rate windows to
+/// drain; short enough that a caller which stays degraded on its own is
+/// reported within minutes.
+pub const SYMPTOM_MEMORY_SECONDS: i64 = 300;
+
+/// A service degraded because of another: it opens no report of its own
+/// until its own signals are back (its phase is quiet), so a caller whose
+/// window still drains a resolved culprit's effect, or that runs degraded
+/// while the culprit's remediation is in force, is not blamed.
+#[derive(Debug, Clone, PartialEq)]
+struct SymptomOf {
+    culprit: String,
+    /// Last tick the culprit's report was open.
+    explained_at: i64,
+}
+
 /// Scores of one tick, for metrics and charts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TickScores {
@@ -192,6 +211,7 @@ pub struct Engine {
     joint: BTreeMap<String, JointModel>,
     phases: BTreeMap<String, Phase>,
     incidents: BTreeMap<String, Incident>,
+    symptoms: BTreeMap<String, SymptomOf>,
 }
 
 /// Why fitting produced no model for a series (the others still fit).
@@ -210,6 +230,7 @@ impl Engine {
             joint: BTreeMap::new(),
             phases: BTreeMap::new(),
             incidents: BTreeMap::new(),
+            symptoms: BTreeMap::new(),
         }
     }
 
@@ -441,12 +462,16 @@ impl Engine {
             })
             .collect();
         let culprits = localise(&symptoms, &edges, self.config.edge_threshold);
+        self.remember_symptoms(now);
 
         let mut events = Vec::new();
         let degraded = observation.is_none();
         for found in culprits {
             let service = found.culprit.service.clone();
             if !self.phases.get(&service).is_some_and(Phase::is_open) {
+                continue;
+            }
+            if !self.incidents.contains_key(&service) && self.symptoms.contains_key(&service) {
                 continue;
             }
             // A report keeps the signal it opened with.
@@ -470,7 +495,7 @@ impl Engine {
                 }
                 None => {
                     self.incidents.insert(
-                        service,
+                        service.clone(),
                         Incident {
                             signal: update.signal,
                             opened_at: update.opened_at,
@@ -480,6 +505,15 @@ impl Engine {
                     );
                     events.push(ReportEvent::Open(update));
                 }
+            }
+            for symptom in &found.explains {
+                self.symptoms.insert(
+                    symptom.clone(),
+                    SymptomOf {
+                        culprit: service.clone(),
+                        explained_at: now,
+                    },
+                );
             }
         }
         // Open incidents the localisation did not mention this tick (no data,
@@ -513,6 +547,20 @@ impl Engine {
             }
         }
         TickOutcome { scores, events }
+    }
+
+    /// Keeps a symptom while its culprit's report is open and for
+    /// [`SYMPTOM_MEMORY_SECONDS`] after; lets it go once its own signals
+    /// are back, so a later degradation is its own.
+    fn remember_symptoms(&mut self, now: i64) {
+        let (phases, incidents) = (&self.phases, &self.incidents);
+        self.symptoms.retain(|service, symptom| {
+            if incidents.contains_key(&symptom.culprit) {
+                symptom.explained_at = now;
+            }
+            let degraded = !matches!(phases.get(service), None | Some(Phase::Quiet));
+            degraded && now - symptom.explained_at <= SYMPTOM_MEMORY_SECONDS
+        });
     }
 
     fn score(&mut self, now: i64, observed: &Observation) -> TickScores {
@@ -907,6 +955,93 @@ mod tests {
             .collect();
         assert_eq!(opened_count(&events), 0, "{events:#?}");
     }
+    /// payment-primary healed and drained (probes only, no calls from
+    /// orders), orders' latency `orders_factor` times its normal.
+    fn rerouted(i: usize, orders_factor: f64) -> Observation {
+        let mut o = with_traffic(i, 1.0, "payment-primary", 0.05);
+        o.edges
+            .remove(&("orders".to_owned(), "payment-primary".to_owned()));
+        for signal in [Signal::LatencyP50, Signal::LatencyP95, Signal::LatencyP99] {
+            let key = ("orders".to_owned(), signal);
+            o.series
+                .insert(key, normal("orders", signal, i) * orders_factor);
+        }
+        o
+    }
+
+    fn tick_all(
+        engine: &mut Engine,
+        ticks: std::ops::Range<usize>,
+        observation: impl Fn(usize) -> Observation,
+    ) -> Vec<ReportEvent> {
+        ticks
+            .flat_map(|i| engine.tick(i as i64 * STEP, Some(&observation(i))).events)
+            .collect()
+    }
+
+    fn opened_on<'a>(events: &'a [ReportEvent], service: &str) -> Vec<&'a ReportUpdate> {
+        opened(events)
+            .into_iter()
+            .filter(|u| u.service == service)
+            .collect()
+    }
+
+    #[test]
+    fn a_symptom_stays_a_symptom_after_its_culprit_resolves_until_its_own_signals_are_back() {
+        let mut engine = fitted();
+        let fault = run(&mut engine, 720..760, 6.0);
+        assert_eq!(
+            opened(&fault)[0]
+                .culprit
+                .as_ref()
+                .expect("culprit")
+                .explains,
+            ["orders"]
+        );
+        // The reroute in force: payment-primary healed and drained, its
+        // report resolves; orders still runs 3x slow on the other provider
+        // and no call of it blames anyone.
+        let handover = tick_all(&mut engine, 760..800, |i| rerouted(i, 3.0));
+        assert!(resolves(&handover, "payment-primary"), "{handover:#?}");
+        assert!(opened_on(&handover, "orders").is_empty(), "{handover:#?}");
+        // orders back to normal long enough to be quiet, then slow on its
+        // own: that is its incident.
+        let quiet = tick_all(&mut engine, 800..820, |i| rerouted(i, 1.0));
+        assert!(opened(&quiet).is_empty(), "{quiet:#?}");
+        let own = tick_all(&mut engine, 820..840, |i| rerouted(i, 3.0));
+        let own = opened_on(&own, "orders");
+        assert_eq!(own.len(), 1, "{own:#?}");
+        assert_eq!(own[0].opened_at, 820 * STEP);
+    }
+
+    #[test]
+    fn a_symptom_that_stays_degraded_long_after_its_culprit_resolved_is_reported() {
+        let mut engine = fitted();
+        run(&mut engine, 720..760, 6.0);
+        let events = tick_all(&mut engine, 760..900, |i| rerouted(i, 3.0));
+        let resolved_at = events
+            .iter()
+            .find_map(|e| match e {
+                ReportEvent::Resolve { update, .. } if update.service == "payment-primary" => {
+                    Some(update.evaluated_at)
+                }
+                _ => None,
+            })
+            .expect("payment-primary resolved");
+        let opened = events
+            .iter()
+            .find_map(|e| match e {
+                ReportEvent::Open(u) if u.service == "orders" => Some(u.evaluated_at),
+                _ => None,
+            })
+            .expect("orders reported in the end");
+        assert!(
+            opened - resolved_at > SYMPTOM_MEMORY_SECONDS,
+            "{opened} vs {resolved_at}"
+        );
+        assert!(opened - resolved_at <= SYMPTOM_MEMORY_SECONDS + STEP);
+    }
+
     #[test]
     fn a_quantile_learned_from_probes_alone_is_not_a_baseline_for_customer_traffic() {
         // payment-primary drained during the whole history: 2 requests a
