@@ -24,6 +24,10 @@ pub enum FaultKind {
     /// The request is handled, then its answer is cut off: the caller
     /// cannot tell whether it was done (a lost reply).
     DropResponse,
+    /// The service stops listening for the fault's duration: connections
+    /// are refused and scrapes fail, as a crashed process's would. Requests
+    /// in flight finish; the admin call that asks for it is answered first.
+    Down,
 }
 
 /// A fault to inject, as posted to `POST /admin/faults`.
@@ -136,6 +140,8 @@ pub struct Effect {
 #[derive(Debug, Default)]
 pub struct FaultSet {
     inner: Mutex<(u64, Vec<ActiveFault>)>,
+    /// Woken on every change, for the server to notice a `down` fault.
+    changed: tokio::sync::Notify,
 }
 
 impl FaultSet {
@@ -149,6 +155,8 @@ impl FaultSet {
             started: now,
         };
         inner.1.push(fault.clone());
+        drop(inner);
+        self.changed.notify_waiters();
         Ok(view(&fault, now))
     }
 
@@ -157,6 +165,8 @@ impl FaultSet {
         let mut inner = self.lock();
         let n = inner.1.len();
         inner.1.clear();
+        drop(inner);
+        self.changed.notify_waiters();
         n
     }
 
@@ -165,7 +175,10 @@ impl FaultSet {
         let mut inner = self.lock();
         let before = inner.1.len();
         inner.1.retain(|f| f.id != id);
-        inner.1.len() != before
+        let removed = inner.1.len() != before;
+        drop(inner);
+        self.changed.notify_waiters();
+        removed
     }
 
     pub fn active(&self, now: Instant) -> Vec<FaultView> {
@@ -198,9 +211,49 @@ impl FaultSet {
                         effect.drop_response = true;
                     }
                 }
+                // Nothing reaches a service that is down (see `down_until`).
+                FaultKind::Down => {}
             }
         }
         effect
+    }
+
+    /// When the latest `down` fault in force ends; `None` while the service is up.
+    pub fn down_until(&self, now: Instant) -> Option<Instant> {
+        let mut inner = self.lock();
+        inner.1.retain(|f| !f.expired(now));
+        inner
+            .1
+            .iter()
+            .filter(|f| f.spec.kind == FaultKind::Down)
+            .map(|f| f.started + Duration::from_secs_f64(f.spec.duration_seconds))
+            .max()
+    }
+
+    /// Waits until a `down` fault is in force.
+    pub async fn went_down(&self) {
+        loop {
+            // Created before the check, so a change in between still wakes it.
+            let changed = self.changed.notified();
+            if self.down_until(Instant::now()).is_some() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits until no `down` fault is in force (ended, removed or cleared).
+    pub async fn came_up(&self) {
+        loop {
+            let changed = self.changed.notified();
+            let Some(until) = self.down_until(Instant::now()) else {
+                return;
+            };
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, Vec<ActiveFault>)> {

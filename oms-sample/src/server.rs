@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use tokio::sync::watch;
 use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -121,20 +122,50 @@ fn titled(ctx: &ServiceContext, mut openapi: utoipa::openapi::OpenApi) -> utoipa
     openapi
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, recycling
-/// keep-alive connections (see [`recycle`]).
+/// Serves `router` on `listener` until `stop` turns true, recycling
+/// keep-alive connections (see [`recycle`]). While a `down` fault is in
+/// force it does not listen at all, then binds the same address again.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    faults: Arc<FaultSet>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let router = router.layer(middleware::from_fn(recycle::recycle));
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<recycle::Connection>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let address = listener.local_addr()?;
+    let app = router
+        .layer(middleware::from_fn(recycle::recycle))
+        .into_make_service_with_connect_info::<recycle::Connection>();
+    let stopped = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let mut listener = Some(listener);
+    loop {
+        let current = match listener.take() {
+            Some(listener) => listener,
+            None => tokio::net::TcpListener::bind(address).await?,
+        };
+        let watched = faults.clone();
+        let went_down = async move { watched.went_down().await };
+        let until = stopped(stop.clone());
+        axum::serve(current, app.clone())
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = until => {}
+                    () = went_down => {}
+                }
+            })
+            .await?;
+        if *stop.borrow() {
+            return Ok(());
+        }
+        // Down: not listening at all until the fault is over.
+        tracing::warn!(%address, "down (injected fault): not listening");
+        tokio::select! {
+            () = stopped(stop.clone()) => return Ok(()),
+            () = faults.came_up() => {}
+        }
+        tracing::warn!(%address, "up again: listening");
+    }
 }
 
 /// Records the server histogram (fault delays included) inside a span that

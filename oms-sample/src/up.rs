@@ -59,8 +59,8 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("{name} cannot listen on {address}"))?;
-        let router = services::build(name, &env).await?;
-        listeners.push((name.clone(), listener, router));
+        let built = services::build(name, &env).await?;
+        listeners.push((name.clone(), listener, built));
     }
 
     let mut background = tokio::task::JoinSet::new();
@@ -78,18 +78,16 @@ pub async fn run(options: RunOptions, mut shutdown: watch::Receiver<bool>) -> an
         (0..DRAIN_TIERS).map(|_| watch::channel(false).0).collect();
     let mut servers = tokio::task::JoinSet::new();
     let mut per_tier = [0usize; DRAIN_TIERS];
-    for (name, listener, router) in listeners {
+    for (name, listener, built) in listeners {
         let address = listener.local_addr()?;
         println!("{name:<18} http://{address}");
         let tier = drain_tier(&name);
         per_tier[tier] += 1;
-        let mut stop = stops[tier].subscribe();
+        let stop = stops[tier].subscribe();
         servers.spawn(async move {
-            let served = server::serve(listener, router, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .with_context(|| format!("{name} stopped"));
+            let served = server::serve(listener, built.router, built.faults, stop)
+                .await
+                .with_context(|| format!("{name} stopped"));
             (tier, served)
         });
     }

@@ -178,3 +178,94 @@ async fn bad_requests_get_4xx_with_a_json_error_and_nothing_is_created() {
         "no order was created: {metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_down_fault_refuses_connections_fails_callers_unanswered_and_ends() {
+    let oms = Oms::start(&[]).await;
+    let fault = json!({ "kind": "down", "duration_seconds": 3600 });
+    let created = oms
+        .http
+        .post(format!("{}/admin/faults", oms.url("payment-primary")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&fault)
+        .send()
+        .await
+        .expect("post");
+    // Asked for and answered before it stops listening.
+    assert_eq!(created.status().as_u16(), 201);
+
+    // Refused, as a dead process's port: no answer at all, not an error answer.
+    let refused = || async {
+        match reqwest::get(format!("{}/healthz", oms.url("payment-primary"))).await {
+            Err(e) if e.is_connect() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    };
+    homeostat_test_support::wait_until(
+        "payment-primary refusing connections",
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        refused,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Orders' calls to it go unanswered (`error_type` connect), and the order
+    // is rejected with its money untouched.
+    let order = oms.order("SKU-MUG", "tok_visa").await;
+    assert_eq!(order["state"], "rejected", "{order}");
+    let orders = oms.metrics("orders").await;
+    let unanswered = histogram_count(
+        &orders,
+        CLIENT,
+        &[
+            r#"peer_service="payment-primary""#,
+            r#"error_type="connect""#,
+        ],
+    );
+    assert!(unanswered >= 1.0, "{orders}");
+    // The other services still serve.
+    assert_eq!(oms.get("tax", "/healthz").await.0, 200);
+
+    // It listens again when the fault ends: a 2 s outage of tax.
+    let short = json!({ "kind": "down", "duration_seconds": 2 });
+    let posted = oms
+        .http
+        .post(format!("{}/admin/faults", oms.url("tax")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&short)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status().as_u16(), 201);
+    let tax_health = || async {
+        reqwest::get(format!("{}/healthz", oms.url("tax")))
+            .await
+            .map(|r| r.status().as_u16())
+    };
+    homeostat_test_support::wait_until(
+        "tax refusing connections",
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_millis(20),
+        || async {
+            match tax_health().await {
+                Err(e) if e.is_connect() => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    homeostat_test_support::wait_until(
+        "tax listening again after its 2 s down fault",
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(100),
+        || async {
+            match tax_health().await {
+                Ok(200) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}

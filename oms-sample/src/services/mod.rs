@@ -24,6 +24,7 @@ use crate::catalog;
 use crate::client::{Peers, ServiceClient};
 use crate::db::{DatabaseConfig, DbError, Store};
 use crate::error::ApiError;
+use crate::faults::FaultSet;
 use crate::routing::LiveRouting;
 use crate::server::{ServiceContext, service_router};
 use crate::services::orders::outbox::OutboxSignal;
@@ -245,10 +246,17 @@ fn start_expiry(service: &'static str, ctx: &ServiceContext, ttl: Duration, pool
     }
 }
 
+/// A service ready to serve: its router and the faults injected into it
+/// (the server reads the `down` ones).
+pub struct Built {
+    pub router: Router,
+    pub faults: Arc<FaultSet>,
+}
+
 /// Builds the router of the service called `name`: creates and migrates its
 /// schema and opens its pool first. Must run inside a Tokio runtime
 /// (`orders` starts its outbox relay, `notifications` its consumer).
-pub async fn build(name: &str, env: &Environment) -> Result<Router, BuildError> {
+pub async fn build(name: &str, env: &Environment) -> Result<Built, BuildError> {
     let service = service_name(name)?;
     let pool = match Store::of_service(service) {
         None => None,
@@ -273,7 +281,11 @@ pub async fn build(name: &str, env: &Environment) -> Result<Router, BuildError> 
         start_expiry(service, &ctx, env.hold_ttl, pool);
     }
     let api = service_api(service, &ctx, env, pool, outbox)?;
-    Ok(service_router(ctx, api))
+    let faults = ctx.faults.clone();
+    Ok(Built {
+        router: service_router(ctx, api),
+        faults,
+    })
 }
 
 /// The OpenAPI document the service called `name` publishes at
