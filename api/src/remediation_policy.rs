@@ -80,8 +80,8 @@ pub struct ServiceSelector {
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
     /// Signals that trigger the policy (latency_p50, latency_p95, latency_p99,
-    /// error_ratio, request_rate).
-    #[schemars(length(min = 1, max = 5))]
+    /// error_ratio, request_rate, availability).
+    #[schemars(length(min = 1, max = 6))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub signals: Vec<Signal>,
 

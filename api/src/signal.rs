@@ -21,10 +21,24 @@ pub enum Signal {
     ErrorRatio,
     /// Requests per second.
     RequestRate,
+    /// Whether the service answers at all: its scrape targets are all down,
+    /// or its callers' calls to it get no answer (refused, lost, timed out).
+    /// Judged by rule, not against a baseline: a dead service sends no data.
+    Availability,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 5] = [
+    pub const ALL: [Signal; 6] = [
+        Signal::LatencyP50,
+        Signal::LatencyP95,
+        Signal::LatencyP99,
+        Signal::ErrorRatio,
+        Signal::RequestRate,
+        Signal::Availability,
+    ];
+
+    /// The signals scored against a baseline fitted on their history.
+    pub const BASELINED: [Signal; 5] = [
         Signal::LatencyP50,
         Signal::LatencyP95,
         Signal::LatencyP99,
@@ -48,6 +62,7 @@ impl Signal {
             Signal::LatencyP99 => "latency_p99",
             Signal::ErrorRatio => "error_ratio",
             Signal::RequestRate => "request_rate",
+            Signal::Availability => "availability",
         }
     }
 }

@@ -184,10 +184,16 @@ impl LocalStack {
             .iter()
             .enumerate()
             .map(|(i, service)| {
-                ScrapeTarget::new(
+                // `service` on the target, so its `up` names the service (as
+                // the cluster's scrape config does).
+                let mut target = ScrapeTarget::new(
                     format!("oms-{service}"),
                     format!("127.0.0.1:{}", oms_base_port + i as u16),
-                )
+                );
+                target
+                    .labels
+                    .insert("service".into(), (*service).to_owned());
+                target
             })
             .collect();
         targets.push(ScrapeTarget::new(

@@ -115,6 +115,7 @@ async fn start_fault(stack: &mut Stack, f: &Fault) -> anyhow::Result<()> {
             "kind": "errors", "error_rate": f.error_rate, "ramp_seconds": ramp, "duration_seconds": duration
         }),
         FaultKind::Surge => return stack.surge(&f.service, f.requests_per_second, duration),
+        FaultKind::Down => json!({ "kind": "down", "duration_seconds": duration }),
     };
     stack.inject(&f.service, &body).await
 }
@@ -220,6 +221,7 @@ pub async fn play(
                         FaultKind::Latency => format!("+{} ms", f.latency_ms),
                         FaultKind::Errors => format!("{:.0}% errors", f.error_rate * 100.0),
                         FaultKind::Surge => format!("+{} requests/s", f.requests_per_second),
+                        FaultKind::Down => "down".to_owned(),
                     };
                     let ramp = if f.ramp_seconds > 0.0 {
                         format!(", ramping over {} s", f.ramp_seconds)

@@ -56,6 +56,9 @@ pub enum FaultKind {
     /// service with a bounded capacity (the OrderSystem's
     /// `services.tax.capacity`), and more replicas relieve it.
     Surge,
+    /// The service stops listening (connections refused, scrapes fail), as
+    /// a crashed process would, for the fault's duration.
+    Down,
 }
 
 /// The services a surge can be aimed at: those with a public endpoint the
@@ -211,6 +214,7 @@ impl Scenario {
             match f.kind {
                 FaultKind::Latency => finite_in(&at("latency_ms"), f.latency_ms, 1.0, 60_000.0)?,
                 FaultKind::Errors => finite_in(&at("error_rate"), f.error_rate, 0.001, 1.0)?,
+                FaultKind::Down => {}
                 FaultKind::Surge => {
                     if !SURGE_SERVICES.contains(&f.service.as_str()) {
                         return Err(format!(

@@ -95,13 +95,21 @@ pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -
     culprits
         .into_iter()
         .map(|culprit| {
-            let mut evidence = vec![format!(
-                "{} {} {} since {}",
-                culprit.service,
-                culprit.signal,
-                change(culprit.observed, culprit.expected),
-                clock(culprit.since)
-            )];
+            let mut evidence = vec![match culprit.signal {
+                Signal::Availability => format!(
+                    "{} does not answer: {:.0}% of calls to it unanswered or every scrape target down, since {}",
+                    culprit.service,
+                    culprit.observed * 100.0,
+                    clock(culprit.since)
+                ),
+                _ => format!(
+                    "{} {} {} since {}",
+                    culprit.service,
+                    culprit.signal,
+                    change(culprit.observed, culprit.expected),
+                    clock(culprit.since)
+                ),
+            }];
             let mut explains = Vec::new();
             for (service, edges) in &blames {
                 if *service == culprit.service

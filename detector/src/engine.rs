@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use homeostat_api::{Severity, Signal};
 use ndarray::Array2;
 
+use crate::availability::{self, Reach};
 use crate::culprit::{CallEdge, Localised, Symptom, localise};
 use crate::model::{
     Baseline, DebounceConfig, Direction, FitError, JointModel, Phase, Scale, ScoringConfig,
@@ -28,6 +29,10 @@ pub struct Observation {
     pub series: BTreeMap<SeriesKey, f64>,
     /// Client-side p99 latency per caller → callee.
     pub edges: BTreeMap<EdgeKey, f64>,
+    /// Per callee: what its callers' calls to it got back.
+    pub reach: BTreeMap<String, Reach>,
+    /// Per service: the highest `up` of its scrape targets (0: all down).
+    pub targets_up: BTreeMap<String, f64>,
 }
 
 /// `(unix_seconds, value)` points per series, for fitting.
@@ -87,6 +92,8 @@ pub fn signal_model(signal: Signal) -> (Scale, Direction) {
         Signal::ErrorRatio => (Scale::Linear, Direction::Up),
         // Traffic growth is business, not an incident; traffic loss is.
         Signal::RequestRate => (Scale::Log, Direction::Down),
+        // Never fitted (see `availability`): the share not answering.
+        Signal::Availability => (Scale::Linear, Direction::Up),
     }
 }
 
@@ -105,7 +112,7 @@ pub fn enough_requests(signal: Signal, requests: f64) -> bool {
         Signal::LatencyP50 => 0.5,
         Signal::LatencyP95 => 0.95,
         Signal::LatencyP99 => 0.99,
-        Signal::ErrorRatio | Signal::RequestRate => return true,
+        Signal::ErrorRatio | Signal::RequestRate | Signal::Availability => return true,
     };
     requests * (1.0 - quantile) >= REQUESTS_ABOVE_QUANTILE - 1e-9
 }
@@ -321,7 +328,7 @@ impl Engine {
     /// signal of `service` has a value.
     fn joint_rows(&self, service: &str, history: &History) -> Option<Array2<f64>> {
         let mut by_time: BTreeMap<i64, [f64; 5]> = BTreeMap::new();
-        for (column, signal) in Signal::ALL.iter().enumerate() {
+        for (column, signal) in Signal::BASELINED.iter().enumerate() {
             let key = (service.to_owned(), *signal);
             let model = self.series.get(&key)?;
             for &(t, v) in history.series.get(&key)? {
@@ -435,10 +442,14 @@ impl Engine {
                     Phase::Quiet => now,
                 };
                 let tick = scores.series.get(&(service.clone(), signal))?;
-                let failing = scores
-                    .series
-                    .get(&(service.clone(), Signal::ErrorRatio))
-                    .is_some_and(|t| t.score >= threshold);
+                // Failing answers or none at all: its callers' calls to it
+                // fail, however quick each one is.
+                let failing = [Signal::ErrorRatio, Signal::Availability].iter().any(|s| {
+                    scores
+                        .series
+                        .get(&(service.clone(), *s))
+                        .is_some_and(|t| t.score >= threshold)
+                });
                 Some(Symptom {
                     service: service.clone(),
                     signal,
@@ -594,8 +605,29 @@ impl Engine {
                     .insert(key.clone(), model.observe(&config, now, value));
             }
         }
+        for service in self.services() {
+            let judged = availability::judge(
+                observed.reach.get(&service).copied(),
+                observed.targets_up.get(&service).copied(),
+                self.config.debounce.threshold,
+            );
+            if let Some(judged) = judged {
+                let key = (service, Signal::Availability);
+                let tick = Tick {
+                    score: judged.score,
+                    // No spread to count in: it stays out of the joint blame.
+                    z: 0.0,
+                    observed: judged.unanswered,
+                    expected: 0.0,
+                };
+                scores.series.insert(key.clone(), tick);
+                scores
+                    .bands
+                    .insert(key, [0.0, 0.0, availability::UNANSWERED_AT_THRESHOLD]);
+            }
+        }
         for (service, model) in &self.joint {
-            let vector: Option<Vec<f64>> = Signal::ALL
+            let vector: Option<Vec<f64>> = Signal::BASELINED
                 .iter()
                 .map(|s| {
                     let key = (service.clone(), *s);
@@ -627,10 +659,8 @@ impl Engine {
     ) -> Option<ReportUpdate> {
         let culprit = &found.culprit;
         let key = (culprit.service.clone(), signal);
-        let model = self.series.get(&key)?;
         let tick = scores.series.get(&key)?;
-        let band_width = self.config.scoring.z_at(self.config.debounce.threshold);
-        let band = model.band(now, band_width);
+        let band = *scores.bands.get(&key)?;
         let observed = tick.observed;
         Some(ReportUpdate {
             service: culprit.service.clone(),
@@ -701,7 +731,7 @@ mod tests {
             Signal::LatencyP50 => latency(own),
             Signal::LatencyP95 => latency(own * 2.0),
             Signal::LatencyP99 => latency(own * 3.0),
-            Signal::ErrorRatio => 0.0,
+            Signal::ErrorRatio | Signal::Availability => 0.0,
             Signal::RequestRate => 40.0 * jitter,
         }
     }
@@ -710,7 +740,7 @@ mod tests {
     fn observe(i: usize, slowdown: f64) -> Observation {
         let mut o = Observation::default();
         for service in SERVICES {
-            for signal in Signal::ALL {
+            for signal in Signal::BASELINED {
                 let mut v = normal(service, signal, i);
                 let is_latency = !matches!(signal, Signal::ErrorRatio | Signal::RequestRate);
                 if is_latency && service != "tax" {
@@ -1040,6 +1070,69 @@ mod tests {
             "{opened} vs {resolved_at}"
         );
         assert!(opened - resolved_at <= SYMPTOM_MEMORY_SECONDS + STEP);
+    }
+
+    /// payment-primary dead: none of its own series, every call to it
+    /// refused, its scrape target down; orders answers quickly (it rejects).
+    fn payment_dead(i: usize) -> Observation {
+        let mut o = observe(i, 1.0);
+        o.series
+            .retain(|(service, _), _| service != "payment-primary");
+        o.edges
+            .remove(&("orders".to_owned(), "payment-primary".to_owned()));
+        o.reach.insert(
+            "payment-primary".into(),
+            Reach {
+                calls: 30.0,
+                unanswered: 30.0,
+            },
+        );
+        o.targets_up.insert("payment-primary".into(), 0.0);
+        o.targets_up.insert("orders".into(), 1.0);
+        o
+    }
+
+    #[test]
+    fn a_dead_service_opens_a_critical_availability_report_naming_it() {
+        let mut engine = fitted();
+        let events = tick_all(&mut engine, 720..730, payment_dead);
+        let opened = opened(&events);
+        assert_eq!(opened.len(), 1, "{opened:#?}");
+        let report = opened[0];
+        assert_eq!(
+            (report.service.as_str(), report.signal, report.severity),
+            ("payment-primary", Signal::Availability, Severity::Critical)
+        );
+        assert_eq!(report.observed, 1.0);
+        let evidence = &report.culprit.as_ref().expect("culprit").evidence[0];
+        assert!(
+            evidence.starts_with("payment-primary does not answer: 100% of calls"),
+            "{evidence}"
+        );
+        // Opened after the hold time (10 s), dated from the first tick.
+        assert_eq!(report.opened_at, 720 * STEP);
+        assert!(report.evaluated_at - report.opened_at <= 10, "{report:?}");
+        // Back: every call answered, the target up again: resolved.
+        let back = tick_all(&mut engine, 730..750, |i| {
+            let mut o = observe(i, 1.0);
+            o.reach.insert(
+                "payment-primary".into(),
+                Reach {
+                    calls: 30.0,
+                    unanswered: 0.0,
+                },
+            );
+            o
+        });
+        assert!(resolves(&back, "payment-primary"), "{back:#?}");
+    }
+
+    #[test]
+    fn a_prometheus_outage_is_not_a_dead_service() {
+        let mut engine = fitted();
+        for i in 720..760 {
+            assert!(engine.tick(i as i64 * STEP, None).events.is_empty());
+        }
     }
 
     #[test]

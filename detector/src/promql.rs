@@ -115,7 +115,29 @@ impl Queries {
                 format!("({failed} or {all} * 0) / {all}")
             }
             Signal::RequestRate => self.server_rate("count", &[], "service"),
+            Signal::Availability => self.targets_up(),
         }
+    }
+
+    /// Calls per second to each `peer_service`, all of them or (with
+    /// `unanswered`) those that got no answer: refused, lost or timed out.
+    pub fn calls(&self, unanswered: bool) -> String {
+        let extra: &[&str] = if unanswered {
+            &[r#"error_type!="""#]
+        } else {
+            &[]
+        };
+        format!(
+            "sum by (peer_service) (rate({CLIENT}_count{}[{}]))",
+            self.selector(extra),
+            self.window
+        )
+    }
+
+    /// The highest `up` of each `service`'s scrape targets: 0 when all are down.
+    pub fn targets_up(&self) -> String {
+        let matchers = self.matchers.join(",");
+        format!("max by (service) (up{{{matchers}}})")
     }
 
     /// Client-side p99 latency per `service` (caller) and `peer_service` (callee).
@@ -163,6 +185,11 @@ mod tests {
         );
         assert!(errors.contains(" or "), "{errors}");
         assert!(q.edges().contains("by (service, peer_service, le)"));
+        assert_eq!(
+            q.calls(true),
+            r#"sum by (peer_service) (rate(http_client_request_duration_seconds_count{namespace="shop",http_route!~"/admin/.*",error_type!=""}[15s]))"#
+        );
+        assert_eq!(q.targets_up(), r#"max by (service) (up{namespace="shop"})"#);
         assert_eq!(Queries::new(&[], 0), Err(PromqlError::Window(0)));
     }
 }

@@ -1,12 +1,13 @@
 //! Where metrics come from: a small trait, and Prometheus behind it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use homeostat_api::Signal;
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
 
+use crate::availability::Reach;
 use crate::engine::{History, Observation};
 use crate::promql::Queries;
 
@@ -78,6 +79,27 @@ impl PrometheusSource {
             })
     }
 
+    /// An instant vector as one value per wanted service named by `label`.
+    async fn by_label(
+        &self,
+        query: String,
+        label: &str,
+        at: i64,
+    ) -> Result<BTreeMap<String, f64>, SourceError> {
+        let data = self.instant(query, at).await?;
+        Ok(data
+            .as_vector()
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|sample| {
+                let service = sample.metric().get(label)?;
+                self.wanted(service)
+                    .then(|| (service.clone(), sample.sample().value()))
+            })
+            .collect())
+    }
+
     async fn range(
         &self,
         query: String,
@@ -102,7 +124,7 @@ impl PrometheusSource {
 impl MetricsSource for PrometheusSource {
     async fn observe(&self, unix_seconds: i64) -> Result<Observation, SourceError> {
         let mut observation = Observation::default();
-        for signal in Signal::ALL {
+        for signal in Signal::BASELINED {
             let data = self
                 .instant(self.queries.signal(signal), unix_seconds)
                 .await?;
@@ -123,6 +145,21 @@ impl MetricsSource for PrometheusSource {
                 observation.edges.insert(edge, sample.sample().value());
             }
         }
+        let calls = self
+            .by_label(self.queries.calls(false), "peer_service", unix_seconds)
+            .await?;
+        let unanswered = self
+            .by_label(self.queries.calls(true), "peer_service", unix_seconds)
+            .await?;
+        for (callee, calls) in calls {
+            let unanswered = unanswered.get(&callee).copied().unwrap_or(0.0);
+            observation
+                .reach
+                .insert(callee, Reach { calls, unanswered });
+        }
+        observation.targets_up = self
+            .by_label(self.queries.targets_up(), "service", unix_seconds)
+            .await?;
         Ok(observation)
     }
 
@@ -134,7 +171,7 @@ impl MetricsSource for PrometheusSource {
                 .map(|s| (s.timestamp().round() as i64, s.value()))
                 .collect()
         };
-        for signal in Signal::ALL {
+        for signal in Signal::BASELINED {
             let data = self
                 .range(self.queries.signal(signal), start, end, step)
                 .await?;
