@@ -179,38 +179,63 @@ async fn bad_requests_get_4xx_with_a_json_error_and_nothing_is_created() {
     );
 }
 
-#[tokio::test]
-async fn a_down_fault_refuses_connections_fails_callers_unanswered_and_ends() {
-    let oms = Oms::start(&[]).await;
-    let fault = json!({ "kind": "down", "duration_seconds": 3600 });
-    let created = oms
-        .http
-        .post(format!("{}/admin/faults", oms.url("payment-primary")))
+/// Posts `fault` to `service`'s fault injector; the answer's status.
+async fn inject(oms: &Oms, service: &str, fault: &serde_json::Value) -> u16 {
+    oms.http
+        .post(format!("{}/admin/faults", oms.url(service)))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&fault)
+        .json(fault)
         .send()
         .await
-        .expect("post");
-    // Asked for and answered before it stops listening.
-    assert_eq!(created.status().as_u16(), 201);
+        .expect("post")
+        .status()
+        .as_u16()
+}
 
-    // Refused, as a dead process's port: no answer at all, not an error answer.
-    let refused = || async {
-        match reqwest::get(format!("{}/healthz", oms.url("payment-primary"))).await {
-            Err(e) if e.is_connect() => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    };
+/// Waits until `service`'s `/healthz` is refused (`up: false`) or answers
+/// 200 (`up: true`).
+async fn wait_listening(oms: &Oms, service: &str, up: bool, within: std::time::Duration) {
+    let url = format!("{}/healthz", oms.url(service));
     homeostat_test_support::wait_until(
-        "payment-primary refusing connections",
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_millis(50),
-        refused,
+        &format!(
+            "{service} {}",
+            if up {
+                "listening"
+            } else {
+                "refusing connections"
+            }
+        ),
+        within,
+        std::time::Duration::from_millis(20),
+        || async {
+            match (reqwest::get(&url).await, up) {
+                (Ok(r), true) if r.status().as_u16() == 200 => Ok(()),
+                (Err(e), false) if e.is_connect() => Ok(()),
+                (other, _) => Err(format!("{other:?}")),
+            }
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    // Orders' calls to it go unanswered (`error_type` connect), and the order
-    // is rejected with its money untouched.
+}
+
+#[tokio::test]
+async fn a_down_fault_refuses_connections_fails_callers_unanswered_and_ends() {
+    let oms = Oms::start(&[]).await;
+    // Asked for and answered before it stops listening.
+    let down = json!({ "kind": "down", "duration_seconds": 3600 });
+    assert_eq!(inject(&oms, "payment-primary", &down).await, 201);
+    // Refused, as a dead process's port: no answer at all, not an error answer.
+    wait_listening(
+        &oms,
+        "payment-primary",
+        false,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+
+    // Orders' calls to it go unanswered (`error_type` connect); the order is
+    // rejected.
     let order = oms.order("SKU-MUG", "tok_visa").await;
     assert_eq!(order["state"], "rejected", "{order}");
     let orders = oms.metrics("orders").await;
@@ -228,44 +253,7 @@ async fn a_down_fault_refuses_connections_fails_callers_unanswered_and_ends() {
 
     // It listens again when the fault ends: a 2 s outage of tax.
     let short = json!({ "kind": "down", "duration_seconds": 2 });
-    let posted = oms
-        .http
-        .post(format!("{}/admin/faults", oms.url("tax")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&short)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(posted.status().as_u16(), 201);
-    let tax_health = || async {
-        reqwest::get(format!("{}/healthz", oms.url("tax")))
-            .await
-            .map(|r| r.status().as_u16())
-    };
-    homeostat_test_support::wait_until(
-        "tax refusing connections",
-        std::time::Duration::from_secs(2),
-        std::time::Duration::from_millis(20),
-        || async {
-            match tax_health().await {
-                Err(e) if e.is_connect() => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    homeostat_test_support::wait_until(
-        "tax listening again after its 2 s down fault",
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_millis(100),
-        || async {
-            match tax_health().await {
-                Ok(200) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inject(&oms, "tax", &short).await, 201);
+    wait_listening(&oms, "tax", false, std::time::Duration::from_secs(2)).await;
+    wait_listening(&oms, "tax", true, std::time::Duration::from_secs(10)).await;
 }

@@ -24,6 +24,23 @@ impl Run {
             .unwrap_or_else(|e| panic!("outcome JSON: {e}; {}", self.context()))
     }
 
+    /// The outcome of a run that succeeded with one report, naming
+    /// `culprit`, and nothing reported or done that the faults did not
+    /// call for; with the context for later failure messages.
+    // Each test binary compiles this module; the soak judges otherwise.
+    #[allow(dead_code)]
+    pub fn one_true_report(&self, culprit: &str) -> (serde_json::Value, String) {
+        assert!(self.status.success(), "demo failed: {}", self.context());
+        let outcome = self.outcome();
+        let context = self.context();
+        let reports = outcome["reports"].as_array().expect("reports");
+        assert_eq!(reports.len(), 1, "{context}");
+        assert_eq!(reports[0]["culprit"], culprit, "{context}");
+        assert_eq!(outcome["false_reports"], 0, "{context}");
+        assert_eq!(outcome["false_actions"], 0, "{context}");
+        (outcome, context)
+    }
+
     /// The outcome and where the logs were kept, for a failure's message.
     pub fn context(&self) -> String {
         // Copied out of the temporary directory for the post-mortem.
