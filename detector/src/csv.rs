@@ -2,7 +2,33 @@
 
 use std::io::{BufRead, Write};
 
-use crate::model::{NoveltyConfig, NoveltyScorer};
+use crate::model::{NoveltyConfig, NoveltyScorer, RunningConfig, RunningScorer};
+
+/// Which model scores the rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CsvModel {
+    Novelty(NoveltyConfig),
+    /// The running detector's per-series path (see `model::running`).
+    Running(RunningConfig),
+}
+
+enum Scorer {
+    Novelty(NoveltyScorer),
+    Running(RunningScorer),
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (NAB) or RFC 3339, as unix seconds.
+fn unix_seconds(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Some(t.as_second());
+    }
+    let civil: jiff::civil::DateTime = text.replacen(' ', "T", 1).parse().ok()?;
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp().as_second())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
@@ -17,9 +43,12 @@ pub enum CsvError {
 pub fn score_csv(
     input: impl BufRead,
     mut output: impl Write,
-    config: NoveltyConfig,
+    model: CsvModel,
 ) -> Result<usize, CsvError> {
-    let mut detector = NoveltyScorer::new(config);
+    let mut detector = match model {
+        CsvModel::Novelty(config) => Scorer::Novelty(NoveltyScorer::new(config)),
+        CsvModel::Running(config) => Scorer::Running(RunningScorer::new(config)),
+    };
     let mut rows = 0;
     writeln!(output, "timestamp,value,anomaly_score")?;
     for (index, line) in input.lines().enumerate() {
@@ -36,7 +65,16 @@ pub fn score_csv(
             message: format!("expected `timestamp,value`, got {line:?}"),
         })?;
         let parsed = value.trim().parse::<f64>().unwrap_or(f64::NAN);
-        let score = detector.update(parsed);
+        let score = match &mut detector {
+            Scorer::Novelty(d) => d.update(parsed),
+            Scorer::Running(d) => {
+                let at = unix_seconds(timestamp).ok_or_else(|| CsvError::Parse {
+                    line: index + 1,
+                    message: format!("cannot read the time {timestamp:?}"),
+                })?;
+                d.update(at, parsed)
+            }
+        };
         writeln!(output, "{timestamp},{},{score:.9}", value.trim())?;
         rows += 1;
     }
@@ -55,7 +93,12 @@ mod tests {
         }
         input.push_str("2024-01-01 05:00:00,not-a-number\n");
         let mut out = Vec::new();
-        let rows = score_csv(input.as_bytes(), &mut out, NoveltyConfig::default()).expect("score");
+        let rows = score_csv(
+            input.as_bytes(),
+            &mut out,
+            CsvModel::Novelty(NoveltyConfig::default()),
+        )
+        .expect("score");
         assert_eq!(rows, 301);
         let text = String::from_utf8(out).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
@@ -77,7 +120,7 @@ mod tests {
         let err = score_csv(
             "timestamp,value\nbroken\n".as_bytes(),
             Vec::new(),
-            NoveltyConfig::default(),
+            CsvModel::Novelty(NoveltyConfig::default()),
         )
         .expect_err("malformed");
         assert!(err.to_string().starts_with("line 2:"), "{err}");

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use homeostat_api::oms::OMS_SERVICES;
-use homeostat_detector::csv::score_csv;
+use homeostat_detector::csv::{CsvModel, score_csv};
 use homeostat_detector::daemon::{self, DaemonConfig};
 use homeostat_detector::engine::EngineConfig;
-use homeostat_detector::model::{DebounceConfig, NoveltyConfig};
+use homeostat_detector::model::{DebounceConfig, NoveltyConfig, RunningConfig};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,9 @@ enum Command {
         /// Points after a novelty during which a weaker one is not news.
         #[arg(long, default_value_t = NoveltyConfig::default().refractory)]
         refractory: usize,
+        /// Score with the running detector's per-series path instead.
+        #[arg(long)]
+        running: bool,
     },
     /// Run the detector: fit baselines from Prometheus, evaluate every tick,
     /// write AnomalyReports (kubeconfig from KUBECONFIG or in-cluster).
@@ -152,17 +155,22 @@ fn main() -> ExitCode {
             bins,
             memory,
             refractory,
+            running,
         } => std::fs::File::open(&file)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))
             .and_then(|f| {
                 let out = BufWriter::new(std::io::stdout().lock());
-                let config = NoveltyConfig {
-                    calibration,
-                    bins,
-                    memory,
-                    refractory,
+                let model = if running {
+                    CsvModel::Running(RunningConfig::default())
+                } else {
+                    CsvModel::Novelty(NoveltyConfig {
+                        calibration,
+                        bins,
+                        memory,
+                        refractory,
+                    })
                 };
-                score_csv(BufReader::new(f), out, config)
+                score_csv(BufReader::new(f), out, model)
                     .map(drop)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
             }),

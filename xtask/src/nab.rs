@@ -43,12 +43,39 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("the scorer needs numpy: pip install numpy");
     }
     let detector = workspace::build_release_bins()?.join("homeostat-detector");
+    let scored = |model: &str| {
+        score(
+            &scorer,
+            &data,
+            &format!("{} score-csv {model}{{input}}", detector.display()),
+        )
+    };
+    let novelty = scored("")?;
+    if novelty < min {
+        bail!("NAB standard score {novelty} is below {min}");
+    }
+    eprintln!("NAB standard score {novelty} (target {min}): ok");
+    // The running detector's per-series path: measured, not yet held to the
+    // target (issue 14: one model measured as it runs).
+    let running = scored("--running ")?;
+    eprintln!(
+        "NAB standard score of the running detector's per-series path (baseline, online learning, debounce): {running}"
+    );
+    Ok(())
+}
+
+/// Runs the scorer with `detector_cmd`; its standard-profile score.
+fn score(
+    scorer: &std::path::Path,
+    data: &std::path::Path,
+    detector_cmd: &str,
+) -> anyhow::Result<f64> {
     let output = Command::new("python3")
-        .arg(&scorer)
+        .arg(scorer)
         .arg("--detector-cmd")
-        .arg(format!("{} score-csv {{input}}", detector.display()))
+        .arg(detector_cmd)
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
         .arg("--labels")
         .arg(data.join("combined_windows.json"))
         .args(["--jobs", "2"])
@@ -63,15 +90,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let score: f64 = stdout
+    stdout
         .lines()
         .filter_map(|l| l.strip_prefix("nab_standard="))
         .next_back()
         .and_then(|v| v.trim().parse().ok())
-        .context("the scorer printed no nab_standard= line")?;
-    if score < min {
-        bail!("NAB standard score {score} is below {min}");
-    }
-    eprintln!("NAB standard score {score} (target {min}): ok");
-    Ok(())
+        .context("the scorer printed no nab_standard= line")
 }

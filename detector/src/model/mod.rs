@@ -12,6 +12,7 @@ pub mod baseline;
 pub mod debounce;
 pub mod joint;
 pub mod novelty;
+pub mod running;
 pub mod series;
 pub mod stats;
 #[cfg(test)]
@@ -21,4 +22,5 @@ pub use baseline::{Baseline, FitError, Scale};
 pub use debounce::{DebounceConfig, Phase, Transition};
 pub use joint::JointModel;
 pub use novelty::{NoveltyConfig, NoveltyScorer};
+pub use running::{RunningConfig, RunningScorer};
 pub use series::{Direction, ScoringConfig, SeriesModel, Tick};
