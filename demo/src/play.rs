@@ -115,6 +115,9 @@ async fn start_fault(stack: &mut Stack, f: &Fault) -> anyhow::Result<()> {
             "kind": "errors", "error_rate": f.error_rate, "ramp_seconds": ramp, "duration_seconds": duration
         }),
         FaultKind::Surge => return stack.surge(&f.service, f.requests_per_second, duration),
+        FaultKind::DropResponse => json!({
+            "kind": "drop_response", "error_rate": f.error_rate, "ramp_seconds": ramp, "duration_seconds": duration
+        }),
         FaultKind::Down => json!({ "kind": "down", "duration_seconds": duration }),
     };
     stack.inject(&f.service, &body).await
@@ -221,6 +224,9 @@ pub async fn play(
                         FaultKind::Latency => format!("+{} ms", f.latency_ms),
                         FaultKind::Errors => format!("{:.0}% errors", f.error_rate * 100.0),
                         FaultKind::Surge => format!("+{} requests/s", f.requests_per_second),
+                        FaultKind::DropResponse => {
+                            format!("{:.0}% answers dropped", f.error_rate * 100.0)
+                        }
                         FaultKind::Down => "down".to_owned(),
                     };
                     let ramp = if f.ramp_seconds > 0.0 {

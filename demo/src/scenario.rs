@@ -56,6 +56,9 @@ pub enum FaultKind {
     /// service with a bounded capacity (the OrderSystem's
     /// `services.tax.capacity`), and more replicas relieve it.
     Surge,
+    /// The request is handled, its answer cut off (a lost reply), for
+    /// `error_rate` of the requests.
+    DropResponse,
     /// The service stops listening (connections refused, scrapes fail), as
     /// a crashed process would, for the fault's duration.
     Down,
@@ -213,7 +216,9 @@ impl Scenario {
             }
             match f.kind {
                 FaultKind::Latency => finite_in(&at("latency_ms"), f.latency_ms, 1.0, 60_000.0)?,
-                FaultKind::Errors => finite_in(&at("error_rate"), f.error_rate, 0.001, 1.0)?,
+                FaultKind::Errors | FaultKind::DropResponse => {
+                    finite_in(&at("error_rate"), f.error_rate, 0.001, 1.0)?
+                }
                 FaultKind::Down => {}
                 FaultKind::Surge => {
                     if !SURGE_SERVICES.contains(&f.service.as_str()) {
@@ -406,15 +411,17 @@ policies: default
 
     #[test]
     fn the_project_scenarios_are_valid() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
         let mut n = 0;
-        for entry in std::fs::read_dir(&dir).expect("tests/scenarios") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-                n += 1;
+        for dir in [root.clone(), root.join("catalogue")] {
+            for entry in std::fs::read_dir(&dir).expect("tests/scenarios") {
+                let path = entry.expect("entry").path();
+                if path.extension().is_some_and(|e| e == "yaml") {
+                    Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                    n += 1;
+                }
             }
         }
-        assert!(n >= 5, "{n} scenarios");
+        assert!(n >= 17, "{n} scenarios");
     }
 }

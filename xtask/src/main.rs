@@ -1,5 +1,6 @@
 //! Developer tasks for homeostat, run as `cargo xtask <task>`.
 
+mod catalogue;
 mod cluster;
 mod crds;
 mod demo;
@@ -22,6 +23,10 @@ tasks:
                  30 minutes of load with a fault every 4 minutes (--quick: the 5-minute
                  CI version); fails if a process's memory or tasks grow, a report stays
                  open or an action is never undone
+  catalogue [NAME...]
+                 play the fault catalogue (tests/scenarios/catalogue/) on the local stack;
+                 print top-1 culprit accuracy, time to detect and false reports per
+                 scenario; fail below AC@1 0.9 or on a report in a quiet run
   test           build test assets if missing, then fmt, clippy, every test, NAB
   test-assets    build the Kubernetes commands, etcd, CoreDNS and Prometheus once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         "nab" => nab::run(rest),
         "demo" => demo::run(rest),
         "soak" => demo::soak(rest),
+        "catalogue" => catalogue::run(rest),
         "images" => images::run(rest),
         "cluster" => cluster::run(rest),
         "kind-up" => kind::up(rest),

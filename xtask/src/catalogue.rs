@@ -1,0 +1,262 @@
+//! `cargo xtask catalogue [NAME...]`: plays the fault catalogue
+//! (tests/scenarios/catalogue/, or the named scenarios of it) on the local
+//! stack, one scenario after another, and prints per scenario and overall
+//! whether the first report named the faulted service (top-1 culprit
+//! accuracy, AC@1), the time to detect and the false reports. A scenario
+//! named `quiet-…` has no culprit: any report in it is false. Fails when
+//! AC@1 is below 0.9 or a quiet run reported anything.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::{demo, workspace};
+
+/// The goal: the first report names the faulted service in nine runs of ten.
+const AC1_GOAL: f64 = 0.9;
+
+/// What one scenario run showed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub name: String,
+    /// The faulted service; `None` for a quiet run.
+    pub expected: Option<String>,
+    /// The culprit of the first report opened, if any.
+    pub first_culprit: Option<String>,
+    pub ttd_seconds: Option<f64>,
+    /// Reports naming a service the scenario did not fault (all of them in a quiet run).
+    pub false_reports: u64,
+}
+
+impl Row {
+    /// Reads a demo outcome (the `--json` file).
+    pub fn of(name: &str, outcome: &Value) -> Self {
+        let quiet = name.starts_with("quiet-");
+        let reports = outcome["reports"].as_array().cloned().unwrap_or_default();
+        let first = reports
+            .iter()
+            .min_by_key(|r| r["opened_at"].as_str().unwrap_or_default().to_owned());
+        let expected = outcome["faults"][0]["service"]
+            .as_str()
+            .filter(|_| !quiet)
+            .map(str::to_owned);
+        Self {
+            name: name.to_owned(),
+            expected,
+            first_culprit: first.and_then(|r| r["culprit"].as_str()).map(str::to_owned),
+            ttd_seconds: outcome["ttd_seconds"].as_f64().filter(|_| !quiet),
+            false_reports: if quiet {
+                reports.len() as u64
+            } else {
+                outcome["false_reports"].as_u64().unwrap_or(0)
+            },
+        }
+    }
+
+    /// Whether the run did what it should: the right culprit first, or
+    /// nothing at all in a quiet run.
+    pub fn passed(&self) -> bool {
+        match &self.expected {
+            Some(service) => self.first_culprit.as_ref() == Some(service),
+            None => self.false_reports == 0,
+        }
+    }
+}
+
+/// The catalogue's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub faulted: usize,
+    pub ac1: f64,
+    pub median_ttd_seconds: Option<f64>,
+    pub false_reports: u64,
+    pub quiet_runs: usize,
+    pub quiet_runs_with_reports: usize,
+}
+
+pub fn summarise(rows: &[Row]) -> Summary {
+    let faulted: Vec<&Row> = rows.iter().filter(|r| r.expected.is_some()).collect();
+    let correct = faulted.iter().filter(|r| r.passed()).count();
+    let mut ttds: Vec<f64> = faulted.iter().filter_map(|r| r.ttd_seconds).collect();
+    ttds.sort_by(f64::total_cmp);
+    let quiet: Vec<&Row> = rows.iter().filter(|r| r.expected.is_none()).collect();
+    Summary {
+        faulted: faulted.len(),
+        ac1: if faulted.is_empty() {
+            0.0
+        } else {
+            correct as f64 / faulted.len() as f64
+        },
+        median_ttd_seconds: ttds.get(ttds.len() / 2).copied(),
+        false_reports: rows.iter().map(|r| r.false_reports).sum(),
+        quiet_runs: quiet.len(),
+        quiet_runs_with_reports: quiet.iter().filter(|r| !r.passed()).count(),
+    }
+}
+
+/// The rows and the summary as a Markdown table, for BENCHMARKS.md.
+pub fn table(rows: &[Row], summary: &Summary) -> String {
+    let mut out = String::from(
+        "| scenario | faulted | first report names | time to detect | false reports | ok |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            r.expected.as_deref().unwrap_or("— (quiet)"),
+            r.first_culprit.as_deref().unwrap_or("—"),
+            r.ttd_seconds
+                .map_or("—".to_owned(), |t| format!("{t:.1} s")),
+            r.false_reports,
+            if r.passed() { "yes" } else { "**no**" },
+        ));
+    }
+    out.push_str(&format!(
+        "\nAC@1 {:.2} over {} faulted runs; median time to detect {}; false reports {}; quiet runs with a report {} of {}\n",
+        summary.ac1,
+        summary.faulted,
+        summary
+            .median_ttd_seconds
+            .map_or("—".to_owned(), |t| format!("{t:.1} s")),
+        summary.false_reports,
+        summary.quiet_runs_with_reports,
+        summary.quiet_runs,
+    ));
+    out
+}
+
+fn scenarios(names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = workspace::root().join("tests/scenarios/catalogue");
+    let mut all: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    all.sort();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|p| stem(p) == name.as_str())
+                .cloned()
+                .with_context(|| format!("no scenario {name:?} in {}", dir.display()))
+        })
+        .collect()
+}
+
+fn stem(path: &Path) -> &str {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let files = scenarios(args)?;
+    let out_dir = workspace::root().join("target/catalogue");
+    std::fs::create_dir_all(&out_dir)?;
+    let mut rows = Vec::new();
+    for file in &files {
+        let name = stem(file);
+        eprintln!("catalogue: {name}");
+        let json = out_dir.join(format!("{name}.json"));
+        let _ = std::fs::remove_file(&json);
+        let played = demo::run(&[
+            "--scenario".to_owned(),
+            file.display().to_string(),
+            "--json".to_owned(),
+            json.display().to_string(),
+        ]);
+        // A run that failed still wrote what it saw, when it got that far.
+        if let Err(error) = &played {
+            eprintln!("catalogue: {name}: {error:#}");
+        }
+        let text = std::fs::read_to_string(&json)
+            .with_context(|| format!("{name}: the demo wrote no outcome"))?;
+        let outcome: Value =
+            serde_json::from_str(&text).with_context(|| format!("{name}: outcome"))?;
+        rows.push(Row::of(name, &outcome));
+    }
+    let summary = summarise(&rows);
+    print!("{}", table(&rows, &summary));
+    if summary.ac1 < AC1_GOAL && summary.faulted > 0 {
+        bail!("AC@1 {:.2} is below {AC1_GOAL}", summary.ac1);
+    }
+    if summary.quiet_runs_with_reports > 0 {
+        bail!(
+            "{} quiet run(s) opened a report",
+            summary.quiet_runs_with_reports
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn outcome(faulted: &str, culprits: &[(&str, &str)], false_reports: u64) -> Value {
+        let reports: Vec<Value> = culprits
+            .iter()
+            .map(|(culprit, at)| json!({"culprit": culprit, "opened_at": at}))
+            .collect();
+        json!({
+            "faults": [{"service": faulted}],
+            "reports": reports,
+            "ttd_seconds": 12.0,
+            "false_reports": false_reports,
+        })
+    }
+
+    #[test]
+    fn the_first_report_opened_is_the_top_1_culprit() {
+        let o = outcome(
+            "tax",
+            &[
+                ("orders", "2026-12-05T00:00:20Z"),
+                ("tax", "2026-12-05T00:00:10Z"),
+            ],
+            1,
+        );
+        let row = Row::of("latency-tax", &o);
+        assert_eq!(row.first_culprit.as_deref(), Some("tax"));
+        assert!(row.passed());
+        let wrong = Row::of(
+            "latency-tax",
+            &outcome("tax", &[("orders", "2026-12-05T00:00:05Z")], 1),
+        );
+        assert!(!wrong.passed());
+        let missed = Row::of("latency-tax", &outcome("tax", &[], 0));
+        assert!(!missed.passed());
+    }
+
+    #[test]
+    fn any_report_in_a_quiet_run_is_false_whatever_it_names() {
+        let o = outcome("tax", &[("tax", "2026-12-05T00:00:10Z")], 0);
+        let row = Row::of("quiet-restart-tax", &o);
+        assert_eq!((row.expected.clone(), row.false_reports), (None, 1));
+        assert!(!row.passed());
+        assert!(Row::of("quiet-restart-tax", &outcome("tax", &[], 0)).passed());
+    }
+
+    #[test]
+    fn ac1_counts_faulted_runs_only_and_quiet_runs_are_counted_apart() {
+        let rows = [
+            Row::of("a", &outcome("tax", &[("tax", "2026-12-05T00:00:10Z")], 0)),
+            Row::of(
+                "b",
+                &outcome("inventory", &[("orders", "2026-12-05T00:00:10Z")], 1),
+            ),
+            Row::of("quiet-x", &outcome("tax", &[], 0)),
+        ];
+        let s = summarise(&rows);
+        assert_eq!((s.faulted, s.ac1, s.false_reports), (2, 0.5, 1));
+        assert_eq!((s.quiet_runs, s.quiet_runs_with_reports), (1, 0));
+        assert!(table(&rows, &s).contains("AC@1 0.50 over 2 faulted runs"));
+    }
+}
