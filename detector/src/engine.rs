@@ -355,6 +355,16 @@ impl Engine {
         services
     }
 
+    /// The services judged this tick: those with a fitted series, and those
+    /// only their scrape targets or callers speak of (a service that serves
+    /// no requests of its own, such as an event consumer, can still die).
+    fn subjects(&self, observed: &Observation) -> BTreeSet<String> {
+        let mut subjects: BTreeSet<String> = self.services().into_iter().collect();
+        subjects.extend(observed.targets_up.keys().cloned());
+        subjects.extend(observed.reach.keys().cloned());
+        subjects
+    }
+
     /// Whether any series has a model.
     pub fn is_fitted(&self) -> bool {
         !self.series.is_empty()
@@ -416,7 +426,7 @@ impl Engine {
             }
         }
         let mut resolved = Vec::new();
-        for service in self.services() {
+        for service in self.subjects(observed) {
             let score = strongest.get(&service).map(|s| s.1);
             let phase = self.phases.entry(service.clone()).or_default();
             if let Transition::Resolved { at } = phase.observe(&self.config.debounce, now, score) {
@@ -605,7 +615,7 @@ impl Engine {
                     .insert(key.clone(), model.observe(&config, now, value));
             }
         }
-        for service in self.services() {
+        for service in self.subjects(observed) {
             let judged = availability::judge(
                 observed.reach.get(&service).copied(),
                 observed.targets_up.get(&service).copied(),
@@ -1125,6 +1135,28 @@ mod tests {
             o
         });
         assert!(resolves(&back, "payment-primary"), "{back:#?}");
+    }
+
+    #[test]
+    fn a_service_known_only_by_its_scrape_target_is_reported_when_it_dies() {
+        let mut engine = fitted();
+        let quiet = tick_all(&mut engine, 720..730, |i| {
+            let mut o = observe(i, 1.0);
+            o.targets_up.insert("notifications".into(), 1.0);
+            o
+        });
+        assert!(quiet.is_empty(), "{quiet:#?}");
+        let dead = tick_all(&mut engine, 730..740, |i| {
+            let mut o = observe(i, 1.0);
+            o.targets_up.insert("notifications".into(), 0.0);
+            o
+        });
+        let opened = opened(&dead);
+        assert_eq!(opened.len(), 1, "{opened:#?}");
+        assert_eq!(
+            (opened[0].service.as_str(), opened[0].signal),
+            ("notifications", Signal::Availability)
+        );
     }
 
     #[test]
