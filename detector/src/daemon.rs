@@ -10,15 +10,49 @@ use tokio::time::MissedTickBehavior;
 
 use crate::engine::{Engine, EngineConfig, ReportEvent};
 use crate::metrics::{DetectorMetrics, router};
+use crate::naming::MetricNaming;
 use crate::outage::OutageGuard;
 use crate::promql::Queries;
 use crate::reports::{ReportWriter, Written, Wrote};
 use crate::source::{MetricsSource, PrometheusSource};
 
+/// Which kind of metrics source to read. Adding one is a file implementing
+/// [`MetricsSource`], a variant here and its arm in [`run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceKind {
+    /// Prometheus's HTTP query API, as Prometheus serves it and as Thanos
+    /// Query, VictoriaMetrics and Mimir (under `/prometheus`) do.
+    #[default]
+    Prometheus,
+}
+
+/// Where the metrics come from and how they are named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// Base URL of the query API, path prefix included (Mimir: `…/prometheus`).
+    pub url: String,
+    /// Headers sent with every query, e.g. Mimir's `X-Scope-OrgID`.
+    pub headers: Vec<(String, String)>,
+    pub naming: MetricNaming,
+}
+
+impl SourceConfig {
+    /// Prometheus at `url`, the OMS's names, no extra headers.
+    pub fn prometheus(url: &str) -> Self {
+        Self {
+            kind: SourceKind::Prometheus,
+            url: url.to_owned(),
+            headers: Vec::new(),
+            naming: MetricNaming::default(),
+        }
+    }
+}
+
 /// Everything `run` needs to know.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    pub prometheus_url: String,
+    pub source: SourceConfig,
     /// Namespace of the AnomalyReports.
     pub namespace: String,
     pub services: Vec<String>,
@@ -49,13 +83,31 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let queries = Queries::new(&config.labels, config.rate_window.as_secs().max(1))?;
-    let source = PrometheusSource::new(
-        &config.prometheus_url,
-        queries,
-        config.services.iter().cloned(),
-        config.query_timeout,
+    let queries = Queries::new(
+        &config.labels,
+        config.rate_window.as_secs().max(1),
+        config.source.naming.clone(),
     )?;
+    match config.source.kind {
+        SourceKind::Prometheus => {
+            let source = PrometheusSource::new(
+                &config.source.url,
+                &config.source.headers,
+                queries,
+                config.services.iter().cloned(),
+                config.query_timeout,
+            )?;
+            run_with(source, config, client, shutdown).await
+        }
+    }
+}
+
+async fn run_with<S: MetricsSource>(
+    source: S,
+    config: DaemonConfig,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(DetectorMetrics::default());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -101,9 +153,9 @@ pub async fn run(
     result
 }
 
-struct Daemon {
+struct Daemon<S> {
     config: DaemonConfig,
-    source: PrometheusSource,
+    source: S,
     engine: Engine,
     writer: ReportWriter,
     metrics: Arc<DetectorMetrics>,
@@ -111,7 +163,7 @@ struct Daemon {
     outage: OutageGuard,
 }
 
-impl Daemon {
+impl<S: MetricsSource> Daemon<S> {
     async fn evaluate_forever(&mut self) {
         let mut ticks = tokio::time::interval(self.config.tick);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod engine;
 pub mod metrics;
 pub mod model;
+pub mod naming;
 pub mod outage;
 pub mod promql;
 pub mod reports;

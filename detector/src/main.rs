@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use homeostat_api::oms::OMS_SERVICES;
 use homeostat_detector::csv::{CsvModel, score_csv};
-use homeostat_detector::daemon::{self, DaemonConfig};
+use homeostat_detector::daemon::{self, DaemonConfig, SourceConfig, SourceKind};
 use homeostat_detector::engine::EngineConfig;
 use homeostat_detector::model::{DebounceConfig, NoveltyConfig, RunningConfig};
+use homeostat_detector::naming::MetricNaming;
 
 #[derive(Parser)]
 #[command(
@@ -49,7 +50,7 @@ enum Command {
     },
     /// Run the detector: fit baselines from Prometheus, evaluate every tick,
     /// write AnomalyReports (kubeconfig from KUBECONFIG or in-cluster).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Synthetic benchmark: fit N series of H points, time scoring ticks.
     Bench {
         #[arg(long, default_value_t = 10_000)]
@@ -73,6 +74,19 @@ struct RunArgs {
         default_value = "http://127.0.0.1:9090"
     )]
     prometheus_url: String,
+    /// The kind of metrics source: `prometheus` (Prometheus's HTTP query
+    /// API, as Prometheus, Thanos Query, VictoriaMetrics and Mimir under
+    /// `/prometheus` serve it; give the URL with its path prefix).
+    #[arg(long, value_enum, default_value_t = Source::Prometheus)]
+    source: Source,
+    /// Header sent with every query, `Name=value` (repeatable), e.g.
+    /// `X-Scope-OrgID=tenant` for Mimir.
+    #[arg(long = "metrics-header", value_parser = parse_label)]
+    metrics_headers: Vec<(String, String)>,
+    /// YAML file naming the metrics and labels to read, for metrics named by
+    /// another convention than the OMS's (see deploy/metrics-naming/).
+    #[arg(long)]
+    metrics_naming: Option<PathBuf>,
     /// Namespace of the AnomalyReports.
     #[arg(long, env = "HOMEOSTAT_NAMESPACE", default_value = "default")]
     namespace: String,
@@ -108,6 +122,11 @@ struct RunArgs {
     listen: SocketAddr,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Source {
+    Prometheus,
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
@@ -130,8 +149,24 @@ impl RunArgs {
             },
             ..EngineConfig::default()
         };
+        let naming = match &self.metrics_naming {
+            None => MetricNaming::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read {}", path.display()))?;
+                MetricNaming::from_yaml(&text)
+                    .with_context(|| format!("metrics naming {}", path.display()))?
+            }
+        };
         Ok(DaemonConfig {
-            prometheus_url: self.prometheus_url,
+            source: SourceConfig {
+                kind: match self.source {
+                    Source::Prometheus => SourceKind::Prometheus,
+                },
+                url: self.prometheus_url,
+                headers: self.metrics_headers,
+                naming,
+            },
             namespace: self.namespace,
             services: self.services,
             labels: self.labels,
@@ -174,7 +209,7 @@ fn main() -> ExitCode {
                     .map(drop)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
             }),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Bench {
             series,
             history,

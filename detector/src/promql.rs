@@ -6,14 +6,22 @@
 
 use homeostat_api::Signal;
 
+use crate::naming::{MatchOp, Matcher, MetricNaming};
+
 /// `name="value"` with `value` escaped as a PromQL double-quoted string.
 pub fn label_matcher(name: &str, value: &str) -> Result<String, PromqlError> {
+    matcher(name, MatchOp::Equal, value)
+}
+
+/// `name<op>"value"` with `value` escaped as a PromQL double-quoted string.
+pub fn matcher(name: &str, op: MatchOp, value: &str) -> Result<String, PromqlError> {
     if !is_label_name(name) {
         return Err(PromqlError::LabelName(name.to_owned()));
     }
-    let mut out = String::with_capacity(value.len() + name.len() + 3);
+    let mut out = String::with_capacity(value.len() + name.len() + 4);
     out.push_str(name);
-    out.push_str("=\"");
+    out.push_str(op.as_str());
+    out.push('"');
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -38,115 +46,177 @@ fn is_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PromqlError {
     #[error("{0:?} is not a Prometheus label name")]
     LabelName(String),
+    #[error("{0:?} is not a Prometheus metric name")]
+    MetricName(String),
     #[error("rate window must be at least 1s, got {0}s")]
     Window(u64),
 }
 
-/// Builds the detector's queries over the OMS's OpenTelemetry-named metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Builds the detector's queries over the metrics `naming` names. Every
+/// result names its service `service` (and a call's callee `peer_service`),
+/// whatever the convention's labels.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Queries {
-    /// Extra matchers, already escaped, e.g. `namespace="shop"`.
-    matchers: Vec<String>,
+    naming: MetricNaming,
     window: String,
+    /// Selectors, escaped: every server series, the failed ones; every
+    /// client series, the unanswered ones; the `up` series.
+    server: String,
+    server_failed: String,
+    client: String,
+    client_unanswered: String,
+    up: String,
 }
-
-const SERVER: &str = "http_server_request_duration_seconds";
-const CLIENT: &str = "http_client_request_duration_seconds";
-/// Admin calls (fault injection) are not customer traffic.
-const NOT_ADMIN: &str = r#"http_route!~"/admin/.*""#;
 
 impl Queries {
     /// `labels` restrict every query (e.g. to one namespace or job);
     /// `window_seconds` is the rate window.
-    pub fn new(labels: &[(String, String)], window_seconds: u64) -> Result<Self, PromqlError> {
+    pub fn new(
+        labels: &[(String, String)],
+        window_seconds: u64,
+        naming: MetricNaming,
+    ) -> Result<Self, PromqlError> {
         if window_seconds == 0 {
             return Err(PromqlError::Window(window_seconds));
         }
-        let matchers = labels
+        for metric in [&naming.server.metric, &naming.client.metric] {
+            if !is_metric_name(metric) {
+                return Err(PromqlError::MetricName(metric.clone()));
+            }
+        }
+        for label in [
+            &naming.server.service_label,
+            &naming.client.caller_label,
+            &naming.client.callee_label,
+            &naming.target_service_label,
+        ] {
+            if !is_label_name(label) {
+                return Err(PromqlError::LabelName(label.clone()));
+            }
+        }
+        let common = labels
             .iter()
             .map(|(n, v)| label_matcher(n, v))
             .collect::<Result<Vec<_>, _>>()?;
+        let selector = |groups: &[&[Matcher]]| -> Result<String, PromqlError> {
+            let mut all = common.clone();
+            for m in groups.iter().flat_map(|g| g.iter()) {
+                all.push(matcher(&m.label, m.op, &m.value)?);
+            }
+            Ok(format!("{{{}}}", all.join(",")))
+        };
+        let (server, client) = (&naming.server, &naming.client);
         Ok(Self {
-            matchers,
+            server: selector(&[&server.only])?,
+            server_failed: selector(&[&server.only, &server.failed])?,
+            client: selector(&[&client.only])?,
+            client_unanswered: selector(&[&client.only, &client.unanswered])?,
+            up: selector(&[])?,
             window: format!("{window_seconds}s"),
+            naming,
         })
     }
 
-    fn selector(&self, extra: &[&str]) -> String {
-        let all: Vec<&str> = self
-            .matchers
-            .iter()
-            .map(String::as_str)
-            .chain(std::iter::once(NOT_ADMIN))
-            .chain(extra.iter().copied())
-            .collect();
-        format!("{{{}}}", all.join(","))
+    /// The OMS's own names.
+    pub fn oms(labels: &[(String, String)], window_seconds: u64) -> Result<Self, PromqlError> {
+        Self::new(labels, window_seconds, MetricNaming::default())
     }
 
-    fn server_rate(&self, suffix: &str, extra: &[&str], by: &str) -> String {
+    fn rate(&self, metric: &str, suffix: &str, selector: &str, by: &str) -> String {
         format!(
-            "sum by ({by}) (rate({SERVER}_{suffix}{}[{}]))",
-            self.selector(extra),
+            "sum by ({by}) (rate({metric}_{suffix}{selector}[{}]))",
             self.window
         )
     }
 
+    fn quantile(&self, q: f64, rate: String, seconds_per_unit: f64) -> String {
+        let quantile = format!("histogram_quantile({q}, {rate})");
+        if seconds_per_unit == 1.0 {
+            quantile
+        } else {
+            format!("{quantile} * {seconds_per_unit}")
+        }
+    }
+
     /// One value per `service` label for `signal`.
     pub fn signal(&self, signal: Signal) -> String {
+        let server = &self.naming.server;
+        let label = server.service_label.as_str();
+        let by_le = format!("{label}, le");
         let quantile = |q: f64| {
-            format!(
-                "histogram_quantile({q}, {})",
-                self.server_rate("bucket", &[], "service, le")
-            )
+            let rate = self.rate(&server.metric, "bucket", &self.server, &by_le);
+            self.quantile(q, rate, server.seconds_per_unit)
         };
-        match signal {
+        let query = match signal {
             Signal::LatencyP50 => quantile(0.5),
             Signal::LatencyP95 => quantile(0.95),
             Signal::LatencyP99 => quantile(0.99),
             Signal::ErrorRatio => {
-                let all = self.server_rate("count", &[], "service");
-                let failed =
-                    self.server_rate("count", &[r#"http_response_status_code=~"5..""#], "service");
-                // No 5xx at all is a ratio of 0, not a missing series.
+                let all = self.rate(&server.metric, "count", &self.server, label);
+                let failed = self.rate(&server.metric, "count", &self.server_failed, label);
+                // No failed answer at all is a ratio of 0, not a missing series.
                 format!("({failed} or {all} * 0) / {all}")
             }
-            Signal::RequestRate => self.server_rate("count", &[], "service"),
-            Signal::Availability => self.targets_up(),
-        }
+            Signal::RequestRate => self.rate(&server.metric, "count", &self.server, label),
+            Signal::Availability => return self.targets_up(),
+        };
+        renamed(query, label, "service")
+    }
+
+    /// Client-side p99 latency per `service` (caller) and `peer_service` (callee).
+    pub fn edges(&self) -> String {
+        let client = &self.naming.client;
+        let by = format!("{}, {}, le", client.caller_label, client.callee_label);
+        let rate = self.rate(&client.metric, "bucket", &self.client, &by);
+        let query = self.quantile(0.99, rate, client.seconds_per_unit);
+        // The callee first: the caller's label may be called `peer_service`.
+        let query = renamed(query, &client.callee_label, "peer_service");
+        renamed(query, &client.caller_label, "service")
     }
 
     /// Calls per second to each `peer_service`, all of them or (with
     /// `unanswered`) those that got no answer: refused, lost or timed out.
     pub fn calls(&self, unanswered: bool) -> String {
-        let extra: &[&str] = if unanswered {
-            &[r#"error_type!="""#]
+        let client = &self.naming.client;
+        let selector = if unanswered {
+            &self.client_unanswered
         } else {
-            &[]
+            &self.client
         };
-        format!(
-            "sum by (peer_service) (rate({CLIENT}_count{}[{}]))",
-            self.selector(extra),
-            self.window
-        )
+        let query = self.rate(&client.metric, "count", selector, &client.callee_label);
+        renamed(query, &client.callee_label, "peer_service")
     }
 
     /// The highest `up` of each `service`'s scrape targets: 0 when all are down.
     pub fn targets_up(&self) -> String {
-        let matchers = self.matchers.join(",");
-        format!("max by (service) (up{{{matchers}}})")
-    }
-
-    /// Client-side p99 latency per `service` (caller) and `peer_service` (callee).
-    pub fn edges(&self) -> String {
-        format!(
-            "histogram_quantile(0.99, sum by (service, peer_service, le) (rate({CLIENT}_bucket{}[{}])))",
-            self.selector(&[]),
-            self.window
+        let label = &self.naming.target_service_label;
+        renamed(
+            format!("max by ({label}) (up{})", self.up),
+            label,
+            "service",
         )
+    }
+}
+
+/// `query` with its `from` label copied to `to` (nothing when they are one).
+fn renamed(query: String, from: &str, to: &str) -> String {
+    if from == to {
+        query
+    } else {
+        format!(r#"label_replace({query}, "{to}", "$1", "{from}", "(.*)")"#)
     }
 }
 
@@ -173,7 +243,7 @@ mod tests {
 
     #[test]
     fn signal_queries_carry_the_matchers_and_window() {
-        let q = Queries::new(&[("namespace".into(), "shop".into())], 15).expect("queries");
+        let q = Queries::oms(&[("namespace".into(), "shop".into())], 15).expect("queries");
         assert_eq!(
             q.signal(Signal::LatencyP99),
             r#"histogram_quantile(0.99, sum by (service, le) (rate(http_server_request_duration_seconds_bucket{namespace="shop",http_route!~"/admin/.*"}[15s])))"#
@@ -190,6 +260,37 @@ mod tests {
             r#"sum by (peer_service) (rate(http_client_request_duration_seconds_count{namespace="shop",http_route!~"/admin/.*",error_type!=""}[15s]))"#
         );
         assert_eq!(q.targets_up(), r#"max by (service) (up{namespace="shop"})"#);
-        assert_eq!(Queries::new(&[], 0), Err(PromqlError::Window(0)));
+        assert_eq!(Queries::oms(&[], 0), Err(PromqlError::Window(0)));
+    }
+
+    #[test]
+    fn another_conventions_labels_are_renamed_and_its_units_scaled() {
+        let istio = MetricNaming::from_yaml(include_str!("../../deploy/metrics-naming/istio.yaml"))
+            .expect("mapping");
+        let q = Queries::new(&[], 20, istio.clone()).expect("queries");
+        assert_eq!(
+            q.signal(Signal::LatencyP99),
+            r#"label_replace(histogram_quantile(0.99, sum by (destination_service_name, le) (rate(istio_request_duration_milliseconds_bucket{reporter="destination"}[20s]))) * 0.001, "service", "$1", "destination_service_name", "(.*)")"#
+        );
+        let edges = q.edges();
+        assert!(
+            edges.starts_with(r#"label_replace(label_replace(histogram_quantile(0.99, sum by (source_workload, destination_service_name, le)"#),
+            "{edges}"
+        );
+        assert!(
+            q.calls(true)
+                .contains(r#"reporter="source",response_code="0""#)
+        );
+        assert_eq!(
+            q.targets_up(),
+            r#"label_replace(max by (app) (up{}), "service", "$1", "app", "(.*)")"#
+        );
+        // A name from the file is checked like any other.
+        let mut hostile = istio;
+        hostile.server.metric = "x{} or vector(1)".into();
+        assert!(matches!(
+            Queries::new(&[], 20, hostile),
+            Err(PromqlError::MetricName(_))
+        ));
     }
 }

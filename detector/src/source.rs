@@ -47,17 +47,39 @@ pub struct PrometheusSource {
 }
 
 impl PrometheusSource {
+    /// The query API at `url` (a path prefix such as Mimir's `/prometheus`
+    /// is kept), with `headers` on every request.
     pub fn new(
         url: &str,
+        headers: &[(String, String)],
         queries: Queries,
         services: impl IntoIterator<Item = String>,
         timeout: Duration,
     ) -> Result<Self, SourceError> {
+        let mut default_headers = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            let bad = |what: &str| SourceError::Client(format!("header {name:?}: invalid {what}"));
+            default_headers.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| bad("name"))?,
+                reqwest::header::HeaderValue::from_str(value).map_err(|_| bad("value"))?,
+            );
+        }
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .default_headers(default_headers)
             .build()
             .map_err(|e| SourceError::Client(e.to_string()))?;
-        let client = Client::from(http, url).map_err(|e| SourceError::Client(e.to_string()))?;
+        // The API's paths are appended to the URL's path: a trailing slash
+        // on a prefix would double.
+        let mut base = reqwest::Url::parse(url)
+            .map_err(|e| SourceError::Client(format!("metrics URL {url:?}: {e}")))?;
+        if base.path() != "/" {
+            let path = base.path().trim_end_matches('/').to_owned();
+            base.set_path(&path);
+        }
+        let client =
+            Client::from(http, base.as_str()).map_err(|e| SourceError::Client(e.to_string()))?;
         Ok(Self {
             client,
             queries,

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::routing::get;
 use homeostat_api::{AnomalyReport, ReportState, Signal};
-use homeostat_detector::daemon::{DaemonConfig, run};
+use homeostat_detector::daemon::{DaemonConfig, SourceConfig, run};
 use homeostat_detector::engine::EngineConfig;
 use homeostat_detector::model::DebounceConfig;
 use homeostat_test_support::prometheus::backfill_openmetrics;
@@ -331,7 +331,7 @@ impl Detector {
             .unwrap_or_else(|e| panic!("client as {namespace}/{name}: {e}"));
         let port = free_port();
         let config = DaemonConfig {
-            prometheus_url: prometheus_url.to_owned(),
+            source: SourceConfig::prometheus(prometheus_url),
             namespace: NAMESPACE.into(),
             services: SERVICES.map(String::from).to_vec(),
             labels: vec![("job".into(), "oms".into())],

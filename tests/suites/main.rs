@@ -9,6 +9,7 @@ mod crds;
 mod deployments;
 mod detector;
 mod images;
+mod metrics_source;
 mod overlays;
 mod prometheus;
 mod rbac;
