@@ -7,6 +7,7 @@
 //! AC@1 is below 0.9 or a quiet run reported anything.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -159,18 +160,23 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let files = scenarios(args)?;
     let out_dir = workspace::root().join("target/catalogue");
     std::fs::create_dir_all(&out_dir)?;
+    // Built once: the binaries every scenario plays are the same.
+    let demo = demo::prepare(false)?;
     let mut rows = Vec::new();
     for file in &files {
         let name = stem(file);
         eprintln!("catalogue: {name}");
         let json = out_dir.join(format!("{name}.json"));
         let _ = std::fs::remove_file(&json);
-        let played = demo::run(&[
-            "--scenario".to_owned(),
-            file.display().to_string(),
-            "--json".to_owned(),
-            json.display().to_string(),
-        ]);
+        let mut player = Command::new(demo.get_program());
+        player
+            .envs(demo.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .args(demo.get_args())
+            .arg("--scenario")
+            .arg(file)
+            .arg("--json")
+            .arg(&json);
+        let played = workspace::run(&mut player);
         // A run that failed still wrote what it saw, when it got that far.
         if let Err(error) = &played {
             eprintln!("catalogue: {name}: {error:#}");

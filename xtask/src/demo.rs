@@ -11,6 +11,13 @@ use crate::{images, system, test_assets, workspace};
 /// The demo's processes: the OMS, the operator, the detector and the player.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let on_cluster = args.iter().any(|a| a == "--cluster");
+    let mut demo = prepare(on_cluster)?;
+    workspace::run(demo.args(args))
+}
+
+/// Builds and installs what the demo needs; the player command, ready for
+/// its arguments. Callers that play several scenarios build once.
+pub fn prepare(on_cluster: bool) -> anyhow::Result<Command> {
     let assets = test_assets::ensure()?;
     if on_cluster {
         // The pods bring their own PostgreSQL, NATS and Prometheus images.
@@ -24,13 +31,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         eprintln!("demo: building the images");
         demo.env("HOMEOSTAT_IMAGES_DIR", images::build(&release, &assets)?);
     }
-    workspace::run(
-        demo.env("HOMEOSTAT_TEST_ASSETS", &assets)
-            .env("HOMEOSTAT_ROOT", workspace::root())
-            .arg("--bin-dir")
-            .arg(&release)
-            .args(args),
-    )
+    demo.env("HOMEOSTAT_TEST_ASSETS", &assets)
+        .env("HOMEOSTAT_ROOT", workspace::root())
+        .arg("--bin-dir")
+        .arg(&release);
+    Ok(demo)
 }
 
 /// `cargo xtask soak [--quick] [--json FILE] [--html FILE]`: the 30-minute
