@@ -25,6 +25,10 @@ pub const MIN_CALLS_PER_SECOND: f64 = 0.25;
 /// crosses this within a fifth of the rate window.
 pub const UNANSWERED_AT_THRESHOLD: f64 = 0.2;
 
+/// The share from which a callee explains its callers' slowdown, reported
+/// or not: one call in twenty unanswered is no accident of the network.
+pub const UNANSWERED_EXPLAINS_CALLERS: f64 = 0.05;
+
 /// The share that scores 1: half the calls unanswered.
 pub const UNANSWERED_AT_FULL: f64 = 0.5;
 

@@ -444,7 +444,14 @@ impl Engine {
         let symptoms: Vec<Symptom> = strongest
             .iter()
             .filter_map(|(service, &(signal, score))| {
-                if score < threshold && !self.incidents.contains_key(service) {
+                // A callee leaving some of its callers' calls unanswered
+                // explains their slowdown even while too few go unanswered,
+                // or for too short a time, to report it (a restart).
+                let unanswering = scores
+                    .series
+                    .get(&(service.clone(), Signal::Availability))
+                    .is_some_and(|t| t.observed >= availability::UNANSWERED_EXPLAINS_CALLERS);
+                if score < threshold && !unanswering && !self.incidents.contains_key(service) {
                     return None;
                 }
                 let since = match self.phases.get(service).copied().unwrap_or_default() {
@@ -454,12 +461,13 @@ impl Engine {
                 let tick = scores.series.get(&(service.clone(), signal))?;
                 // Failing answers or none at all: its callers' calls to it
                 // fail, however quick each one is.
-                let failing = [Signal::ErrorRatio, Signal::Availability].iter().any(|s| {
-                    scores
-                        .series
-                        .get(&(service.clone(), *s))
-                        .is_some_and(|t| t.score >= threshold)
-                });
+                let failing = unanswering
+                    || [Signal::ErrorRatio, Signal::Availability].iter().any(|s| {
+                        scores
+                            .series
+                            .get(&(service.clone(), *s))
+                            .is_some_and(|t| t.score >= threshold)
+                    });
                 Some(Symptom {
                     service: service.clone(),
                     signal,
@@ -1157,6 +1165,29 @@ mod tests {
             (opened[0].service.as_str(), opened[0].signal),
             ("notifications", Signal::Availability)
         );
+    }
+
+    #[test]
+    fn a_callers_slowdown_during_a_callees_short_outage_is_the_callees_and_opens_nothing() {
+        let mut engine = fitted();
+        // tax restarted: a tenth of orders' calls to it refused over the
+        // window (too few to report tax), orders' latency 4x meanwhile.
+        let events = tick_all(&mut engine, 720..730, |i| {
+            let mut o = observe(i, 1.0);
+            for signal in [Signal::LatencyP50, Signal::LatencyP95, Signal::LatencyP99] {
+                let key = ("orders".to_owned(), signal);
+                o.series.insert(key, normal("orders", signal, i) * 4.0);
+            }
+            o.reach.insert(
+                "tax".into(),
+                Reach {
+                    calls: 40.0,
+                    unanswered: 4.0,
+                },
+            );
+            o
+        });
+        assert!(opened(&events).is_empty(), "{events:#?}");
     }
 
     #[test]
