@@ -422,6 +422,6 @@ policies: default
                 }
             }
         }
-        assert!(n >= 17, "{n} scenarios");
+        assert!(n >= 16, "{n} scenarios");
     }
 }
