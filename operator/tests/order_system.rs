@@ -501,17 +501,22 @@ async fn an_order_system_can_run_its_own_database_and_broker() {
     );
 }
 
-/// The data of the Secret `name`.
+/// The data of the Secret `name`, once it exists: one reconcile pass
+/// applies the backing servers' objects before the OMS's, so the admin
+/// Secret can come a moment after the StatefulSets.
 async fn secret_data(
     secrets: &Api<Secret>,
     name: &str,
 ) -> std::collections::BTreeMap<String, k8s_openapi::ByteString> {
-    secrets
-        .get(name)
-        .await
-        .unwrap_or_else(|e| panic!("Secret {name}: {e}"))
-        .data
-        .unwrap_or_else(|| panic!("Secret {name} has no data"))
+    eventually(&format!("Secret {name} with data"), 30, || async {
+        secrets
+            .get(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .data
+            .ok_or_else(|| "no data yet".to_owned())
+    })
+    .await
 }
 
 /// Makes `ns` enforce Pod Security `restricted`.

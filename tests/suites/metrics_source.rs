@@ -20,23 +20,8 @@ use homeostat_detector::promql::Queries;
 use homeostat_detector::source::{MetricsSource, PrometheusSource};
 use homeostat_test_support::{Prometheus, PrometheusConfig, ScrapeTarget, wait_until};
 
-/// The mapping a user of Istio's standard metrics would write.
-const ISTIO_NAMING: &str = r#"
-server:
-  metric: istio_request_duration_milliseconds
-  seconds_per_unit: 0.001
-  service_label: destination_service_name
-  failed: [{label: response_code, op: "=~", value: "5.."}]
-  only: [{label: reporter, op: "=", value: destination}]
-client:
-  metric: istio_request_duration_milliseconds
-  seconds_per_unit: 0.001
-  caller_label: source_workload
-  callee_label: destination_service_name
-  unanswered: [{label: response_code, op: "=", value: "0"}]
-  only: [{label: reporter, op: "=", value: source}]
-target_service_label: app
-"#;
+/// The mapping shipped for Istio's standard metrics.
+const ISTIO_NAMING: &str = include_str!("../../deploy/metrics-naming/istio.yaml");
 
 const TENANT: &str = "shop";
 
