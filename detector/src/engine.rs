@@ -400,7 +400,8 @@ impl Engine {
     pub fn tick(&mut self, now: i64, observation: Option<&Observation>) -> TickOutcome {
         let empty = Observation::default();
         let observed = observation.unwrap_or(&empty);
-        let scores = self.score(now, observed);
+        let subjects = self.subjects(observed);
+        let scores = self.score(now, observed, &subjects);
 
         // Per service: the strongest signal, and whether it holds.
         let mut strongest: BTreeMap<String, (Signal, f64)> = BTreeMap::new();
@@ -426,7 +427,7 @@ impl Engine {
             }
         }
         let mut resolved = Vec::new();
-        for service in self.subjects(observed) {
+        for service in subjects {
             let score = strongest.get(&service).map(|s| s.1);
             let phase = self.phases.entry(service.clone()).or_default();
             if let Transition::Resolved { at } = phase.observe(&self.config.debounce, now, score) {
@@ -462,12 +463,10 @@ impl Engine {
                 // Failing answers or none at all: its callers' calls to it
                 // fail, however quick each one is.
                 let failing = unanswering
-                    || [Signal::ErrorRatio, Signal::Availability].iter().any(|s| {
-                        scores
-                            .series
-                            .get(&(service.clone(), *s))
-                            .is_some_and(|t| t.score >= threshold)
-                    });
+                    || scores
+                        .series
+                        .get(&(service.clone(), Signal::ErrorRatio))
+                        .is_some_and(|t| t.score >= threshold);
                 Some(Symptom {
                     service: service.clone(),
                     signal,
@@ -592,7 +591,12 @@ impl Engine {
         });
     }
 
-    fn score(&mut self, now: i64, observed: &Observation) -> TickScores {
+    fn score(
+        &mut self,
+        now: i64,
+        observed: &Observation,
+        subjects: &BTreeSet<String>,
+    ) -> TickScores {
         let config = self.config.scoring;
         let mut scores = TickScores::default();
         let band_width = config.z_at(self.config.debounce.threshold);
@@ -623,14 +627,14 @@ impl Engine {
                     .insert(key.clone(), model.observe(&config, now, value));
             }
         }
-        for service in self.subjects(observed) {
+        for service in subjects {
             let judged = availability::judge(
-                observed.reach.get(&service).copied(),
-                observed.targets_up.get(&service).copied(),
+                observed.reach.get(service).copied(),
+                observed.targets_up.get(service).copied(),
                 self.config.debounce.threshold,
             );
             if let Some(judged) = judged {
-                let key = (service, Signal::Availability);
+                let key = (service.clone(), Signal::Availability);
                 let tick = Tick {
                     score: judged.score,
                     // No spread to count in: it stays out of the joint blame.
