@@ -142,7 +142,10 @@ pub async fn serve(
     loop {
         let current = match listener.take() {
             Some(listener) => listener,
-            None => tokio::net::TcpListener::bind(address).await?,
+            None => match rebind(address, stop.clone()).await {
+                Some(listener) => listener,
+                None => return Ok(()),
+            },
         };
         let watched = faults.clone();
         let went_down = async move { watched.went_down().await };
@@ -165,6 +168,25 @@ pub async fn serve(
             () = faults.came_up() => {}
         }
         tracing::warn!(%address, "up again: listening");
+    }
+}
+
+/// Binds `address` again after a `down` fault, retrying while another
+/// process holds the port (as a restarted process would); `None` once
+/// stopped.
+async fn rebind(
+    address: std::net::SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::net::TcpListener> {
+    loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => return Some(listener),
+            Err(error) => tracing::warn!(%address, %error, "cannot listen again yet; retrying"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return None,
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
     }
 }
 
