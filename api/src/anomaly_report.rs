@@ -67,6 +67,7 @@ pub enum ReportState {
 #[x_kube(validation = Rule::new("self.peakScore >= self.score").message("status.peakScore must be at least status.score: it is the highest score seen"))]
 #[x_kube(validation = Rule::new("!has(self.resolvedAt) || self.state == 'Resolved'").message("status.resolvedAt is set only on a Resolved report"))]
 #[x_kube(validation = Rule::new("!has(self.resolvedAt) || timestamp(self.resolvedAt) >= timestamp(self.openedAt)").message("status.resolvedAt must not be before status.openedAt"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.approvals) || oldSelf.approvals.all(o, has(self.approvals) && self.approvals.exists(n, n.step == o.step && n.verdict == o.verdict && n.by == o.by))").message("status.approvals: a verdict once given stays as given"))]
 pub struct AnomalyReportStatus {
     /// Open, Remediating or Resolved.
     pub state: ReportState,
@@ -126,6 +127,14 @@ pub struct AnomalyReportStatus {
     /// when, and their note. Written with field manager `homeostat-ack`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<Acknowledgement>,
+
+    /// People's verdicts on steps awaiting approval (`homeostat approve`,
+    /// `homeostat reject`), one per step, never changed once given.
+    /// Written with field manager `homeostat-approval`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["step".into()]))]
+    #[schemars(length(max = 64))]
+    pub approvals: Vec<crate::Verdict>,
 }
 
 /// A person saying "I have this", as the API server authenticated them.
@@ -230,4 +239,7 @@ pub struct ActionRecord {
     /// The guard that stopped it, if one did (cooldown, rate-limit, suspended, kill-switch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<String>,
+    /// Its action sets `requireApproval`: where the step stands with people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::StepApproval>,
 }

@@ -4,6 +4,7 @@
 mod action_kind;
 mod anomaly_report;
 mod apply;
+mod approval;
 mod crds;
 mod duration;
 pub mod oms;
@@ -17,6 +18,7 @@ mod target;
 pub use action_kind::ActionKind;
 pub use anomaly_report::*;
 pub use apply::StatusWrite;
+pub use approval::{ApprovalState, AwaitingApproval, StepApproval, Verdict, VerdictKind};
 pub use crds::{all_crds, crd_file_name, render_crd_yaml};
 pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
 pub use order_system::*;

@@ -103,6 +103,8 @@ pub struct Trigger {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.scale) != has(self.reroute)").message("each action must set exactly one of scale or reroute"))]
+#[x_kube(validation = Rule::new("!has(self.approvalTimeout) || (has(self.requireApproval) && self.requireApproval)").message("approvalTimeout is for an action with requireApproval: true"))]
+#[x_kube(validation = Rule::new("!has(self.approvalTimeout) || duration(self.approvalTimeout) >= duration('10s')").message("approvalTimeout must be at least 10s: a person needs time to look"))]
 pub struct RemediationAction {
     /// Add replicas to the service's workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +113,33 @@ pub struct RemediationAction {
     /// Move traffic from a failing backend to a healthy one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reroute: Option<RerouteAction>,
+
+    /// Each step waits for a person to approve it (`homeostat approve`):
+    /// planned and recorded as awaiting approval, carried out only once
+    /// approved; rejected or not approved within `approvalTimeout`, it is
+    /// recorded as not done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_approval: bool,
+
+    /// How long a step waits for approval before it lapses (with
+    /// `requireApproval`; default 15m, at least 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<Duration>,
 }
+
+impl RemediationAction {
+    /// How long a step of this action waits for approval, when it needs it.
+    pub fn approval_window(&self) -> Option<std::time::Duration> {
+        self.require_approval.then(|| {
+            self.approval_timeout
+                .as_ref()
+                .map_or(DEFAULT_APPROVAL_TIMEOUT, |t| t.0)
+        })
+    }
+}
+
+/// How long a step waits for approval when the action does not say.
+pub const DEFAULT_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Scale a workload through its `scale` subresource.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -310,6 +338,11 @@ pub struct RemediationPolicyStatus {
     /// Changes this policy made that are still in force, with what to restore.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active: Vec<ActiveRemediation>,
+
+    /// Steps planned and waiting for a person's approval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub awaiting_approval: Vec<crate::AwaitingApproval>,
 }
 
 /// A change in force, with the state from before it.

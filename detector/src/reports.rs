@@ -292,8 +292,10 @@ fn detector_status(
             last_transition_time: transition,
             observed_generation: None,
         }],
-        // A person's, never listed by the detector's apply (it would take it over).
+        // People's (acknowledgement, verdicts): never listed by the detector's
+        // apply, which would take them over.
         acknowledged: None,
+        approvals: vec![],
     }
 }
 

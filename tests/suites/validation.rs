@@ -372,6 +372,30 @@ fn policies_no_sre_means() -> Vec<Refused> {
             "spec.trigger.for",
         ),
         refused(
+            "approval-timeout-without-approval",
+            Create(
+                RP,
+                policy(
+                    tax.clone(),
+                    json!([{ "scale": { "maxReplicas": 3 }, "approvalTimeout": "5m" }]),
+                    json!({}),
+                ),
+            ),
+            "approvalTimeout is for an action with requireApproval: true",
+        ),
+        refused(
+            "approval-timeout-of-a-second",
+            Create(
+                RP,
+                policy(
+                    tax.clone(),
+                    json!([{ "scale": { "maxReplicas": 3 }, "requireApproval": true, "approvalTimeout": "1s" }]),
+                    json!({}),
+                ),
+            ),
+            "approvalTimeout must be at least 10s",
+        ),
+        refused(
             "no-cooldown",
             Create(RP, guards(json!({ "cooldown": "0s" }))),
             "guards.cooldown must be at least 1s",

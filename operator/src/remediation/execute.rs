@@ -14,13 +14,14 @@
 //! target is recorded as theirs instead.
 
 use homeostat_api::{
-    ActionRecord, ActiveRemediation, AnomalyReport, ChangedByOthers, PendingChange,
-    RemediationPolicy, RemediationPolicyStatus, Target,
+    ActionRecord, ActiveRemediation, AnomalyReport, AwaitingApproval, ChangedByOthers,
+    PendingChange, RemediationPolicy, RemediationPolicyStatus, Target,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::Recorder;
 use kube::{Client, ResourceExt};
 
+use super::approval::NotApproved;
 use super::kinds;
 use super::plan::{Change, Decision, Forgotten, Guard, Step};
 use super::record::{self, ActionUpdate, ReportEntry, set_condition, time};
@@ -168,6 +169,10 @@ impl Executor<'_> {
                 Decision::Block { step, guard } => {
                     self.block(&step, guard, status, &mut outcome).await?
                 }
+                Decision::Propose(step) => self.propose(&step, status, &mut outcome).await?,
+                Decision::NotDone { step, why } => {
+                    self.not_done(&step, &why, status, &mut outcome).await?
+                }
                 Decision::Restore { report, change } => {
                     if let Err(error) = self.apply_change(&change).await {
                         if !error.changed_by_others() {
@@ -250,6 +255,8 @@ impl Executor<'_> {
             weights: after.weights,
             planned_at: time(self.now),
         };
+        // An approved step stops waiting in the same write that makes it pending.
+        status.awaiting_approval.retain(|a| a.id != step.id);
         match status
             .active
             .iter_mut()
@@ -278,8 +285,8 @@ impl Executor<'_> {
             &step.report,
             ReportEntry {
                 action: Some(ActionUpdate::Step(Box::new(self.step_record(
+                    step,
                     step.id.clone(),
-                    &step.change,
                     StepOutcome::Planned,
                 )))),
                 timeline: Some((
@@ -358,8 +365,8 @@ impl Executor<'_> {
             &step.report,
             ReportEntry {
                 action: Some(ActionUpdate::Step(Box::new(self.step_record(
+                    step,
                     step.id.clone(),
-                    &step.change,
                     StepOutcome::Done(time(self.now)),
                 )))),
                 timeline: Some((
@@ -419,8 +426,8 @@ impl Executor<'_> {
         let id = format!("{}-{}", step.id, guard.as_str());
         let dry_run = guard == Guard::DryRun;
         let record = self.step_record(
+            step,
             id.clone(),
-            &step.change,
             if dry_run {
                 StepOutcome::DryRun
             } else {
@@ -469,6 +476,138 @@ impl Executor<'_> {
             if dry_run { "dry-run" } else { "blocked" }.to_owned(),
         ));
         outcome.blocked.push(guard.as_str().to_owned());
+        Ok(())
+    }
+
+    /// Records a step as awaiting approval: in the policy (what it would
+    /// do, until when), then on the report and as an Event, for the people
+    /// who may approve it. Nothing is changed.
+    async fn propose(
+        &self,
+        step: &Step,
+        status: &mut RemediationPolicyStatus,
+        outcome: &mut Outcome,
+    ) -> Result<(), ExecuteError> {
+        let Some(approval) = &step.approval else {
+            return Err(ExecuteError::Mismatch(format!(
+                "{} proposed without an approval",
+                step.id
+            )));
+        };
+        let awaiting = AwaitingApproval {
+            id: step.id.clone(),
+            report: step.report.clone(),
+            target: step.change.target.clone(),
+            target_uid: step.target_uid.clone(),
+            before: step.change.before.recorded(),
+            after: step.change.after.recorded(),
+            planned_at: time(self.now),
+            expires_at: approval.expires_at.clone(),
+        };
+        // Proposed again (the report lacked its record): one entry still.
+        match status
+            .awaiting_approval
+            .iter_mut()
+            .find(|a| a.id == step.id)
+        {
+            Some(existing) => existing.expires_at = awaiting.expires_at,
+            None => status.awaiting_approval.push(awaiting),
+        }
+        self.save(status).await?;
+        let message = format!(
+            "{}: {} awaits approval until {} (homeostat approve {} {} -n {})",
+            self.policy.name_any(),
+            step.change.describe(),
+            approval.expires_at.0,
+            step.report,
+            step.id,
+            self.namespace(),
+        );
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            &step.report,
+            ReportEntry {
+                action: Some(ActionUpdate::Step(Box::new(self.step_record(
+                    step,
+                    step.id.clone(),
+                    StepOutcome::Planned,
+                )))),
+                timeline: Some((format!("{}-awaiting-approval", step.id), message.clone())),
+                remediating: false,
+                now: self.now,
+            },
+        )
+        .await?;
+        record::event(
+            self.recorder,
+            self.policy,
+            self.report(&step.report),
+            false,
+            "AwaitingApproval",
+            message,
+        )
+        .await;
+        outcome.steps.push((
+            step.change.kind().as_str().to_owned(),
+            "awaiting-approval".to_owned(),
+        ));
+        Ok(())
+    }
+
+    /// Records a step that awaited approval as not done: on the report
+    /// first (a restart before the policy is written settles it again, to
+    /// the same record), then it stops waiting in the policy.
+    async fn not_done(
+        &self,
+        step: &Step,
+        why: &NotApproved,
+        status: &mut RemediationPolicyStatus,
+        outcome: &mut Outcome,
+    ) -> Result<(), ExecuteError> {
+        let mut step = step.clone();
+        if let Some(approval) = step.approval.as_mut() {
+            approval.state = why.state();
+            approval.by = why.by().map(str::to_owned);
+            approval.reason = Some(why.describe());
+        }
+        let message = format!(
+            "{}: {} not done: {}",
+            self.policy.name_any(),
+            step.change.describe(),
+            why.describe()
+        );
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            &step.report,
+            ReportEntry {
+                action: Some(ActionUpdate::Step(Box::new(self.step_record(
+                    &step,
+                    step.id.clone(),
+                    StepOutcome::Planned,
+                )))),
+                timeline: Some((format!("{}-not-done", step.id), message.clone())),
+                remediating: false,
+                now: self.now,
+            },
+        )
+        .await?;
+        status.awaiting_approval.retain(|a| a.id != step.id);
+        self.save(status).await?;
+        record::event(
+            self.recorder,
+            self.policy,
+            self.report(&step.report),
+            !matches!(why, NotApproved::Rejected { .. }),
+            "NotApproved",
+            message,
+        )
+        .await;
+        outcome.steps.push((
+            step.change.kind().as_str().to_owned(),
+            "not-done".to_owned(),
+        ));
         Ok(())
     }
 
@@ -556,7 +695,8 @@ impl Executor<'_> {
 
     /// A step's record in the report's `actions`: what it is, for a person
     /// and as values (object, before, after), so nothing parses the text back.
-    fn step_record(&self, id: String, change: &Change, outcome: StepOutcome) -> ActionRecord {
+    fn step_record(&self, step: &Step, id: String, outcome: StepOutcome) -> ActionRecord {
+        let change = &step.change;
         let (dry_run, blocked_by, done_at) = match outcome {
             StepOutcome::Planned => (false, None, None),
             StepOutcome::Done(at) => (false, None, Some(at)),
@@ -576,6 +716,7 @@ impl Executor<'_> {
             restored_at: None,
             dry_run,
             blocked_by,
+            approval: step.approval.clone(),
         }
     }
 

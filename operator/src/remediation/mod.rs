@@ -1,6 +1,7 @@
 //! The RemediationPolicy controller.
 //!
 //! - [`plan`]: the decision, pure (read this file to know what the operator does).
+//! - [`approval`]: steps waiting for a person (`requireApproval`), pure.
 //! - [`kinds`]: each kind of step (scale, reroute) in a file of its own.
 //! - [`state`]: what a target holds (replicas or weights), whatever its kind.
 //! - [`world`]: reads what the decision needs from the API server.
@@ -9,6 +10,7 @@
 //! - [`finalizer`]: deleting a policy that holds changes restores them first.
 //! - [`controller`]: the kube-runtime wiring.
 
+pub mod approval;
 pub mod controller;
 pub mod execute;
 pub mod finalizer;

@@ -33,10 +33,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use homeostat_api::{
-    ActionKind, ActiveRemediation, RemediationPolicySpec, RemediationPolicyStatus, ReportState,
-    Severity, Signal, Target,
+    ActionKind, ActiveRemediation, ApprovalState, RemediationPolicySpec, RemediationPolicyStatus,
+    ReportState, Severity, Signal, StepApproval, Target, Verdict,
 };
 
+use super::approval::{self, NotApproved};
 use super::kinds;
 pub use super::state::{State, Weights};
 
@@ -56,6 +57,8 @@ pub struct Report {
     /// The detector has no current data for its series (condition
     /// `Degraded`): its score is the last one seen, not what is true now.
     pub degraded: bool,
+    /// People's verdicts on its steps that await approval.
+    pub verdicts: Vec<Verdict>,
 }
 
 /// The cluster now, as far as the policy is concerned.
@@ -157,6 +160,8 @@ pub struct Step {
     /// The target's uid as the step found it (workloads), recorded with the
     /// policy's first step on it.
     pub target_uid: Option<String>,
+    /// Its action sets `requireApproval`: where it stands with people.
+    pub approval: Option<StepApproval>,
 }
 
 /// What to do.
@@ -170,6 +175,11 @@ pub enum Decision {
     Finish(Step),
     /// Record that `guard` stopped (or, for dry-run, only planned) a step.
     Block { step: Step, guard: Guard },
+    /// Record a step as planned and awaiting a person's approval; nothing
+    /// is changed.
+    Propose(Step),
+    /// A step that awaited approval is not done, and why.
+    NotDone { step: Step, why: NotApproved },
     /// Put back what was there before the policy acted for `report`.
     Restore { report: String, change: Change },
     /// Drop a change in force without undoing it.
@@ -225,7 +235,7 @@ pub struct Policy<'a> {
 }
 
 impl Policy<'_> {
-    fn kinds(&self) -> impl Iterator<Item = &dyn kinds::StepKind> {
+    pub(super) fn kinds(&self) -> impl Iterator<Item = &dyn kinds::StepKind> {
         self.spec.actions.iter().filter_map(kinds::of)
     }
 
@@ -265,6 +275,11 @@ pub fn plan(policy: Policy<'_>, reports: &[Report], world: &World) -> Vec<Decisi
         return yields;
     }
     decisions.extend(restores(policy, reports, world));
+    if let Some(settled) = approval::awaiting(policy, reports, world) {
+        // While a step waits for a person the policy plans no other.
+        decisions.extend(settled);
+        return decisions;
+    }
     if policy.deleting {
         return decisions;
     }
@@ -291,7 +306,7 @@ fn invalid(policy: Policy<'_>, world: &World) -> Option<String> {
         .find_map(|kind| kind.invalid(&services, world))
 }
 
-fn report_named<'r>(reports: &'r [Report], name: &str) -> Option<&'r Report> {
+pub(super) fn report_named<'r>(reports: &'r [Report], name: &str) -> Option<&'r Report> {
     reports.iter().find(|r| r.name == name)
 }
 
@@ -339,6 +354,7 @@ fn pending_step(active: &ActiveRemediation, reports: &[Report], world: &World) -
             after,
         },
         target_uid: active.target_uid.clone(),
+        approval: None,
     }))
 }
 
@@ -511,13 +527,25 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
             .find(|a| a.report == report.name && a.target == change.target)
             .map_or(0, |a| a.steps);
         let id = format!("{}-{}-{}", policy.name, index, steps + 1);
+        if report.recorded.contains(&id) {
+            // Planned before and not done (a person rejected it, or it
+            // lapsed): never planned again for this report.
+            continue;
+        }
         let target_uid = world.uids.get(&change.target).cloned();
+        let window = policy.spec.actions[index].approval_window();
         let step = Step {
             id,
             report: report.name.clone(),
             service: report.service.clone(),
             change,
             target_uid,
+            approval: window.map(|window| StepApproval {
+                state: ApprovalState::Awaiting,
+                expires_at: super::record::time(world.now + window.as_secs() as i64),
+                by: None,
+                reason: None,
+            }),
         };
         return Some(match guard(policy, kind, report, &step, world) {
             Some(guard) => {
@@ -528,13 +556,14 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
                 }
                 Decision::Block { step, guard }
             }
+            None if step.approval.is_some() => Decision::Propose(step),
             None => Decision::Act(step),
         });
     }
     None
 }
 
-fn guard(
+pub(super) fn guard(
     policy: Policy<'_>,
     kind: &dyn kinds::StepKind,
     report: &Report,

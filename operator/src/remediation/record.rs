@@ -2,8 +2,8 @@
 //! timeline (server-side apply as `homeostat-operator`), and Events.
 
 use homeostat_api::{
-    ActionRecord, ActiveRemediation, AnomalyReport, RemediationPolicy, RemediationPolicyStatus,
-    ReportState, StatusWrite, TimelineEntry,
+    ActionRecord, ActiveRemediation, AnomalyReport, AwaitingApproval, RemediationPolicy,
+    RemediationPolicyStatus, ReportState, StatusWrite, TimelineEntry,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Patch;
@@ -31,6 +31,7 @@ struct WholePolicyStatus<'a> {
     actions_blocked: i64,
     recent_actions: &'a [Time],
     active: &'a [ActiveRemediation],
+    awaiting_approval: &'a [AwaitingApproval],
 }
 
 impl<'a> From<&'a RemediationPolicyStatus> for WholePolicyStatus<'a> {
@@ -43,6 +44,7 @@ impl<'a> From<&'a RemediationPolicyStatus> for WholePolicyStatus<'a> {
             actions_blocked: status.actions_blocked,
             recent_actions: &status.recent_actions,
             active: &status.active,
+            awaiting_approval: &status.awaiting_approval,
         }
     }
 }
@@ -155,6 +157,8 @@ pub async fn report_status(
                     record.before = existing.before.take().or(record.before);
                     record.target = std::mem::take(&mut existing.target);
                     record.restored_at = existing.restored_at.take().or(record.restored_at);
+                    // A step finished after a restart still says who approved it.
+                    record.approval = record.approval.or(existing.approval.take());
                     *existing = record;
                 }
                 None => actions.push(record),

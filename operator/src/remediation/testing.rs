@@ -19,5 +19,6 @@ pub fn open_report(service: &str, opened_at: i64) -> Report {
         resolved_at: None,
         recorded: BTreeSet::new(),
         degraded: false,
+        verdicts: Vec::new(),
     }
 }

@@ -57,6 +57,7 @@ fn report_view(r: &AnomalyReport) -> Option<Report> {
             .conditions
             .iter()
             .any(|c| c.type_ == "Degraded" && c.status == "True"),
+        verdicts: status.approvals.clone(),
     })
 }
 
