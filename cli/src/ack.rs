@@ -8,45 +8,20 @@
 
 use anyhow::Context;
 use homeostat_api::{Acknowledgement, AnomalyReport, StatusWrite, TimelineEntry};
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Api, Client, Resource};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
 use serde::Serialize;
 
+use crate::on_call::{self, SOURCE, said};
+
 pub const FIELD_MANAGER: &str = "homeostat-ack";
-/// The timeline entries' `source`, so that each apply lists all of them.
-pub const SOURCE: &str = "on-call";
 
 /// What `homeostat-ack` owns of a report's status.
 #[derive(Debug, Serialize)]
 struct AckStatus {
     acknowledged: Acknowledgement,
     timeline: Vec<TimelineEntry>,
-}
-
-/// The user name the API server knows the caller by.
-pub async fn who_am_i(client: &Client) -> anyhow::Result<String> {
-    let review = Api::<SelfSubjectReview>::all(client.clone())
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .context("ask the API server who this is (SelfSubjectReview)")?;
-    review
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .filter(|u| !u.is_empty())
-        .context("the API server did not say who this is")
-}
-
-/// `: note`, or nothing without one.
-fn said(note: &str) -> String {
-    if note.is_empty() {
-        String::new()
-    } else {
-        format!(": {note}")
-    }
 }
 
 /// The status `by` writes to acknowledge `report` at `now` with `note`:
@@ -87,43 +62,27 @@ pub async fn acknowledge(
     name: &str,
     note: &str,
 ) -> anyhow::Result<String> {
-    let by = who_am_i(client).await?;
-    let api: Api<AnomalyReport> = Api::namespaced(client.clone(), namespace);
-    let report = api
-        .get_opt(name)
-        .await
-        .context("read the AnomalyReport")?
-        .with_context(|| format!("no AnomalyReport {name} in namespace {namespace}"))?;
+    let by = on_call::who_am_i(client).await?;
+    let report = on_call::report(client, namespace, name).await?;
     let body =
         StatusWrite::of::<AnomalyReport>(ack_status(&report, &by, note, jiff::Timestamp::now()));
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .with_context(|| format!("acknowledge {namespace}/{name} as {by}"))?;
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "homeostat-cli".into(),
-            instance: None,
-        },
-    );
-    let said = said(note);
-    recorder
-        .publish(
-            &Event {
-                type_: EventType::Normal,
-                reason: "Acknowledged".into(),
-                note: Some(format!("by {by}{said}").chars().take(1024).collect()),
-                action: "Acknowledge".into(),
-                secondary: None,
-            },
-            &report.object_ref(&()),
+    Api::<AnomalyReport>::namespaced(client.clone(), namespace)
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
         )
         .await
-        .context("publish the Acknowledged Event (the acknowledgement is written)")?;
+        .with_context(|| format!("acknowledge {namespace}/{name} as {by}"))?;
+    let said = said(note);
+    on_call::announce(
+        client,
+        &report,
+        "Acknowledged",
+        "Acknowledge",
+        format!("by {by}{said}"),
+    )
+    .await?;
     Ok(by)
 }
 

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use homeostat_api::{ActionRecord, AnomalyReport, ChangedState};
+use homeostat_api::{ActionRecord, AnomalyReport, ApprovalState, ChangedState, StepApproval};
 use jiff::Timestamp;
 use kube::ResourceExt;
 
@@ -137,6 +137,9 @@ fn action_tree(action: &ActionRecord) -> String {
         action.policy
     );
     let mut steps = vec![format!("planned   {}", clock(action.planned_at.0))];
+    if let Some(approval) = &action.approval {
+        steps.push(approval_line(approval, &action.id));
+    }
     if let Some(guard) = &action.blocked_by {
         steps.push(format!("blocked by {guard}"));
     } else if action.dry_run {
@@ -154,6 +157,26 @@ fn action_tree(action: &ActionRecord) -> String {
         out.push_str(&format!("  {branch} {step}\n"));
     }
     out
+}
+
+/// Where a step that needs approval stands, and what a person can do.
+fn approval_line(approval: &StepApproval, id: &str) -> String {
+    let by = approval
+        .by
+        .as_deref()
+        .map(|by| format!(" by {by}"))
+        .unwrap_or_default();
+    match approval.state {
+        ApprovalState::Awaiting => format!(
+            "awaiting approval until {} (homeostat approve|reject REPORT {id})",
+            clock(approval.expires_at.0)
+        ),
+        ApprovalState::Approved => format!("approved{by}"),
+        state => {
+            let why = approval.reason.as_deref().unwrap_or_default();
+            format!("{} — not done: {why}", state.as_str().to_lowercase())
+        }
+    }
 }
 
 /// `deployment/tax 2→3`, from the values where they are recorded.

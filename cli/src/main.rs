@@ -4,14 +4,16 @@
 
 mod ack;
 mod detail;
+mod on_call;
 mod table;
+mod verdict;
 mod watch;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use homeostat_api::{AnomalyReport, RemediationPolicy};
+use homeostat_api::{AnomalyReport, RemediationPolicy, VerdictKind};
 use kube::api::ListParams;
 use kube::{Api, Client};
 use serde::Serialize;
@@ -39,6 +41,25 @@ enum Command {
     /// Acknowledge a report as yourself (the identity the API server
     /// authenticates): recorded on the report and as an Event.
     Ack(Ack),
+    /// Approve a step that waits for approval (its policy's action sets
+    /// `requireApproval`): the operator then carries it out.
+    Approve(Judge),
+    /// Reject a step that waits for approval: it is recorded as not done.
+    Reject(Judge),
+}
+
+#[derive(clap::Args, Debug)]
+struct Judge {
+    /// The report's name.
+    name: String,
+    /// The step's id, as `homeostat report NAME` lists it under Actions.
+    step: String,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Why, for the others on call.
+    #[arg(long, default_value = "")]
+    note: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -286,6 +307,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Approve(judge) => judged(&client, judge, VerdictKind::Approved).await,
+        Command::Reject(judge) => judged(&client, judge, VerdictKind::Rejected).await,
         Command::Policies(listing) => {
             let policies = api::<RemediationPolicy>(&client, &listing)
                 .await?
@@ -298,6 +321,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+async fn judged(client: &Client, judge: Judge, verdict: VerdictKind) -> anyhow::Result<()> {
+    let namespace = judge
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let by = verdict::give(
+        client,
+        &namespace,
+        &judge.name,
+        &judge.step,
+        verdict,
+        &judge.note,
+    )
+    .await?;
+    println!(
+        "step {} of anomalyreport {namespace}/{} {} by {by}",
+        judge.step,
+        judge.name,
+        verdict::word(verdict)
+    );
+    Ok(())
 }
 
 #[tokio::main]

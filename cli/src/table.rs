@@ -111,6 +111,12 @@ pub fn policy_rows(policies: &[RemediationPolicy]) -> Vec<Vec<String>> {
                 .active
                 .iter()
                 .map(|a| format!("{} {}", a.kind, a.target))
+                .chain(
+                    status
+                        .awaiting_approval
+                        .iter()
+                        .map(|a| format!("{} awaits approval ({})", a.id, a.target)),
+                )
                 .collect();
             let mut flags = Vec::new();
             if p.spec.guards.dry_run {

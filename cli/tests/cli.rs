@@ -320,14 +320,13 @@ async fn person(
         .expect("kubeconfig")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ack_records_who_as_the_api_server_knows_them_and_a_reader_cannot() {
-    let (plane, client) = shop().await;
-    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
-    new_report(&reports, "tax-latency-p99-1", "tax").await;
-    report_status(&reports, "tax-latency-p99-1", "Open", 0.93).await;
-    // The shipped role for people on call (rbac.yaml also makes homeostat's
-    // ServiceAccounts, in homeostat-system), and a reader's.
+/// Kubeconfigs for `alice`, bound to the shipped role for people on call
+/// (rbac.yaml also makes homeostat's ServiceAccounts, in homeostat-system),
+/// and `viewer`, who may only read reports.
+async fn on_call_and_reader(
+    plane: &ControlPlane,
+    client: &kube::Client,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let system: Namespace =
         serde_json::from_value(json!({"metadata": {"name": "homeostat-system"}})).expect("ns");
     Api::<Namespace>::all(client.clone())
@@ -335,7 +334,7 @@ async fn ack_records_who_as_the_api_server_knows_them_and_a_reader_cannot() {
         .await
         .expect("namespace");
     homeostat_test_support::rbac::apply(
-        &plane,
+        plane,
         &[std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml")],
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -348,8 +347,18 @@ async fn ack_records_who_as_the_api_server_knows_them_and_a_reader_cannot() {
         .create(&PostParams::default(), &reader)
         .await
         .expect("reader role");
-    let alice = person(&plane, &client, "alice", "homeostat-oncall").await;
-    let viewer = person(&plane, &client, "viewer", "report-reader").await;
+    let alice = person(plane, client, "alice", "homeostat-oncall").await;
+    let viewer = person(plane, client, "viewer", "report-reader").await;
+    (alice, viewer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_records_who_as_the_api_server_knows_them_and_a_reader_cannot() {
+    let (plane, client) = shop().await;
+    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
+    new_report(&reports, "tax-latency-p99-1", "tax").await;
+    report_status(&reports, "tax-latency-p99-1", "Open", 0.93).await;
+    let (alice, viewer) = on_call_and_reader(&plane, &client).await;
 
     let said = homeostat_as(
         &alice,
@@ -431,4 +440,162 @@ async fn ack_records_who_as_the_api_server_knows_them_and_a_reader_cannot() {
             .count(),
         1
     );
+}
+
+/// Step `scale-tax-0-1` on the report, awaiting approval, as the operator
+/// records it.
+async fn awaiting_step(reports: &Api<AnomalyReport>, name: &str) {
+    reports
+        .patch_status(
+            name,
+            &PatchParams::apply("homeostat-operator").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+                "status": {"actions": [{
+                    "id": "scale-tax-0-1", "policy": "scale-tax", "kind": "scale",
+                    "target": "deployment/tax 2→3", "object": "deployment/tax",
+                    "before": {"replicas": 2}, "after": {"replicas": 3},
+                    "plannedAt": jiff::Timestamp::now().to_string(),
+                    "approval": {"state": "Awaiting", "expiresAt": "2099-01-01T00:00:00Z"}
+                }]}
+            })),
+        )
+        .await
+        .expect("the operator's record");
+}
+
+/// `homeostat ARGS` as `kubeconfig`, expected to fail; its stderr.
+fn homeostat_refused(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_homeostat"))
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .expect("run homeostat");
+    assert!(
+        !out.status.success(),
+        "homeostat {} succeeded",
+        args.join(" ")
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_records_the_verdict_once_and_a_reader_cannot() {
+    let (plane, client) = shop().await;
+    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
+    let name = "tax-latency-p99-1";
+    new_report(&reports, name, "tax").await;
+    report_status(&reports, name, "Open", 0.93).await;
+    awaiting_step(&reports, name).await;
+    let (alice, viewer) = on_call_and_reader(&plane, &client).await;
+    let alice_user = "system:serviceaccount:shop:alice";
+
+    // A reader cannot: refused by the API server, nothing written.
+    let error = homeostat_refused(&viewer, &["approve", name, "scale-tax-0-1", "-n", "shop"]);
+    assert!(error.contains("forbidden"), "{error}");
+    let status = reports
+        .get(name)
+        .await
+        .expect("report")
+        .status
+        .expect("status");
+    assert!(status.approvals.is_empty());
+
+    // A step that does not exist is named as such, with the ones that do.
+    let error = homeostat_refused(&alice, &["approve", name, "scale-tax-0-9", "-n", "shop"]);
+    assert!(error.contains("no step scale-tax-0-9"), "{error}");
+    assert!(error.contains("scale-tax-0-1"), "{error}");
+
+    let said = homeostat_as(
+        &alice,
+        &[
+            "approve",
+            name,
+            "scale-tax-0-1",
+            "-n",
+            "shop",
+            "--note",
+            "pool saturated",
+        ],
+    );
+    assert!(
+        said.contains(&format!("approved by {alice_user}")),
+        "{said}"
+    );
+    let status = reports
+        .get(name)
+        .await
+        .expect("report")
+        .status
+        .expect("status");
+    assert_eq!(status.approvals.len(), 1);
+    let verdict = &status.approvals[0];
+    assert_eq!(
+        (
+            verdict.step.as_str(),
+            verdict.verdict,
+            verdict.by.as_str(),
+            verdict.note.as_str()
+        ),
+        (
+            "scale-tax-0-1",
+            homeostat_api::VerdictKind::Approved,
+            alice_user,
+            "pool saturated"
+        )
+    );
+    assert!(
+        status
+            .timeline
+            .iter()
+            .any(|t| t.id == "scale-tax-0-1-approved" && t.message.contains(alice_user)),
+        "{:#?}",
+        status.timeline
+    );
+
+    // Once given, a verdict stands: the CLI says so, and the API server
+    // refuses a write that would change it.
+    let error = homeostat_refused(&alice, &["reject", name, "scale-tax-0-1", "-n", "shop"]);
+    assert!(error.contains("already Approved"), "{error}");
+    let overwrite = reports
+        .patch_status(
+            name,
+            &PatchParams::apply("homeostat-approval").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+                "status": {"approvals": [{
+                    "step": "scale-tax-0-1", "verdict": "Rejected", "by": "mallory",
+                    "at": jiff::Timestamp::now().to_string()
+                }]}
+            })),
+        )
+        .await;
+    let error = overwrite
+        .expect_err("a verdict cannot be changed")
+        .to_string();
+    assert!(
+        error.contains("a verdict once given stays as given"),
+        "{error}"
+    );
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "shop");
+    let approved = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("Approved"))
+        .expect("an Approved Event");
+    assert!(approved.note.unwrap_or_default().contains(alice_user));
+    // The detector's and the operator's next writes leave it be.
+    report_status(&reports, name, "Open", 0.95).await;
+    awaiting_step(&reports, name).await;
+    let status = reports
+        .get(name)
+        .await
+        .expect("report")
+        .status
+        .expect("status");
+    assert_eq!(status.approvals.len(), 1);
 }
