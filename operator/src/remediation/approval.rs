@@ -318,6 +318,22 @@ mod tests {
     }
 
     #[test]
+    fn a_step_a_guard_stops_before_anyone_is_asked_awaits_nobody() {
+        let mut fresh = crate::remediation::testing::open_report("tax", NOW - 30);
+        fresh.recorded.clear();
+        let status = RemediationPolicyStatus {
+            last_action_time: Some(time(NOW - 10)),
+            ..RemediationPolicyStatus::default()
+        };
+        let decisions = run(&status, &[fresh], &world(2));
+        let [Decision::Block { step, guard }] = decisions.as_slice() else {
+            panic!("expected one Block, got {decisions:?}");
+        };
+        assert_eq!(*guard, Guard::Cooldown);
+        assert_eq!(step.approval, None, "nothing to approve on a blocked step");
+    }
+
+    #[test]
     fn while_a_step_awaits_a_person_the_policy_plans_nothing_else() {
         let decisions = run(&awaiting(NOW - 60), &[report(None)], &world(2));
         assert_eq!(decisions, vec![]);

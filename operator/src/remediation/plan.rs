@@ -554,6 +554,11 @@ fn next_step(policy: Policy<'_>, reports: &[Report], world: &World) -> Option<De
                     // Recorded once is enough; the pass does nothing more.
                     return None;
                 }
+                // Stopped before anyone was asked: nothing awaits approval.
+                let step = Step {
+                    approval: None,
+                    ..step
+                };
                 Decision::Block { step, guard }
             }
             None if step.approval.is_some() => Decision::Propose(step),
