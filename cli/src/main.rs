@@ -2,12 +2,11 @@
 //! kubeconfig, kubectl-style. Also a kubectl plugin: installed on the PATH
 //! as `kubectl-homeostat`, it answers `kubectl homeostat …`.
 
-mod ack;
 mod detail;
-mod on_call;
 mod table;
-mod verdict;
 mod watch;
+
+use homeostat_cli::{ack, verdict};
 
 use std::process::ExitCode;
 

@@ -5,6 +5,7 @@ mod cluster;
 mod html;
 mod load;
 mod local;
+mod on_call;
 mod outcome;
 mod play;
 mod pods;

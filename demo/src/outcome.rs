@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use homeostat_api::{ActionKind, ChangedState};
+use homeostat_api::{ActionKind, ApprovalState, ChangedState, StepApproval};
 
 use crate::pods::ScaleOutcome;
 use crate::scenario::FaultKind;
@@ -49,12 +49,21 @@ pub struct ActionOutcome {
     /// A scale action on the cluster: the pods before and after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<ScaleOutcome>,
+    /// The step waited for a person: where it stands, who decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<StepApproval>,
 }
 
 impl ActionOutcome {
-    /// It changed something: neither a dry run nor blocked.
+    /// It changed something: neither a dry run nor blocked, and approved
+    /// when it needed approval.
     pub fn acted(&self) -> bool {
-        !self.dry_run && self.blocked_by.is_none()
+        !self.dry_run
+            && self.blocked_by.is_none()
+            && self
+                .approval
+                .as_ref()
+                .is_none_or(|a| a.state == ApprovalState::Approved)
     }
 }
 
@@ -240,6 +249,7 @@ mod tests {
             dry_run: false,
             blocked_by: None,
             scale: None,
+            approval: None,
         }
     }
 

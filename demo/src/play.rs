@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::on_call::OnCallPerson;
 use crate::outcome::{ActionOutcome, FaultRecord, ReportRecord};
 use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stack::{NAMESPACE, RATE_WINDOW_SECONDS, Stack};
@@ -204,6 +205,7 @@ pub async fn play(
     let mut faults: Vec<Option<FaultRecord>> = vec![None; scenario.faults.len()];
     let mut load_changes = Vec::new();
     let mut seen = Seen::default();
+    let mut on_call = scenario.on_call.clone().map(OnCallPerson::new);
     let mut last_routing = routing(stack).await;
     let mut next_status = zero + STATUS_EVERY;
     while zero.elapsed().as_secs_f64() < scenario.observe_seconds {
@@ -259,6 +261,9 @@ pub async fn play(
             Ok(list) => {
                 for line in seen.changes(&list) {
                     timeline.say(&line);
+                }
+                if let Some(person) = &mut on_call {
+                    person.look(&stack.client, NAMESPACE, &list, timeline).await;
                 }
             }
             Err(error) => timeline.say(&format!("cannot list reports: {error:#}")),

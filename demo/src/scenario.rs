@@ -22,6 +22,31 @@ pub struct Scenario {
     pub load_changes: Vec<LoadChange>,
     #[serde(default)]
     pub policies: Policies,
+    /// A person on call, played by the demo: gives a verdict on each step
+    /// that waits for approval.
+    #[serde(default)]
+    pub on_call: Option<OnCall>,
+}
+
+/// The demo's stand-in for the person on call: it answers each step that
+/// awaits approval `after_seconds` after it appears, through the very write
+/// `homeostat approve|reject` makes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnCall {
+    /// How long the person takes to look.
+    pub after_seconds: f64,
+    /// What they decide.
+    #[serde(default)]
+    pub verdict: Answer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    #[default]
+    Approve,
+    Reject,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -254,6 +279,14 @@ impl Scenario {
                 MAX_SECONDS,
             )?;
         }
+        if let Some(on_call) = &self.on_call {
+            finite_in(
+                "on_call.after_seconds",
+                on_call.after_seconds,
+                0.0,
+                self.observe_seconds,
+            )?;
+        }
         for (i, c) in self.load_changes.iter().enumerate() {
             finite_in(
                 &format!("load_changes[{i}].at_seconds"),
@@ -361,6 +394,32 @@ policies: default
             let err = Scenario::parse(&EXAMPLE.replace(from, to)).expect_err(to);
             assert!(err.to_string().contains(field), "{to}: {err}");
         }
+    }
+
+    #[test]
+    fn an_on_call_stand_in_answers_after_a_while_approving_by_default() {
+        let s =
+            Scenario::parse(&format!("{EXAMPLE}on_call:\n  after_seconds: 4\n")).expect("parse");
+        assert_eq!(
+            s.on_call,
+            Some(OnCall {
+                after_seconds: 4.0,
+                verdict: Answer::Approve
+            })
+        );
+        let reject = format!("{EXAMPLE}on_call:\n  after_seconds: 4\n  verdict: reject\n");
+        assert_eq!(
+            Scenario::parse(&reject)
+                .expect("parse")
+                .on_call
+                .map(|o| o.verdict),
+            Some(Answer::Reject)
+        );
+        let late = format!("{EXAMPLE}on_call:\n  after_seconds: 900\n");
+        let err = Scenario::parse(&late).expect_err("after the run");
+        assert!(err.to_string().contains("on_call.after_seconds"), "{err}");
+        let typo = format!("{EXAMPLE}on_call:\n  after_seconds: 4\n  verdict: shrug\n");
+        assert!(Scenario::parse(&typo).is_err());
     }
 
     #[test]

@@ -301,6 +301,7 @@ mod tests {
             dry_run: false,
             blocked_by: None,
             scale: None,
+            approval: None,
         };
         Outcome::compute(
             "soak",

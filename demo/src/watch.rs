@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use homeostat_api::{AnomalyReport, ReportState};
+use homeostat_api::{AnomalyReport, ApprovalState, ReportState};
 use jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -66,6 +66,7 @@ pub fn action_records(report: &AnomalyReport) -> Vec<(String, ActionOutcome)> {
                 dry_run: a.dry_run,
                 blocked_by: a.blocked_by.clone(),
                 scale: None,
+                approval: a.approval.clone(),
             };
             (format!("{}/{}", report.name_any(), a.id), outcome)
         })
@@ -76,7 +77,15 @@ pub fn action_records(report: &AnomalyReport) -> Vec<(String, ActionOutcome)> {
 #[derive(Debug, Default)]
 pub struct Seen {
     states: BTreeMap<String, ReportState>,
-    actions: BTreeMap<String, (bool, bool)>,
+    actions: BTreeMap<String, Look>,
+}
+
+/// What the timeline last said of an action.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Look {
+    acted: bool,
+    restored: bool,
+    approval: Option<ApprovalState>,
 }
 
 impl Seen {
@@ -107,21 +116,40 @@ impl Seen {
                 lines.push(format!("RESOLVED {name}"));
             }
             for (id, a) in action_records(report) {
-                let done = a.acted();
-                let restored = a.restored_at.is_some();
-                let previous = self.actions.insert(id.clone(), (done, restored));
-                if previous.is_none() {
-                    let what = match (&a.blocked_by, a.dry_run) {
-                        (Some(guard), _) => format!("BLOCKED by {guard}:"),
-                        (None, true) => "DRY-RUN ".to_owned(),
-                        (None, false) => "ACTION  ".to_owned(),
+                let look = Look {
+                    acted: a.acted(),
+                    restored: a.restored_at.is_some(),
+                    approval: a.approval.as_ref().map(|p| p.state),
+                };
+                let previous = self.actions.insert(id.clone(), look);
+                let approval_changed = previous.is_some_and(|p| p.approval != look.approval);
+                if previous.is_none() || (approval_changed && look.acted) {
+                    let what = match (&a.blocked_by, a.dry_run, &a.approval) {
+                        (Some(guard), _, _) => format!("BLOCKED by {guard}:"),
+                        (None, true, _) => "DRY-RUN ".to_owned(),
+                        (None, false, Some(p)) if p.state == ApprovalState::Awaiting => {
+                            "AWAITING approval:".to_owned()
+                        }
+                        (None, false, Some(p)) if p.state == ApprovalState::Approved => {
+                            format!("ACTION   approved by {}:", p.by.as_deref().unwrap_or("?"))
+                        }
+                        (None, false, Some(p)) => format!("NOT DONE ({}):", p.state),
+                        (None, false, None) => "ACTION  ".to_owned(),
                     };
                     lines.push(format!(
                         "{what} {} {} for {}: {} → {}",
                         a.policy, a.kind, a.target, a.from, a.to
                     ));
+                } else if approval_changed && let Some(p) = &a.approval {
+                    lines.push(format!(
+                        "NOT DONE {} {} for {}: {}",
+                        a.policy,
+                        a.kind,
+                        a.target,
+                        p.reason.as_deref().unwrap_or(p.state.as_str())
+                    ));
                 }
-                if restored && !previous.is_some_and(|p| p.1) {
+                if look.restored && !previous.is_some_and(|p| p.restored) {
                     lines.push(format!(
                         "RESTORED {} {} for {}: undone ({} → {})",
                         a.policy, a.kind, a.target, a.from, a.to
