@@ -13,6 +13,7 @@ mod remediation_policy;
 mod resources;
 pub mod routing;
 mod signal;
+mod silence;
 mod target;
 
 pub use action_kind::ActionKind;
@@ -25,6 +26,7 @@ pub use order_system::*;
 pub use remediation_policy::*;
 pub use resources::{Compute, ContainerResources};
 pub use signal::{Severity, Signal};
+pub use silence::{Silence, SilenceSpec};
 pub use target::{ParseTargetError, TARGET_PATTERN, Target};
 
 /// The API group of every homeostat resource.

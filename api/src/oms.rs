@@ -17,6 +17,16 @@ pub const OMS_SERVICES: [&str; 8] = [
 /// Services, and appears in metric labels.
 pub const SERVICE_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
+/// Whether `name` matches [`SERVICE_NAME_PATTERN`] and fits a label (at
+/// most 63 characters): what the API server would accept as a service.
+pub fn is_service_name(name: &str) -> bool {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&name.len())
+        && name.chars().all(|c| alphanumeric(c) || c == '-')
+        && name.starts_with(alphanumeric)
+        && name.ends_with(alphanumeric)
+}
+
 /// Whether `name` is one of the OMS services.
 pub fn is_oms_service(name: &str) -> bool {
     OMS_SERVICES.contains(&name)
@@ -40,6 +50,24 @@ pub(crate) const OMS_SERVICES_CEL: &str = "['orders', 'inventory', 'tax', 'payme
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_names_are_dns_labels() {
+        for good in ["tax", "payment-primary", "a", "b2b", &"x".repeat(63)] {
+            assert!(is_service_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Tax",
+            "-tax",
+            "tax-",
+            "tax_1",
+            "tax.shop",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_service_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn cel_list_names_every_service_once() {

@@ -1,7 +1,8 @@
 //! What a person on call does to the API server, as `homeostat` does it:
-//! acknowledge a report, approve or reject a step. A library too, so the
+//! acknowledge a report, approve or reject a step, silence a service. A library too, so the
 //! demo's on-call stand-in acts through the very same writes.
 
 pub mod ack;
 pub mod on_call;
+pub mod silence;
 pub mod verdict;

@@ -6,7 +6,7 @@ mod detail;
 mod table;
 mod watch;
 
-use homeostat_cli::{ack, verdict};
+use homeostat_cli::{ack, silence, verdict};
 
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use homeostat_api::{AnomalyReport, RemediationPolicy, VerdictKind};
 use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
 #[derive(Parser, Debug)]
@@ -45,6 +45,25 @@ enum Command {
     Approve(Judge),
     /// Reject a step that waits for approval: it is recorded as not done.
     Reject(Judge),
+    /// Keep every policy's hands off services for a while (a Silence): the
+    /// detector still reports them. `kubectl delete silence NAME` ends it.
+    Silence(Hush),
+}
+
+#[derive(clap::Args, Debug)]
+struct Hush {
+    /// The services, e.g. tax payment-primary.
+    #[arg(required = true)]
+    services: Vec<String>,
+    /// For how long, e.g. 30m, 2h (at most 168h).
+    #[arg(long = "for", value_name = "DURATION")]
+    length: homeostat_api::Duration,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Why, for the others on call.
+    #[arg(long, default_value = "")]
+    note: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -303,6 +322,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "anomalyreport {namespace}/{} acknowledged by {by}",
                 ack.name
+            );
+            Ok(())
+        }
+        Command::Silence(hush) => {
+            let namespace = hush
+                .namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            let made =
+                silence::create(&client, &namespace, &hush.services, hush.length, &hush.note)
+                    .await?;
+            println!(
+                "silence {namespace}/{}: no policy acts for {} until {} (by {})",
+                made.name_any(),
+                made.spec.services.join(", "),
+                made.spec.until.0,
+                made.spec.created_by
             );
             Ok(())
         }

@@ -44,11 +44,11 @@ pub fn said(note: &str) -> String {
     }
 }
 
-/// Publishes a Normal Event `reason` on `report` (what is already written
-/// stays written if this fails; the error says so).
-pub async fn announce(
+/// Publishes a Normal Event `reason` about `regarding` (what is already
+/// written stays written if this fails; the error says so).
+pub async fn announce<K: Resource<DynamicType = ()>>(
     client: &Client,
-    report: &AnomalyReport,
+    regarding: &K,
     reason: &str,
     action: &str,
     note: String,
@@ -69,7 +69,7 @@ pub async fn announce(
                 action: action.into(),
                 secondary: None,
             },
-            &report.object_ref(&()),
+            &regarding.object_ref(&()),
         )
         .await
         .with_context(|| format!("publish the {reason} Event (the change is written)"))

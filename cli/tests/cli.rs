@@ -599,3 +599,58 @@ async fn approve_records_the_verdict_once_and_a_reader_cannot() {
         .expect("status");
     assert_eq!(status.approvals.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_records_who_and_until_when_and_a_reader_cannot() {
+    let (plane, client) = shop().await;
+    let (alice, viewer) = on_call_and_reader(&plane, &client).await;
+    let silences: Api<homeostat_api::Silence> = Api::namespaced(client.clone(), "shop");
+
+    let error = homeostat_refused(&viewer, &["silence", "tax", "--for", "30m", "-n", "shop"]);
+    assert!(error.contains("forbidden"), "{error}");
+    let error = homeostat_refused(&alice, &["silence", "tax", "--for", "200h", "-n", "shop"]);
+    assert!(error.contains("at most 168h"), "{error}");
+    assert!(
+        silences
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+
+    let before = jiff::Timestamp::now();
+    let said = homeostat_as(
+        &alice,
+        &[
+            "silence",
+            "tax",
+            "inventory",
+            "--for",
+            "30m",
+            "-n",
+            "shop",
+            "--note",
+            "tax deploy",
+        ],
+    );
+    let alice_user = "system:serviceaccount:shop:alice";
+    assert!(said.contains(&format!("by {alice_user}")), "{said}");
+    let made = silences
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(made.len(), 1);
+    let spec = &made[0].spec;
+    assert_eq!(spec.services, ["tax", "inventory"]);
+    assert_eq!(
+        (spec.created_by.as_str(), spec.note.as_str()),
+        (alice_user, "tax deploy")
+    );
+    let length = spec.until.0.duration_since(before).as_secs_f64();
+    assert!(
+        (1790.0..=1810.0).contains(&length),
+        "until {length} s from now"
+    );
+}

@@ -836,3 +836,52 @@ async fn a_second_report_on_a_held_workload_is_undone_with_the_first_back_to_the
     }
     holds_nothing(&client, ns).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silenced_service_is_left_alone_until_the_silence_ends() {
+    let (plane, client) = plane().await;
+    let ns = "shop";
+    namespace(&client, ns).await;
+    deployment(&client, ns, "tax", 1).await;
+    policy(&client, ns, "scale-tax", scale_spec("tax", 2, "1s")).await;
+    // A person silences tax for a few seconds, as `homeostat silence` does.
+    let until = jiff::Timestamp::from_second(unix_now() + 8).expect("time");
+    let silence: homeostat_api::Silence = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "Silence",
+        "metadata": {"name": "tax-deploy"},
+        "spec": {"services": ["tax"], "until": until.to_string(), "createdBy": "alice"}
+    }))
+    .expect("silence");
+    Api::<homeostat_api::Silence>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &silence)
+        .await
+        .expect("create the silence");
+    let _operator = Operator::start(&plane, "a", &[]);
+
+    let report = open_report(&client, ns, "tax").await;
+    let blocked = eventually("the step blocked by the silence", 30, || async {
+        let status = get_report(&client, ns, &report)
+            .await
+            .status
+            .ok_or("no status")?;
+        status
+            .actions
+            .iter()
+            .find(|a| a.blocked_by.as_deref() == Some("silenced"))
+            .cloned()
+            .ok_or_else(|| format!("{:#?}", status.actions))
+    })
+    .await;
+    assert!(blocked.done_at.is_none());
+    assert_eq!(
+        replicas(&client, ns, "tax").await,
+        1,
+        "left alone while silenced"
+    );
+    // Once it ends, the same step is taken, and not before.
+    wait_replicas(&client, ns, "tax", 2).await;
+    assert!(
+        jiff::Timestamp::now() >= until,
+        "not before the silence ended"
+    );
+}

@@ -22,7 +22,8 @@
 //! 5. An open report that matches the policy (service, signal, score,
 //!    severity, held for `trigger.for`) gets the next step of the first action
 //!    that can still do something, unless a guard stops it: the kill switch,
-//!    `suspend`, the report's metrics unavailable (the detector marks it
+//!    `suspend`, a person's `Silence` on the report's service (the report
+//!    stays, the policy keeps its hands off), the report's metrics unavailable (the detector marks it
 //!    `Degraded`: its score is stale), the kind's own guard (a scale of a workload a
 //!    HorizontalPodAutoscaler scales; a reroute towards a backend that is
 //!    itself anomalous), a target another policy holds (one policy per target
@@ -81,6 +82,9 @@ pub struct World {
     /// Targets other policies hold (a change in force), with the policy:
     /// one target is held by one policy at a time.
     pub held_elsewhere: BTreeMap<Target, String>,
+    /// Services a person silenced (a `Silence` in force), with the Silence:
+    /// reported, but no policy acts for them.
+    pub silenced: BTreeMap<String, String>,
 }
 
 /// What a step changes: its target, from the state it found to the state
@@ -119,6 +123,8 @@ impl Change {
 pub enum Guard {
     KillSwitch,
     Suspended,
+    /// A person silenced the report's service.
+    Silenced,
     Cooldown,
     RateLimit,
     /// The reroute's `to` backend is itself anomalous.
@@ -138,6 +144,7 @@ impl Guard {
         match self {
             Guard::KillSwitch => "kill-switch",
             Guard::Suspended => "suspended",
+            Guard::Silenced => "silenced",
             Guard::Cooldown => "cooldown",
             Guard::RateLimit => "rate-limit",
             Guard::TargetAnomalous => "target-anomalous",
@@ -583,6 +590,9 @@ pub(super) fn guard(
     if guards.suspend {
         return Some(Guard::Suspended);
     }
+    if world.silenced.contains_key(&report.service) {
+        return Some(Guard::Silenced);
+    }
     if report.degraded {
         return Some(Guard::MetricsUnavailable);
     }
@@ -964,6 +974,28 @@ mod tests {
             only_block(&run(&suspended, &Default::default(), &r, &world())),
             Guard::Suspended
         );
+        // A person silenced tax: reported, left alone; orders is not.
+        let mut silenced = world();
+        silenced.silenced.insert("tax".into(), "tax-deploy".into());
+        assert_eq!(
+            only_block(&run(
+                &scale_policy(json!({})),
+                &Default::default(),
+                &r,
+                &silenced
+            )),
+            Guard::Silenced
+        );
+        let mut orders_silenced = world();
+        orders_silenced
+            .silenced
+            .insert("orders".into(), "orders-migration".into());
+        only_act(&run(
+            &scale_policy(json!({})),
+            &Default::default(),
+            &r,
+            &orders_silenced,
+        ));
         // The detector cannot read tax's series now: its score is stale.
         let stale = [Report {
             degraded: true,

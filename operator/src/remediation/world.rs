@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use homeostat_api::{AnomalyReport, RemediationPolicy, ReportState, Target};
+use homeostat_api::{AnomalyReport, RemediationPolicy, ReportState, Silence, Target};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Namespace;
@@ -149,6 +149,30 @@ pub async fn held_elsewhere(
     )
 }
 
+/// The services silenced in `namespace` at `now`, with the Silence.
+pub async fn silenced(
+    client: &Client,
+    namespace: &str,
+    now: i64,
+) -> Result<BTreeMap<String, String>, GatherError> {
+    let api: Api<Silence> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .flat_map(|silence| {
+            let name = silence.name_any();
+            silence
+                .spec
+                .services
+                .iter()
+                .filter(|service| silence.holds(service, now))
+                .map(|service| (service.clone(), name.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
 /// The world as `policy` sees it: every target it may change for the
 /// services it covers or has reports on, and every target it holds.
 pub async fn world(
@@ -187,6 +211,7 @@ pub async fn world(
         now,
         autoscaled: autoscaled(client, &namespace).await?,
         held_elsewhere: held_elsewhere(client, policy).await?,
+        silenced: silenced(client, &namespace, now).await?,
         states,
         uids,
         anomalous: reports
