@@ -24,7 +24,7 @@ use clap::Parser;
 
 use homeostat_api::ActionKind;
 
-use crate::outcome::{ActionOutcome, Outcome};
+use crate::outcome::{ActionOutcome, DashboardCheck, Outcome};
 use crate::pods::{PodRecord, scale_outcome};
 use crate::scenario::{Policies, Scenario};
 use crate::stack::{Layout, Runtime, SCRAPE, Stack};
@@ -74,6 +74,11 @@ struct Cli {
     /// never undone. On the local stack only.
     #[arg(long, conflicts_with = "cluster")]
     soak: bool,
+    /// Before stopping, ask Prometheus every query of the Grafana
+    /// dashboards in this directory (`dashboards/`) over the run, and
+    /// record in the outcome the ones that would draw an empty panel.
+    #[arg(long, value_name = "DIR")]
+    check_dashboards: Option<PathBuf>,
 }
 
 fn default_root() -> PathBuf {
@@ -180,6 +185,9 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
     )
     .await
     .context("read the charts' series from Prometheus")?;
+    if let Some(dir) = &cli.check_dashboards {
+        outcome.dashboards = Some(check_dashboards(dir, &prometheus, &played).await?);
+    }
     drop(stack);
 
     print_summary(&outcome);
@@ -204,6 +212,34 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
         anyhow::ensure!(verdict.passed(), "the soak failed");
     }
     Ok(())
+}
+
+/// Every query of the dashboards in `dir`, asked over the whole run (warm-up
+/// included: the OMS's panels are drawn from its start).
+async fn check_dashboards(
+    dir: &Path,
+    prometheus: &str,
+    played: &play::Played,
+) -> anyhow::Result<DashboardCheck> {
+    use homeostat_test_support::dashboards;
+    let queries = dashboards::queries(dir).map_err(anyhow::Error::msg)?;
+    // What Grafana's $__rate_interval comes to for 2 s scrapes and a 5 s step.
+    let empty = dashboards::empty(
+        prometheus,
+        &queries,
+        played.started_at.as_second(),
+        played.ended_at.as_second(),
+        5,
+        "20s",
+    )
+    .await;
+    Ok(DashboardCheck {
+        queries: queries.len(),
+        empty: empty
+            .into_iter()
+            .map(|(query, why)| format!("{query} ({why})"))
+            .collect(),
+    })
 }
 
 /// Adds to each scale action the pods it started, when each became Ready
@@ -319,6 +355,16 @@ fn print_summary(o: &Outcome) {
         "false reports: {}, false actions: {}",
         o.false_reports, o.false_actions
     );
+    if let Some(check) = &o.dashboards {
+        println!(
+            "dashboards: {} queries, {} would draw an empty panel",
+            check.queries,
+            check.empty.len()
+        );
+        for empty in &check.empty {
+            println!("  empty: {empty}");
+        }
+    }
 }
 
 #[tokio::main]

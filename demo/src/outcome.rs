@@ -94,6 +94,19 @@ pub struct Outcome {
     /// With `--soak`: did anything grow, is everything undone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub soak: Option<crate::soak::SoakOutcome>,
+    /// With `--check-dashboards`: the dashboards' queries, and those that
+    /// returned nothing over the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboards: Option<DashboardCheck>,
+}
+
+/// The dashboards' queries asked over a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DashboardCheck {
+    /// How many queries were asked.
+    pub queries: usize,
+    /// Each query that would draw an empty panel: dashboard / panel: query (why).
+    pub empty: Vec<String>,
 }
 
 /// Consecutive points inside the band that count as recovered (6 s at the
@@ -145,6 +158,7 @@ impl Outcome {
             false_reports,
             false_actions,
             soak: None,
+            dashboards: None,
         }
     }
 }

@@ -268,10 +268,7 @@ mod tests {
         metrics.fit_duration.observe(0.2);
         let exported = metrics.encode();
 
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../dashboards/homeostat-detector.json"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/homeostat.json");
         let dashboard = std::fs::read_to_string(path).expect("dashboard JSON");
         let names: Vec<&str> = dashboard
             .match_indices("homeostat_detector_")

@@ -119,6 +119,24 @@ impl Default for OperatorMetrics {
             "1 while this process holds the leader Lease",
             leader.clone(),
         );
+        // Every step's and guard's series from the start: the first step or
+        // block is a rise from 0 (a series born at 1 shows no increase).
+        for kind in [
+            homeostat_api::ActionKind::Scale,
+            homeostat_api::ActionKind::Reroute,
+        ] {
+            for outcome in crate::remediation::execute::STEP_OUTCOMES {
+                let _ = actions.get_or_create(&ActionLabels {
+                    kind: kind.as_str().to_owned(),
+                    outcome: outcome.to_owned(),
+                });
+            }
+        }
+        for guard in crate::remediation::plan::Guard::ALL {
+            let _ = guard_blocks.get_or_create(&GuardLabels {
+                guard: guard.as_str().to_owned(),
+            });
+        }
         // Every controller's series from the start: a standby shows 0.
         for controller in [Controller::RemediationPolicy, Controller::OrderSystem] {
             let labels = ControllerLabels {

@@ -13,6 +13,7 @@ mod certs;
 pub mod cluster;
 pub mod containerd;
 pub mod control_plane;
+pub mod dashboards;
 mod error;
 pub mod ports;
 pub mod process;

@@ -6,6 +6,7 @@ mod cluster;
 mod common;
 mod control_plane;
 mod crds;
+mod dashboards;
 mod deployments;
 mod detector;
 mod images;

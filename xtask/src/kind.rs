@@ -152,7 +152,12 @@ fn steps() -> Vec<Step> {
         "applying deploy/overlays/kind",
         &["apply", "--server-side", "-k", "deploy/overlays/kind"],
     ));
-    for deployment in ["homeostat-operator", "homeostat-detector", "prometheus"] {
+    for deployment in [
+        "homeostat-operator",
+        "homeostat-detector",
+        "prometheus",
+        "grafana",
+    ] {
         steps.push(kubectl(
             &format!("waiting for {deployment}"),
             &[
@@ -182,6 +187,8 @@ fn steps() -> Vec<Step> {
 const NEXT: &str = "homeostat runs on kind (context kind-homeostat).
   Prometheus:  kubectl --context kind-homeostat -n homeostat-system port-forward svc/prometheus 9090
                then open http://127.0.0.1:9090
+  Grafana:     kubectl --context kind-homeostat -n homeostat-system port-forward svc/grafana 3000
+               then open http://127.0.0.1:3000 (the OMS overview; homeostat's own under Dashboards)
   Reports:     kubectl --context kind-homeostat -n shop get anomalyreports -w
   A drill:     kubectl --context kind-homeostat -n shop port-forward svc/payment-primary 8081:8080 &
                TOKEN=$(kubectl --context kind-homeostat -n shop get secret shop-oms-admin -o jsonpath='{.data.token}' | base64 -d)

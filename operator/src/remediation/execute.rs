@@ -55,6 +55,19 @@ impl ExecuteError {
     }
 }
 
+/// The outcomes a step of a kind is counted under
+/// (`homeostat_operator_actions_total`), each counter made at 0 at start.
+pub const STEP_OUTCOMES: [&str; 8] = [
+    "acted",
+    "dry-run",
+    "blocked",
+    "restored",
+    "failed",
+    "yielded",
+    "awaiting-approval",
+    "not-done",
+];
+
 /// What one pass did, for metrics.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcome {

@@ -140,6 +140,21 @@ pub enum Guard {
 }
 
 impl Guard {
+    /// Every guard, so that each one's counter exists (at 0) before it
+    /// first blocks: a rise from 0 is what `increase()` sees.
+    pub const ALL: [Guard; 10] = [
+        Guard::KillSwitch,
+        Guard::Suspended,
+        Guard::Silenced,
+        Guard::Cooldown,
+        Guard::RateLimit,
+        Guard::TargetAnomalous,
+        Guard::Autoscaled,
+        Guard::HeldByAnotherPolicy,
+        Guard::MetricsUnavailable,
+        Guard::DryRun,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Guard::KillSwitch => "kill-switch",
