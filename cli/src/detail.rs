@@ -9,12 +9,20 @@ use homeostat_api::{ActionRecord, AnomalyReport, ApprovalState, ChangedState, St
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+use homeostat_cli::history::Point;
+
 use crate::table::age;
 
 /// Width of the band gauge, in characters.
 const GAUGE: usize = 40;
 
-pub fn render(report: &AnomalyReport, now: Timestamp) -> String {
+/// The report in text; `history` is its signal over the incident, or why
+/// it could not be read.
+pub fn render(
+    report: &AnomalyReport,
+    now: Timestamp,
+    history: &Result<Vec<Point>, String>,
+) -> String {
     let mut out = String::new();
     let field = |out: &mut String, name: &str, value: String| {
         let _ = writeln!(out, "{name:<10} {value}");
@@ -73,6 +81,25 @@ pub fn render(report: &AnomalyReport, now: Timestamp) -> String {
         ),
     );
     field(&mut out, "", gauge(status.observed, band.lower, band.upper));
+    match history {
+        Ok(points) if !points.is_empty() => {
+            let (line, marks) = sparkline(points);
+            let (first, last) = (points[0].at, points[points.len() - 1].at);
+            let at = |t: i64| Timestamp::from_second(t).map_or_else(|_| "?".into(), clock);
+            field(
+                &mut out,
+                "History",
+                format!("{line}  {} → {}", at(first), at(last)),
+            );
+            field(
+                &mut out,
+                "",
+                format!("{marks}  ▲ above its band, ▼ below, · inside"),
+            );
+        }
+        Ok(_) => field(&mut out, "History", "no points".to_owned()),
+        Err(why) => field(&mut out, "History", format!("unavailable: {why}")),
+    }
     if let Some(culprit) = &status.culprit {
         field(
             &mut out,
@@ -203,6 +230,45 @@ fn change(action: &ActionRecord) -> String {
     }
 }
 
+const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// The values as blocks, on one scale with their band; and under each,
+/// where it lies against the band it was judged by: `▲` above, `▼` below,
+/// `·` inside, a space where no band was known.
+pub fn sparkline(points: &[Point]) -> (String, String) {
+    let bounds = points.iter().flat_map(|p| {
+        [p.observed]
+            .into_iter()
+            .chain(p.band.into_iter().flat_map(|(l, u)| [l, u]))
+    });
+    let (low, high) = bounds
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let level = |v: f64| {
+        if high > low {
+            (((v - low) / (high - low)) * (BLOCKS.len() - 1) as f64).round() as usize
+        } else {
+            0
+        }
+    };
+    let line = points
+        .iter()
+        .map(|p| BLOCKS[level(p.observed).min(BLOCKS.len() - 1)])
+        .collect();
+    let marks = points
+        .iter()
+        .map(|p| match p.band {
+            Some((_, upper)) if p.observed > upper => '▲',
+            Some((lower, _)) if p.observed < lower => '▼',
+            Some(_) => '·',
+            None => ' ',
+        })
+        .collect();
+    (line, marks)
+}
+
 /// Where `observed` lies against the band `[lower, upper]`: `=` is the
 /// band, `●` the value.
 pub fn gauge(observed: f64, lower: f64, upper: f64) -> String {
@@ -270,7 +336,7 @@ mod tests {
     #[test]
     fn tells_what_where_since_when_and_what_was_done() {
         let now: Timestamp = "2026-12-04T10:10:00Z".parse().expect("now");
-        let text = render(&report(), now);
+        let text = render(&report(), now, &Err("no Prometheus given".into()));
         assert!(text.contains("Report     shop/tax-latency-p99-1"), "{text}");
         assert!(text.contains("latency_p99 of tax"), "{text}");
         assert!(
@@ -291,6 +357,37 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  └─ blocked by cooldown\n"), "{text}");
+    }
+
+    #[test]
+    fn the_sparkline_rises_with_the_value_and_marks_it_against_its_band() {
+        let point = |at, observed| Point {
+            at,
+            observed,
+            band: Some((0.01, 0.05)),
+        };
+        let points = [
+            point(0, 0.02),
+            point(2, 0.4),
+            point(4, 0.2),
+            point(6, 0.005),
+            Point {
+                at: 8,
+                observed: 0.03,
+                band: None,
+            },
+        ];
+        let (line, marks) = sparkline(&points);
+        assert_eq!(line.chars().count(), 5);
+        assert_eq!(line.chars().nth(1), Some('█'), "the highest value: {line}");
+        assert_eq!(marks, "·▲▲▼ ");
+        let now: Timestamp = "2026-12-04T10:10:00Z".parse().expect("now");
+        let text = render(&report(), now, &Ok(points.to_vec()));
+        assert!(
+            text.contains(&format!("History    {line}  00:00:00 → 00:00:08")),
+            "{text}"
+        );
+        assert!(text.contains("·▲▲▼   ▲ above its band"), "{text}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! demo's on-call stand-in acts through the very same writes.
 
 pub mod ack;
+pub mod history;
 pub mod on_call;
 pub mod silence;
 pub mod verdict;

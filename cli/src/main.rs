@@ -6,7 +6,7 @@ mod detail;
 mod table;
 mod watch;
 
-use homeostat_cli::{ack, silence, verdict};
+use homeostat_cli::{ack, history, silence, verdict};
 
 use std::process::ExitCode;
 
@@ -119,6 +119,11 @@ struct Detail {
     /// Output format (`table`: the detail in text).
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// Prometheus's base URL, for the signal's history; without it, the
+    /// in-cluster homeostat-system/prometheus through the API server's
+    /// service proxy (your kubeconfig's credentials).
+    #[arg(long, env = "HOMEOSTAT_PROMETHEUS_URL")]
+    prometheus: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -307,7 +312,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     format!("no AnomalyReport {} in namespace {namespace}", detail.name)
                 })?;
             match detail.output {
-                Output::Table => print!("{}", detail::render(&report, now)),
+                Output::Table => {
+                    let history = signal_history(&client, &detail, &report, now).await;
+                    print!("{}", detail::render(&report, now, &history));
+                }
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Yaml => print!("{}", serde_norway::to_string(&report)?),
             }
@@ -356,6 +364,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// The report's signal from five minutes before it opened until it
+/// resolved (or now), or why it cannot be read.
+async fn signal_history(
+    client: &Client,
+    detail: &Detail,
+    report: &AnomalyReport,
+    now: jiff::Timestamp,
+) -> Result<Vec<history::Point>, String> {
+    let status = report.status.as_ref().ok_or("not evaluated yet")?;
+    let source = detail
+        .prometheus
+        .clone()
+        .map_or_else(history::Source::in_cluster, history::Source::Url);
+    let from = status.opened_at.0.as_second() - 300;
+    let to = status.resolved_at.as_ref().map_or(now, |t| t.0).as_second();
+    history::fetch(
+        client,
+        &source,
+        &report.spec.service,
+        report.spec.signal,
+        from,
+        to,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn judged(client: &Client, judge: Judge, verdict: VerdictKind) -> anyhow::Result<()> {

@@ -654,3 +654,103 @@ async fn silence_records_who_and_until_when_and_a_reader_cannot() {
         "until {length} s from now"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_draws_the_signal_against_its_band_from_prometheus() {
+    use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
+    let (plane, client) = shop().await;
+    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
+    let name = "tax-latency-p99-1";
+    new_report(&reports, name, "tax").await;
+    // An incident three hours ago: ten minutes, tax's p99 out of its band
+    // for the middle four.
+    let opened = jiff::Timestamp::now().as_second() / 60 * 60 - 3 * 3600;
+    let resolved = opened + 600;
+    reports
+        .patch_status(
+            name,
+            &PatchParams::apply("homeostat-detector").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+                "status": {
+                    "state": "Resolved", "score": 0.1, "peakScore": 0.97, "severity": "Critical",
+                    "observed": 0.02, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
+                    "openedAt": jiff::Timestamp::from_second(opened).expect("t").to_string(),
+                    "resolvedAt": jiff::Timestamp::from_second(resolved).expect("t").to_string()
+                }
+            })),
+        )
+        .await
+        .expect("report status");
+    // What the detector exported then, as Prometheus would have scraped it.
+    let mut exposition = String::new();
+    for metric in ["observed", "band_lower", "band_upper"] {
+        exposition += &format!("# TYPE homeostat_detector_{metric} gauge\n");
+        for t in (opened - 300..=resolved).step_by(10) {
+            let value = match metric {
+                "band_lower" => 0.01,
+                "band_upper" => 0.05,
+                _ if (opened + 180..opened + 420).contains(&t) => 0.4,
+                _ => 0.02,
+            };
+            exposition += &format!(
+                "homeostat_detector_{metric}{{service=\"tax\",signal=\"latency_p99\"}} {value} {t}\n"
+            );
+        }
+    }
+    exposition += "# EOF\n";
+    let data = tempfile::tempdir().expect("tempdir");
+    backfill_openmetrics(data.path(), &exposition).unwrap_or_else(|e| panic!("{e}"));
+    let prometheus = Prometheus::start(PrometheusConfig {
+        data_dir: Some(data.path().to_owned()),
+        ..PrometheusConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let detail = homeostat(
+        &plane,
+        &[
+            "report",
+            name,
+            "-n",
+            "shop",
+            "--prometheus",
+            prometheus.url(),
+        ],
+    );
+    let history = detail
+        .lines()
+        .skip_while(|l| !l.starts_with("History"))
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(history.len(), 2, "{detail}");
+    assert!(history[0].contains('█'), "the peak drawn: {detail}");
+    let marks: String = history[1]
+        .chars()
+        .skip(11)
+        .take_while(|c| *c != ' ')
+        .collect();
+    assert!(marks.starts_with('·') && marks.ends_with('·'), "{detail}");
+    let above = marks.chars().filter(|c| *c == '▲').count();
+    // Four of fifteen minutes above the band, at about sixty points.
+    assert!((12..=20).contains(&above), "{above} points above: {detail}");
+
+    // Without a Prometheus it says why, and still shows the report.
+    let detail = homeostat(
+        &plane,
+        &[
+            "report",
+            name,
+            "-n",
+            "shop",
+            "--prometheus",
+            "http://127.0.0.1:9",
+        ],
+    );
+    assert!(
+        detail.contains("History    unavailable: Prometheus at http://127.0.0.1:9"),
+        "{detail}"
+    );
+    assert!(detail.contains("Signal     latency_p99 of tax"), "{detail}");
+}

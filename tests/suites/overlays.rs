@@ -241,6 +241,26 @@ pub async fn exercise(cluster: &Cluster) {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
 
+    // `homeostat report` reaches the same Prometheus through the API
+    // server's service proxy, with the kubeconfig's credentials.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let through_proxy = homeostat_cli::history::query_range(
+        &client,
+        &homeostat_cli::history::Source::in_cluster(),
+        r#"count(up{namespace="shop"} == 1)"#,
+        now - 30,
+        now,
+        2,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        through_proxy.values().any(|v| *v == 8.0),
+        "{through_proxy:?}"
+    );
+
     // Neither controller was refused anything under the shipped RBAC.
     for pod in system_pods
         .list(&ListParams::default().labels("app.kubernetes.io/part-of=homeostat"))
