@@ -9,7 +9,7 @@ use homeostat_api::{ActionRecord, AnomalyReport, ApprovalState, ChangedState, St
 use jiff::Timestamp;
 use kube::ResourceExt;
 
-use homeostat_cli::history::Point;
+use homeostat_oncall::history::Point;
 
 use crate::table::age;
 

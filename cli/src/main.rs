@@ -6,7 +6,7 @@ mod detail;
 mod table;
 mod watch;
 
-use homeostat_cli::{ack, history, silence, verdict};
+use homeostat_oncall::{Actor, ack, history, silence, verdict};
 
 use std::process::ExitCode;
 
@@ -326,10 +326,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| client.default_namespace().to_owned());
-            let by = ack::acknowledge(&client, &namespace, &ack.name, &ack.note).await?;
+            let actor = person(&client).await?;
+            ack::acknowledge(&actor, &namespace, &ack.name, &ack.note).await?;
             println!(
-                "anomalyreport {namespace}/{} acknowledged by {by}",
-                ack.name
+                "anomalyreport {namespace}/{} acknowledged by {}",
+                ack.name, actor.by
             );
             Ok(())
         }
@@ -338,9 +339,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| client.default_namespace().to_owned());
-            let made =
-                silence::create(&client, &namespace, &hush.services, hush.length, &hush.note)
-                    .await?;
+            let actor = person(&client).await?;
+            let made = silence::create(&actor, &namespace, &hush.services, hush.length, &hush.note)
+                .await?;
             println!(
                 "silence {namespace}/{}: no policy acts for {} until {} (by {})",
                 made.name_any(),
@@ -398,8 +399,9 @@ async fn judged(client: &Client, judge: Judge, verdict: VerdictKind) -> anyhow::
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
-    let by = verdict::give(
-        client,
+    let actor = person(client).await?;
+    verdict::give(
+        &actor,
         &namespace,
         &judge.name,
         &judge.step,
@@ -408,12 +410,18 @@ async fn judged(client: &Client, judge: Judge, verdict: VerdictKind) -> anyhow::
     )
     .await?;
     println!(
-        "step {} of anomalyreport {namespace}/{} {} by {by}",
+        "step {} of anomalyreport {namespace}/{} {} by {}",
         judge.step,
         judge.name,
-        verdict::word(verdict)
+        verdict::word(verdict),
+        actor.by
     );
     Ok(())
+}
+
+/// The person at the keyboard, as the API server knows their kubeconfig.
+async fn person(client: &Client) -> anyhow::Result<Actor> {
+    Actor::from_kubeconfig(client.clone(), "homeostat-cli").await
 }
 
 #[tokio::main]

@@ -1,13 +1,13 @@
 //! The demo's stand-in for the person on call: it looks at the reports as
 //! the demo polls them and answers each step awaiting approval once it has
 //! waited `after_seconds`, through `homeostat approve|reject`'s own write
-//! (`homeostat_cli::verdict`), as whoever the demo's kubeconfig is.
+//! (`homeostat_oncall::verdict`), as whoever the demo's kubeconfig is.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use homeostat_api::{AnomalyReport, ApprovalState, VerdictKind};
-use homeostat_cli::verdict;
+use homeostat_oncall::{Actor, verdict};
 use kube::ResourceExt;
 use tokio::time::Instant;
 
@@ -62,7 +62,13 @@ impl OnCallPerson {
                 Answer::Reject => VerdictKind::Rejected,
             };
             let note = "the demo's on-call stand-in";
-            match verdict::give(client, namespace, report, step, kind, note).await {
+            let given = match Actor::from_kubeconfig(client.clone(), "homeostat-demo").await {
+                Ok(actor) => verdict::give(&actor, namespace, report, step, kind, note)
+                    .await
+                    .map(|()| actor.by),
+                Err(error) => Err(error),
+            };
+            match given {
                 Ok(by) => {
                     *attempts = 0;
                     timeline.say(&format!(

@@ -246,9 +246,9 @@ pub async fn exercise(cluster: &Cluster) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let through_proxy = homeostat_cli::history::query_range(
+    let through_proxy = homeostat_oncall::history::query_range(
         &client,
-        &homeostat_cli::history::Source::in_cluster(),
+        &homeostat_oncall::history::Source::in_cluster(),
         r#"count(up{namespace="shop"} == 1)"#,
         now - 30,
         now,

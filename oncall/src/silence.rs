@@ -7,10 +7,10 @@
 use anyhow::Context;
 use homeostat_api::{Silence, SilenceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
-use kube::{Api, Client};
 
-use crate::on_call::{self, said};
+use crate::actor::{Actor, said};
 
 /// The longest silence: a week (168h). Longer is a policy change, not a silence.
 pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
@@ -62,18 +62,18 @@ pub fn silence(
     })
 }
 
-/// Silences `services` in `namespace` for `length` as the caller; returns
+/// Silences `services` in `namespace` for `length` as `actor`; returns
 /// the Silence as stored.
 pub async fn create(
-    client: &Client,
+    actor: &Actor,
     namespace: &str,
     services: &[String],
     length: homeostat_api::Duration,
     note: &str,
 ) -> anyhow::Result<Silence> {
-    let by = on_call::who_am_i(client).await?;
-    let wanted = silence(services, length, &by, note, jiff::Timestamp::now())?;
-    let stored = Api::<Silence>::namespaced(client.clone(), namespace)
+    let by = &actor.by;
+    let wanted = silence(services, length, by, note, jiff::Timestamp::now())?;
+    let stored = Api::<Silence>::namespaced(actor.client.clone(), namespace)
         .create(&PostParams::default(), &wanted)
         .await
         .with_context(|| format!("silence {} in {namespace} as {by}", services.join(", ")))?;
@@ -83,7 +83,7 @@ pub async fn create(
         stored.spec.until.0,
         said(note)
     );
-    on_call::announce(client, &stored, "Silenced", "Silence", note).await?;
+    actor.announce(&stored, "Silenced", "Silence", note).await?;
     Ok(stored)
 }
 

@@ -12,11 +12,11 @@ use homeostat_api::{
     AnomalyReport, ApprovalState, StatusWrite, TimelineEntry, Verdict, VerdictKind,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
 use serde::Serialize;
 
-use crate::on_call::{self, SOURCE, said};
+use crate::actor::{Actor, SOURCE, said};
 
 pub const FIELD_MANAGER: &str = "homeostat-approval";
 
@@ -132,23 +132,22 @@ fn verdict_status(
     })
 }
 
-/// Gives `verdict` on `step` of `namespace/name` as the caller; returns who
-/// they are.
+/// Gives `verdict` on `step` of `namespace/name` as `actor`.
 pub async fn give(
-    client: &Client,
+    actor: &Actor,
     namespace: &str,
     name: &str,
     step: &str,
     verdict: VerdictKind,
     note: &str,
-) -> anyhow::Result<String> {
-    let by = on_call::who_am_i(client).await?;
-    let report = on_call::report(client, namespace, name).await?;
-    let status = verdict_status(&report, step, verdict, &by, note, jiff::Timestamp::now())
+) -> anyhow::Result<()> {
+    let by = &actor.by;
+    let report = actor.report(namespace, name).await?;
+    let status = verdict_status(&report, step, verdict, by, note, jiff::Timestamp::now())
         .with_context(|| format!("{namespace}/{name}"))?;
     let body =
         StatusWrite::of::<AnomalyReport>(status).if_at(report.metadata.resource_version.clone());
-    Api::<AnomalyReport>::namespaced(client.clone(), namespace)
+    Api::<AnomalyReport>::namespaced(actor.client.clone(), namespace)
         .patch_status(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -166,15 +165,14 @@ pub async fn give(
         VerdictKind::Approved => ("Approved", "Approve"),
         VerdictKind::Rejected => ("Rejected", "Reject"),
     };
-    on_call::announce(
-        client,
-        &report,
-        reason,
-        action,
-        format!("{step} {} by {by}{}", word(verdict), said(note)),
-    )
-    .await?;
-    Ok(by)
+    actor
+        .announce(
+            &report,
+            reason,
+            action,
+            format!("{step} {} by {by}{}", word(verdict), said(note)),
+        )
+        .await
 }
 
 #[cfg(test)]

@@ -88,6 +88,13 @@ pub fn step_for(from: i64, to: i64) -> i64 {
     ((to - from) / 60).max(2)
 }
 
+/// The PromQL of `service`'s `signal`: observed, band lower, band upper.
+pub fn queries(service: &str, signal: Signal) -> [String; 3] {
+    ["observed", "band_lower", "band_upper"].map(|metric| {
+        format!(r#"max(homeostat_detector_{metric}{{service="{service}",signal="{signal}"}})"#)
+    })
+}
+
 /// `service`'s `signal` and its band from `from` to `to` (Unix seconds).
 pub async fn fetch(
     client: &Client,
@@ -98,18 +105,16 @@ pub async fn fetch(
     to: i64,
 ) -> Result<Vec<Point>, HistoryError> {
     let step = step_for(from, to);
-    let series = |metric: &str| {
-        format!(r#"max(homeostat_detector_{metric}{{service="{service}",signal="{signal}"}})"#)
-    };
-    let observed = query_range(client, source, &series("observed"), from, to, step).await?;
+    let [observed, lower, upper] = queries(service, signal);
+    let observed = query_range(client, source, &observed, from, to, step).await?;
     if observed.is_empty() {
         return Err(HistoryError::Empty(
             source.to_string(),
             "homeostat_detector_observed",
         ));
     }
-    let lower = query_range(client, source, &series("band_lower"), from, to, step).await?;
-    let upper = query_range(client, source, &series("band_upper"), from, to, step).await?;
+    let lower = query_range(client, source, &lower, from, to, step).await?;
+    let upper = query_range(client, source, &upper, from, to, step).await?;
     Ok(observed
         .into_iter()
         .map(|(at, observed)| Point {

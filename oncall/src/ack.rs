@@ -9,11 +9,11 @@
 use anyhow::Context;
 use homeostat_api::{Acknowledgement, AnomalyReport, StatusWrite, TimelineEntry};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
 use serde::Serialize;
 
-use crate::on_call::{self, SOURCE, said};
+use crate::actor::{Actor, SOURCE, said};
 
 pub const FIELD_MANAGER: &str = "homeostat-ack";
 
@@ -55,18 +55,18 @@ fn ack_status(report: &AnomalyReport, by: &str, note: &str, now: jiff::Timestamp
     }
 }
 
-/// Acknowledges `namespace/name` as the caller; returns who they are.
+/// Acknowledges `namespace/name` as `actor`.
 pub async fn acknowledge(
-    client: &Client,
+    actor: &Actor,
     namespace: &str,
     name: &str,
     note: &str,
-) -> anyhow::Result<String> {
-    let by = on_call::who_am_i(client).await?;
-    let report = on_call::report(client, namespace, name).await?;
+) -> anyhow::Result<()> {
+    let by = &actor.by;
+    let report = actor.report(namespace, name).await?;
     let body =
-        StatusWrite::of::<AnomalyReport>(ack_status(&report, &by, note, jiff::Timestamp::now()));
-    Api::<AnomalyReport>::namespaced(client.clone(), namespace)
+        StatusWrite::of::<AnomalyReport>(ack_status(&report, by, note, jiff::Timestamp::now()));
+    Api::<AnomalyReport>::namespaced(actor.client.clone(), namespace)
         .patch_status(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -75,15 +75,14 @@ pub async fn acknowledge(
         .await
         .with_context(|| format!("acknowledge {namespace}/{name} as {by}"))?;
     let said = said(note);
-    on_call::announce(
-        client,
-        &report,
-        "Acknowledged",
-        "Acknowledge",
-        format!("by {by}{said}"),
-    )
-    .await?;
-    Ok(by)
+    actor
+        .announce(
+            &report,
+            "Acknowledged",
+            "Acknowledge",
+            format!("by {by}{said}"),
+        )
+        .await
 }
 
 #[cfg(test)]

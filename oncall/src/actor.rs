@@ -1,0 +1,91 @@
+//! Who acts and through which door: the person's user name as the API
+//! server authenticated them (never what they type), the client each write
+//! goes through, and the name the Events carry. The CLI's client is the
+//! person's own (their RBAC decides); the console's is the operator's, after
+//! a SubjectAccessReview of the person for the very same write.
+
+use anyhow::Context;
+use homeostat_api::AnomalyReport;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::PostParams;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+
+/// The timeline entries' `source` for every act of a person on call.
+pub const SOURCE: &str = "on-call";
+
+/// A person acting.
+#[derive(Clone)]
+pub struct Actor {
+    /// The client the writes go through.
+    pub client: Client,
+    /// The user name the API server authenticated.
+    pub by: String,
+    /// The controller name on the Events: `homeostat-cli`, `homeostat-console`.
+    pub via: &'static str,
+}
+
+impl Actor {
+    /// The kubeconfig's own identity (a SelfSubjectReview), for the CLI.
+    pub async fn from_kubeconfig(client: Client, via: &'static str) -> anyhow::Result<Self> {
+        let review = Api::<SelfSubjectReview>::all(client.clone())
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .context("ask the API server who this is (SelfSubjectReview)")?;
+        let by = review
+            .status
+            .and_then(|s| s.user_info)
+            .and_then(|u| u.username)
+            .filter(|u| !u.is_empty())
+            .context("the API server did not say who this is")?;
+        Ok(Self { client, by, via })
+    }
+
+    /// `namespace/name`, or an error naming what is missing.
+    pub async fn report(&self, namespace: &str, name: &str) -> anyhow::Result<AnomalyReport> {
+        Api::<AnomalyReport>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .context("read the AnomalyReport")?
+            .with_context(|| format!("no AnomalyReport {name} in namespace {namespace}"))
+    }
+
+    /// Publishes a Normal Event `reason` about `regarding` (what is already
+    /// written stays written if this fails; the error says so).
+    pub async fn announce<K: Resource<DynamicType = ()>>(
+        &self,
+        regarding: &K,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> anyhow::Result<()> {
+        Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: self.via.into(),
+                instance: None,
+            },
+        )
+        .publish(
+            &Event {
+                type_: EventType::Normal,
+                reason: reason.into(),
+                note: Some(note.chars().take(1024).collect()),
+                action: action.into(),
+                secondary: None,
+            },
+            &regarding.object_ref(&()),
+        )
+        .await
+        .with_context(|| format!("publish the {reason} Event (the change is written)"))
+    }
+}
+
+/// `: note`, or nothing without one.
+pub fn said(note: &str) -> String {
+    if note.is_empty() {
+        String::new()
+    } else {
+        format!(": {note}")
+    }
+}
