@@ -36,6 +36,19 @@ struct Cli {
     /// Lease duration in seconds (a new leader takes over within this time).
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Serve the web console for people on call here (off when unset).
+    #[arg(long, env = "HOMEOSTAT_CONSOLE_LISTEN")]
+    console_listen: Option<SocketAddr>,
+    /// Prometheus's base URL, for the console's charts.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_CONSOLE_PROMETHEUS",
+        requires = "console_listen"
+    )]
+    console_prometheus: Option<String>,
+    /// Grafana's base URL, for the console's links to a service's dashboard.
+    #[arg(long, env = "HOMEOSTAT_CONSOLE_GRAFANA", requires = "console_listen")]
+    console_grafana: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +73,13 @@ fn main() -> ExitCode {
         listen: cli.listen,
         resync: Duration::from_secs(cli.resync_seconds.max(1)),
         lease_seconds: cli.lease_seconds.max(3),
+        console: cli
+            .console_listen
+            .map(|listen| homeostat_operator::console::ConsoleConfig {
+                listen,
+                prometheus: cli.console_prometheus,
+                grafana: cli.console_grafana,
+            }),
     };
     let result = tokio::runtime::Runtime::new()
         .context("start the async runtime")

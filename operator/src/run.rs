@@ -26,6 +26,9 @@ pub struct OperatorConfig {
     pub listen: SocketAddr,
     pub resync: Duration,
     pub lease_seconds: u64,
+    /// The web console, on every replica (it reads, and acts, through the
+    /// API server), when configured.
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 /// Runs until `shutdown` completes: acts only while it holds the Lease.
@@ -39,6 +42,10 @@ pub async fn run(
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
     let server = tokio::spawn(axum::serve(listener, router(metrics.clone())).into_future());
+    let console = config
+        .console
+        .clone()
+        .map(|console| tokio::spawn(crate::console::serve(client.clone(), console)));
     let lease = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)
@@ -127,6 +134,9 @@ pub async fn run(
     let _ = fence_task.await;
     let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
     server.abort();
+    if let Some(console) = console {
+        console.abort();
+    }
     Ok(())
 }
 

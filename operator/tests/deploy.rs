@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use homeostat_api::{OrderSystem, RemediationPolicy};
-use homeostat_test_support::rbac;
+use homeostat_test_support::{free_port, rbac};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
 use kube::api::PostParams;
@@ -301,7 +301,15 @@ async fn the_operator_uses_every_permission_it_is_granted_and_needs_no_other() {
     )
     .await;
 
-    let mut operator = Operator::start_as(&plane, &kubeconfig, "a");
+    let console_port = free_port().expect("port");
+    let console = format!("127.0.0.1:{console_port}");
+    let mut operator = Operator::start_full(
+        &plane,
+        &kubeconfig,
+        "a",
+        &["--console-listen", &console],
+        &[],
+    );
 
     // The OrderSystem, every kind of child.
     let monitors = servicemonitors(&client, ns);
@@ -390,6 +398,28 @@ async fn the_operator_uses_every_permission_it_is_granted_and_needs_no_other() {
         weights_are(("100", "0"), [100, 0])
     })
     .await;
+
+    // The console answers a person the API server vouches for (here the
+    // operator's own ServiceAccount, which may list reports).
+    let token = plane
+        .service_account_token(OPERATOR_NAMESPACE, "homeostat-operator")
+        .await
+        .expect("token");
+    let page = eventually("the console's reports page", 30, || async {
+        let answer = reqwest::Client::new()
+            .get(format!("http://{console}/reports?namespace={ns}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status().is_success() {
+            answer.text().await.map_err(|e| e.to_string())
+        } else {
+            Err(answer.status().to_string())
+        }
+    })
+    .await;
+    assert!(page.contains("tax-latency-p99-1"), "{page}");
 
     // SIGTERM: the Lease released.
     let exit = operator.terminate(Duration::from_secs(20));

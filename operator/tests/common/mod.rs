@@ -387,7 +387,7 @@ impl Operator {
         Self::start_full(plane, kubeconfig, identity, &[], &[])
     }
 
-    fn start_full(
+    pub fn start_full(
         plane: &ControlPlane,
         kubeconfig: &std::path::Path,
         identity: &str,
