@@ -242,14 +242,15 @@ pub async fn exercise(cluster: &Cluster) {
     .unwrap_or_else(|e| panic!("{e}"));
 
     // `homeostat report` reaches the same Prometheus through the API
-    // server's service proxy, with the kubeconfig's credentials.
+    // server's service proxy, with the kubeconfig's credentials: the same
+    // eight services up.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let through_proxy = homeostat_oncall::history::query_range(
         &client,
         &homeostat_oncall::history::Source::in_cluster(),
-        r#"count(up{namespace="shop"} == 1)"#,
+        r#"count(count by (service) (up{namespace="shop"} == 1))"#,
         now - 30,
         now,
         2,
