@@ -292,27 +292,16 @@ impl Executor<'_> {
             }),
         }
         self.save(status).await?;
-        record::report_status(
-            self.client,
-            &self.namespace(),
-            &step.report,
-            ReportEntry {
-                action: Some(ActionUpdate::Step(Box::new(self.step_record(
-                    step,
-                    step.id.clone(),
-                    StepOutcome::Planned,
-                )))),
-                timeline: Some((
-                    format!("{}-planned", step.id),
-                    format!(
-                        "{}: {} planned",
-                        self.policy.name_any(),
-                        step.change.describe()
-                    ),
-                )),
-                remediating: false,
-                now: self.now,
-            },
+        self.tell_report(
+            step,
+            StepOutcome::Planned,
+            "planned",
+            format!(
+                "{}: {} planned",
+                self.policy.name_any(),
+                step.change.describe()
+            ),
+            false,
         )
         .await?;
         record::event(
@@ -372,27 +361,16 @@ impl Executor<'_> {
         // target is absolute), telling the report again; the other way
         // round, a crash between the two would leave the report saying
         // "planned" of a step done.
-        record::report_status(
-            self.client,
-            &self.namespace(),
-            &step.report,
-            ReportEntry {
-                action: Some(ActionUpdate::Step(Box::new(self.step_record(
-                    step,
-                    step.id.clone(),
-                    StepOutcome::Done(time(self.now)),
-                )))),
-                timeline: Some((
-                    format!("{}-done", step.id),
-                    format!(
-                        "{}: {} done",
-                        self.policy.name_any(),
-                        step.change.describe()
-                    ),
-                )),
-                remediating: true,
-                now: self.now,
-            },
+        self.tell_report(
+            step,
+            StepOutcome::Done(time(self.now)),
+            "done",
+            format!(
+                "{}: {} done",
+                self.policy.name_any(),
+                step.change.describe()
+            ),
+            true,
         )
         .await?;
         crash::point(CrashPoint::AfterReport);
@@ -536,20 +514,12 @@ impl Executor<'_> {
             step.id,
             self.namespace(),
         );
-        record::report_status(
-            self.client,
-            &self.namespace(),
-            &step.report,
-            ReportEntry {
-                action: Some(ActionUpdate::Step(Box::new(self.step_record(
-                    step,
-                    step.id.clone(),
-                    StepOutcome::Planned,
-                )))),
-                timeline: Some((format!("{}-awaiting-approval", step.id), message.clone())),
-                remediating: false,
-                now: self.now,
-            },
+        self.tell_report(
+            step,
+            StepOutcome::Planned,
+            "awaiting-approval",
+            message.clone(),
+            false,
         )
         .await?;
         record::event(
@@ -590,20 +560,12 @@ impl Executor<'_> {
             step.change.describe(),
             why.describe()
         );
-        record::report_status(
-            self.client,
-            &self.namespace(),
-            &step.report,
-            ReportEntry {
-                action: Some(ActionUpdate::Step(Box::new(self.step_record(
-                    &step,
-                    step.id.clone(),
-                    StepOutcome::Planned,
-                )))),
-                timeline: Some((format!("{}-not-done", step.id), message.clone())),
-                remediating: false,
-                now: self.now,
-            },
+        self.tell_report(
+            &step,
+            StepOutcome::Planned,
+            "not-done",
+            message.clone(),
+            false,
         )
         .await?;
         status.awaiting_approval.retain(|a| a.id != step.id);
@@ -621,6 +583,32 @@ impl Executor<'_> {
             step.change.kind().as_str().to_owned(),
             "not-done".to_owned(),
         ));
+        Ok(())
+    }
+
+    /// The step's record on its report, as it stands after `outcome`, and a
+    /// timeline entry `<id>-<what>` saying so.
+    async fn tell_report(
+        &self,
+        step: &Step,
+        outcome: StepOutcome,
+        what: &str,
+        message: String,
+        remediating: bool,
+    ) -> Result<(), ExecuteError> {
+        let record = self.step_record(step, step.id.clone(), outcome);
+        record::report_status(
+            self.client,
+            &self.namespace(),
+            &step.report,
+            ReportEntry {
+                action: Some(ActionUpdate::Step(Box::new(record))),
+                timeline: Some((format!("{}-{what}", step.id), message)),
+                remediating,
+                now: self.now,
+            },
+        )
+        .await?;
         Ok(())
     }
 
