@@ -26,16 +26,7 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n") + "\n"
 }
 
-/// `42s`, `7m`, `3h`, `2d`, as kubectl shows ages.
-pub fn age(since: Timestamp, now: Timestamp) -> String {
-    let s = (now.as_second() - since.as_second()).max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
+pub use homeostat_oncall::age;
 
 pub const REPORT_COLUMNS: [&str; 9] = [
     "NAMESPACE",

@@ -296,24 +296,9 @@ async fn person(
     name: &str,
     role: &str,
 ) -> std::path::PathBuf {
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::RoleBinding;
-    let account: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": name}})).expect("account");
-    Api::<ServiceAccount>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &account)
+    homeostat_test_support::rbac::person(client, "shop", name, Some(role))
         .await
-        .expect("ServiceAccount");
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "shop"}]
-    }))
-    .expect("binding");
-    Api::<RoleBinding>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("RoleBinding");
+        .expect("a person");
     plane
         .service_account_kubeconfig("shop", name)
         .await
@@ -683,22 +668,11 @@ async fn report_draws_the_signal_against_its_band_from_prometheus() {
         .await
         .expect("report status");
     // What the detector exported then, as Prometheus would have scraped it.
-    let mut exposition = String::new();
-    for metric in ["observed", "band_lower", "band_upper"] {
-        exposition += &format!("# TYPE homeostat_detector_{metric} gauge\n");
-        for t in (opened - 300..=resolved).step_by(10) {
-            let value = match metric {
-                "band_lower" => 0.01,
-                "band_upper" => 0.05,
-                _ if (opened + 180..opened + 420).contains(&t) => 0.4,
-                _ => 0.02,
-            };
-            exposition += &format!(
-                "homeostat_detector_{metric}{{service=\"tax\",signal=\"latency_p99\"}} {value} {t}\n"
-            );
-        }
-    }
-    exposition += "# EOF\n";
+    let exposition = homeostat_test_support::prometheus::detector_incident(
+        opened - 300,
+        resolved,
+        opened + 180..opened + 420,
+    );
     let data = tempfile::tempdir().expect("tempdir");
     backfill_openmetrics(data.path(), &exposition).unwrap_or_else(|e| panic!("{e}"));
     let prometheus = Prometheus::start(PrometheusConfig {

@@ -7,8 +7,10 @@
 
 pub mod ack;
 pub mod actor;
+pub mod age;
 pub mod history;
 pub mod silence;
 pub mod verdict;
 
 pub use actor::Actor;
+pub use age::age;

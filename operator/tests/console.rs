@@ -9,8 +9,7 @@ use common::*;
 use homeostat_api::AnomalyReport;
 use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
 use homeostat_test_support::{ControlPlane, free_port, rbac};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -24,24 +23,9 @@ async fn person(
     name: &str,
     role: Option<&str>,
 ) -> String {
-    let account: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": name}})).expect("account");
-    Api::<ServiceAccount>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &account)
+    rbac::person(client, "shop", name, role)
         .await
-        .expect("ServiceAccount");
-    if let Some(role) = role {
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "shop"}]
-        }))
-        .expect("binding");
-        Api::<RoleBinding>::namespaced(client.clone(), "shop")
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("RoleBinding");
-    }
+        .expect("a person");
     plane
         .service_account_token("shop", name)
         .await
@@ -103,22 +87,11 @@ async fn incident(client: &kube::Client) -> (i64, i64) {
 
 /// What the detector exported over the incident, in a Prometheus of its own.
 async fn prometheus_with(opened: i64, resolved: i64) -> (Prometheus, tempfile::TempDir) {
-    let mut exposition = String::new();
-    for metric in ["observed", "band_lower", "band_upper"] {
-        exposition += &format!("# TYPE homeostat_detector_{metric} gauge\n");
-        for t in (opened - 300..=resolved + 300).step_by(10) {
-            let value = match metric {
-                "band_lower" => 0.01,
-                "band_upper" => 0.05,
-                _ if (opened..opened + 400).contains(&t) => 0.4,
-                _ => 0.02,
-            };
-            exposition += &format!(
-                "homeostat_detector_{metric}{{service=\"tax\",signal=\"latency_p99\"}} {value} {t}\n"
-            );
-        }
-    }
-    exposition += "# EOF\n";
+    let exposition = homeostat_test_support::prometheus::detector_incident(
+        opened - 300,
+        resolved + 300,
+        opened..opened + 400,
+    );
     let data = tempfile::tempdir().expect("tempdir");
     backfill_openmetrics(data.path(), &exposition).unwrap_or_else(|e| panic!("{e}"));
     let prometheus = Prometheus::start(PrometheusConfig {

@@ -189,6 +189,29 @@ async fn spawn_ready(
     }
 }
 
+/// What the detector exported for tax's `latency_p99` from `from` to `to`
+/// (Unix seconds) every 10 s, as OpenMetrics: 0.4 s while `t` is in
+/// `out_of_band`, else 0.02 s, against a band of 0.01–0.05 s. For
+/// [`backfill_openmetrics`]: an incident a chart or a sparkline can draw.
+pub fn detector_incident(from: i64, to: i64, out_of_band: std::ops::Range<i64>) -> String {
+    let mut exposition = String::new();
+    for metric in ["observed", "band_lower", "band_upper"] {
+        exposition += &format!("# TYPE homeostat_detector_{metric} gauge\n");
+        for t in (from..=to).step_by(10) {
+            let value = match metric {
+                "band_lower" => 0.01,
+                "band_upper" => 0.05,
+                _ if out_of_band.contains(&t) => 0.4,
+                _ => 0.02,
+            };
+            exposition += &format!(
+                "homeostat_detector_{metric}{{service=\"tax\",signal=\"latency_p99\"}} {value} {t}\n"
+            );
+        }
+    }
+    exposition + "# EOF\n"
+}
+
 /// Writes `openmetrics` (OpenMetrics text ending in `# EOF`) as TSDB blocks
 /// into `data_dir` with `promtool tsdb create-blocks-from openmetrics`, so a
 /// server started on that directory has the history.

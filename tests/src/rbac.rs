@@ -140,6 +140,52 @@ impl Grant {
     }
 }
 
+/// A person for a test: ServiceAccount `namespace/name`, bound in its
+/// namespace to the ClusterRole `role` when one is given.
+pub async fn person(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    role: Option<&str>,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::Api;
+    use kube::api::PostParams;
+    let account = ServiceAccount {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &account)
+        .await?;
+    if let Some(role) = role {
+        let binding = RoleBinding {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            role_ref: k8s_openapi::api::rbac::v1::RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: role.to_owned(),
+            },
+            subjects: Some(vec![k8s_openapi::api::rbac::v1::Subject {
+                kind: "ServiceAccount".into(),
+                name: name.to_owned(),
+                namespace: Some(namespace.to_owned()),
+                ..Default::default()
+            }]),
+        };
+        Api::<RoleBinding>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &binding)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A ServiceAccount's user name, `system:serviceaccount:NS:NAME`.
 pub fn service_account_user(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")

@@ -8,6 +8,8 @@ use homeostat_api::{AnomalyReport, RemediationPolicy, ReportState};
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+use homeostat_oncall::age;
+
 use super::chart;
 use super::html::{escape, page};
 
@@ -40,17 +42,6 @@ fn state_name(state: ReportState) -> &'static str {
         ReportState::Open => "Open",
         ReportState::Remediating => "Remediating",
         ReportState::Resolved => "Resolved",
-    }
-}
-
-/// `42s`, `5m`, `3h`, `2d`: how long ago.
-pub fn age(then: Timestamp, now: Timestamp) -> String {
-    let seconds = (now.as_second() - then.as_second()).max(0);
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7_200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3_600),
-        s => format!("{}d", s / 86_400),
     }
 }
 
