@@ -59,7 +59,15 @@ pub async fn list<K>(client: &Client, namespace: &str) -> Result<Vec<K>, kube::E
 where
     K: Resource<DynamicType = ()> + DeserializeOwned,
 {
-    let raw = raw_api::<K>(client, Some(namespace))
+    list_in(client, Some(namespace)).await
+}
+
+/// [`list`] in `namespace`, or in every namespace.
+pub async fn list_in<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let raw = raw_api::<K>(client, namespace)
         .list(&ListParams::default())
         .await?;
     Ok(raw
@@ -68,7 +76,7 @@ where
         .filter_map(|object| match decode::<K>(object) {
             Ok(k) => Some(k),
             Err(bad) => {
-                tracing::warn!(kind = %K::kind(&()), namespace, name = %bad.name, error = %bad.error, "skipped: cannot decode");
+                tracing::warn!(kind = %K::kind(&()), namespace = namespace.unwrap_or("*"), name = %bad.name, error = %bad.error, "skipped: cannot decode");
                 None
             }
         })

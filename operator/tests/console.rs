@@ -241,10 +241,31 @@ async fn the_console_shows_what_rbac_lets_a_person_read_and_nothing_to_anyone_el
         .await
         .expect("answer");
     assert_eq!(missing.status(), 404);
+    // A policy stored under an older, looser schema is left out of the
+    // page, never the page itself.
+    loosen(&client, "remediationpolicies.homeostat.dev").await;
+    let unreadable: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "RemediationPolicy",
+        "metadata": {"name": "from-an-older-version", "namespace": "shop"},
+        "spec": {"services": "tax"}
+    }))
+    .expect("object");
+    let resource = kube::api::ApiResource::erase::<homeostat_api::RemediationPolicy>(&());
+    let raw = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "shop", &resource);
+    // The looser schema takes a moment to be in force.
+    eventually("an unreadable policy stored", 30, || async {
+        raw.create(&PostParams::default(), &unreadable)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
     let policies = get("/policies?namespace=shop", Some(&alice))
         .await
         .expect("answer");
     assert_eq!(policies.status(), 200);
+    let policies = policies.text().await.expect("body");
+    assert!(!policies.contains("from-an-older-version"), "{policies}");
 
     // Signing in with a form: the token exchanged for a session, never shown.
     let form = get("/login", None).await.expect("login form");

@@ -11,26 +11,6 @@ use kube::Api;
 use kube::api::{DynamicObject, PostParams};
 use serde_json::json;
 
-/// The CRD named `name` with a schema that takes anything, as an older
-/// version of it might have.
-async fn loosen(client: &kube::Client, name: &str) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut crd = api.get(name).await.expect("CRD");
-    crd.metadata.managed_fields = None;
-    for version in &mut crd.spec.versions {
-        version.schema = Some(
-            serde_json::from_value(json!({"openAPIV3Schema": {
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": true
-            }}))
-            .expect("schema"),
-        );
-    }
-    api.replace(name, &PostParams::default(), &crd)
-        .await
-        .expect("loosen the CRD");
-}
-
 /// The real CRDs back, as an upgrade would put them.
 async fn restore_crds(client: &kube::Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());

@@ -30,7 +30,6 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use homeostat_api::{AnomalyReport, RemediationPolicy};
 use homeostat_oncall::history;
-use kube::api::ListParams;
 use kube::{Api, Client};
 
 use auth::{Access, AuthError, COOKIE, Person, Session, Sessions};
@@ -300,13 +299,11 @@ async fn reports(
     if let Err(refused) = may(&console, &person, &access).await {
         return refused;
     }
-    let api: Api<AnomalyReport> = match filters.namespace() {
-        Some(ns) => Api::namespaced(console.client.clone(), ns),
-        None => Api::all(console.client.clone()),
-    };
-    match api.list(&ListParams::default()).await {
+    // Decoded one by one: a report this version cannot read is left out
+    // (and logged), never the whole page.
+    match crate::decode::list_in::<AnomalyReport>(&console.client, filters.namespace()).await {
         Ok(list) => Html(pages::reports(
-            &list.items,
+            &list,
             &filters,
             &person.user,
             jiff::Timestamp::now(),
@@ -409,12 +406,8 @@ async fn policies(
     if let Err(refused) = may(&console, &person, &access).await {
         return refused;
     }
-    let api: Api<RemediationPolicy> = match namespace {
-        Some(ns) => Api::namespaced(console.client.clone(), ns),
-        None => Api::all(console.client.clone()),
-    };
-    match api.list(&ListParams::default()).await {
-        Ok(list) => Html(pages::policies(&list.items, &person.user)).into_response(),
+    match crate::decode::list_in::<RemediationPolicy>(&console.client, namespace).await {
+        Ok(list) => Html(pages::policies(&list, &person.user)).into_response(),
         Err(error) => unavailable(&AuthError::Api(error)),
     }
 }
