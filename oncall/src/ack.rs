@@ -9,8 +9,6 @@
 use anyhow::Context;
 use homeostat_api::{Acknowledgement, AnomalyReport, StatusWrite, TimelineEntry};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde::Serialize;
 
 use crate::actor::{Actor, SOURCE, said};
@@ -66,12 +64,8 @@ pub async fn acknowledge(
     let report = actor.report(namespace, name).await?;
     let body =
         StatusWrite::of::<AnomalyReport>(ack_status(&report, by, note, jiff::Timestamp::now()));
-    Api::<AnomalyReport>::namespaced(actor.client.clone(), namespace)
-        .patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
+    actor
+        .apply_report_status(namespace, name, FIELD_MANAGER, &body)
         .await
         .with_context(|| format!("acknowledge {namespace}/{name} as {by}"))?;
     let said = said(note);

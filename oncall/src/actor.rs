@@ -50,6 +50,26 @@ impl Actor {
             .with_context(|| format!("no AnomalyReport {name} in namespace {namespace}"))
     }
 
+    /// Applies `body` to report `namespace/name`'s status as field manager
+    /// `manager` (server-side apply, forced: these fields are the
+    /// manager's alone).
+    pub async fn apply_report_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        manager: &str,
+        body: &(impl serde::Serialize + std::fmt::Debug),
+    ) -> Result<(), kube::Error> {
+        Api::<AnomalyReport>::namespaced(self.client.clone(), namespace)
+            .patch_status(
+                name,
+                &kube::api::PatchParams::apply(manager).force(),
+                &kube::api::Patch::Apply(body),
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// Publishes a Normal Event `reason` about `regarding` (what is already
     /// written stays written if this fails; the error says so).
     pub async fn announce<K: Resource<DynamicType = ()>>(

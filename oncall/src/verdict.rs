@@ -12,8 +12,6 @@ use homeostat_api::{
     AnomalyReport, ApprovalState, StatusWrite, TimelineEntry, Verdict, VerdictKind,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde::Serialize;
 
 use crate::actor::{Actor, SOURCE, said};
@@ -147,12 +145,8 @@ pub async fn give(
         .with_context(|| format!("{namespace}/{name}"))?;
     let body =
         StatusWrite::of::<AnomalyReport>(status).if_at(report.metadata.resource_version.clone());
-    Api::<AnomalyReport>::namespaced(actor.client.clone(), namespace)
-        .patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
+    actor
+        .apply_report_status(namespace, name, FIELD_MANAGER, &body)
         .await
         .map_err(|e| match e {
             kube::Error::Api(ref status) if status.code == 409 => anyhow::anyhow!(

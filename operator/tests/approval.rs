@@ -26,22 +26,41 @@ fn approval_spec(services: &[&str], timeout: &str) -> serde_json::Value {
 
 /// The step awaiting approval on `report` (waits for it).
 async fn awaiting_step(client: &kube::Client, ns: &str, report: &str) -> String {
-    eventually(
+    step_where(
+        client,
+        ns,
+        report,
         &format!("a step awaiting approval on {report}"),
-        60,
-        || async {
-            let status = get_report(client, ns, report)
-                .await
-                .status
-                .ok_or("no status")?;
-            status
-                .actions
-                .iter()
-                .find(|a| a.approval.as_ref().map(|p| p.state) == Some(ApprovalState::Awaiting))
-                .map(|a| a.id.clone())
-                .ok_or_else(|| format!("{:#?}", status.actions))
-        },
+        |a| approval_state(a) == Some(ApprovalState::Awaiting),
     )
+    .await
+    .id
+}
+
+fn approval_state(action: &homeostat_api::ActionRecord) -> Option<ApprovalState> {
+    action.approval.as_ref().map(|p| p.state)
+}
+
+/// The first action record on `report` that `wanted` picks (waits for it).
+async fn step_where(
+    client: &kube::Client,
+    ns: &str,
+    report: &str,
+    what: &str,
+    wanted: impl Fn(&homeostat_api::ActionRecord) -> bool,
+) -> homeostat_api::ActionRecord {
+    eventually(what, 60, || async {
+        let status = get_report(client, ns, report)
+            .await
+            .status
+            .ok_or("no status")?;
+        status
+            .actions
+            .iter()
+            .find(|a| wanted(a))
+            .cloned()
+            .ok_or_else(|| format!("{:#?}", status.actions))
+    })
     .await
 }
 
@@ -63,7 +82,7 @@ async fn verdict(client: &kube::Client, ns: &str, report: &str, step: &str, verd
         .expect("verdict");
 }
 
-/// The approval part of step `id`'s record on `report`, once it is `state`.
+/// Step `id`'s record on `report`, once its approval is `state`.
 async fn approval_once(
     client: &kube::Client,
     ns: &str,
@@ -71,17 +90,8 @@ async fn approval_once(
     id: &str,
     state: ApprovalState,
 ) -> homeostat_api::ActionRecord {
-    eventually(&format!("{id} {state}"), 60, || async {
-        let status = get_report(client, ns, report)
-            .await
-            .status
-            .ok_or("no status")?;
-        status
-            .actions
-            .iter()
-            .find(|a| a.id == id && a.approval.as_ref().map(|p| p.state) == Some(state))
-            .cloned()
-            .ok_or_else(|| format!("{:#?}", status.actions))
+    step_where(client, ns, report, &format!("{id} {state}"), |a| {
+        a.id == id && approval_state(a) == Some(state)
     })
     .await
 }
@@ -135,17 +145,8 @@ async fn a_step_waits_for_approval_and_is_carried_out_once_approved() {
         .expect("status");
     assert!(held.awaiting_approval.is_empty());
     // The next step waits for a person too, from where the first left.
-    let next = eventually("the second step awaiting", 60, || async {
-        let status = get_report(&client, ns, &report)
-            .await
-            .status
-            .ok_or("no status")?;
-        status
-            .actions
-            .iter()
-            .find(|a| a.id == "scale-tax-0-2")
-            .cloned()
-            .ok_or_else(|| format!("{:#?}", status.actions))
+    let next = step_where(&client, ns, &report, "the second step", |a| {
+        a.id == "scale-tax-0-2"
     })
     .await;
     assert_eq!(

@@ -78,6 +78,13 @@ pub struct Outcome {
     pub invalid: Option<String>,
 }
 
+impl Outcome {
+    /// Counts a step of `kind` under `what` (one of [`STEP_OUTCOMES`]).
+    fn count(&mut self, kind: impl std::fmt::Display, what: &str) {
+        self.steps.push((kind.to_string(), what.to_owned()));
+    }
+}
+
 pub struct Executor<'a> {
     pub client: &'a Client,
     pub recorder: &'a Recorder,
@@ -217,9 +224,7 @@ impl Executor<'_> {
                         format!("{report} resolved and stable: {}", change.describe()),
                     )
                     .await;
-                    outcome
-                        .steps
-                        .push((change.kind().as_str().to_owned(), "restored".to_owned()));
+                    outcome.count(change.kind(), "restored");
                 }
                 Decision::Yield {
                     report,
@@ -245,7 +250,7 @@ impl Executor<'_> {
                         self.warn(&report, &target, "gone", "TargetGone", message)
                             .await?;
                     }
-                    outcome.steps.push(("-".to_owned(), "forgotten".to_owned()));
+                    outcome.count("-", "forgotten");
                 }
             }
         }
@@ -341,9 +346,7 @@ impl Executor<'_> {
                     )
                     .await;
             }
-            outcome
-                .steps
-                .push((step.change.kind().as_str().to_owned(), "failed".to_owned()));
+            outcome.count(step.change.kind(), "failed");
             record::event(
                 self.recorder,
                 self.policy,
@@ -401,9 +404,7 @@ impl Executor<'_> {
             step.change.describe(),
         )
         .await;
-        outcome
-            .steps
-            .push((step.change.kind().as_str().to_owned(), "acted".to_owned()));
+        outcome.count(step.change.kind(), "acted");
         Ok(())
     }
 
@@ -462,10 +463,10 @@ impl Executor<'_> {
             message,
         )
         .await;
-        outcome.steps.push((
-            step.change.kind().as_str().to_owned(),
-            if dry_run { "dry-run" } else { "blocked" }.to_owned(),
-        ));
+        outcome.count(
+            step.change.kind(),
+            if dry_run { "dry-run" } else { "blocked" },
+        );
         outcome.blocked.push(guard.as_str().to_owned());
         Ok(())
     }
@@ -531,10 +532,7 @@ impl Executor<'_> {
             message,
         )
         .await;
-        outcome.steps.push((
-            step.change.kind().as_str().to_owned(),
-            "awaiting-approval".to_owned(),
-        ));
+        outcome.count(step.change.kind(), "awaiting-approval");
         Ok(())
     }
 
@@ -579,10 +577,7 @@ impl Executor<'_> {
             message,
         )
         .await;
-        outcome.steps.push((
-            step.change.kind().as_str().to_owned(),
-            "not-done".to_owned(),
-        ));
+        outcome.count(step.change.kind(), "not-done");
         Ok(())
     }
 
@@ -688,9 +683,7 @@ impl Executor<'_> {
             message,
         )
         .await?;
-        outcome
-            .steps
-            .push((kind.as_str().to_owned(), "yielded".to_owned()));
+        outcome.count(kind, "yielded");
         Ok(())
     }
 
