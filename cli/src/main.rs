@@ -6,7 +6,7 @@ mod detail;
 mod table;
 mod watch;
 
-use homeostat_oncall::{Actor, ack, history, silence, verdict};
+use homeostat_oncall::{Actor, ack, history, silence, suspend, verdict};
 
 use std::process::ExitCode;
 
@@ -48,6 +48,23 @@ enum Command {
     /// Keep every policy's hands off services for a while (a Silence): the
     /// detector still reports them. `kubectl delete silence NAME` ends it.
     Silence(Hush),
+    /// Take a policy's hands off everything (restores still run): sets its
+    /// `spec.guards.suspend`, recording who did it.
+    Suspend(Switch),
+    /// Give a suspended policy its hands back.
+    Resume(Switch),
+}
+
+#[derive(clap::Args, Debug)]
+struct Switch {
+    /// The policy's name.
+    name: String,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Why, for the others on call.
+    #[arg(long, default_value = "")]
+    note: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -351,6 +368,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Suspend(switch) => switched(&client, switch, true).await,
+        Command::Resume(switch) => switched(&client, switch, false).await,
         Command::Approve(judge) => judged(&client, judge, VerdictKind::Approved).await,
         Command::Reject(judge) => judged(&client, judge, VerdictKind::Rejected).await,
         Command::Policies(listing) => {
@@ -392,6 +411,22 @@ async fn signal_history(
     )
     .await
     .map_err(|e| e.to_string())
+}
+
+async fn switched(client: &Client, switch: Switch, on: bool) -> anyhow::Result<()> {
+    let namespace = switch
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let actor = person(client).await?;
+    suspend::set(&actor, &namespace, &switch.name, on, &switch.note).await?;
+    println!(
+        "remediationpolicy {namespace}/{} {} by {}",
+        switch.name,
+        if on { "suspended" } else { "resumed" },
+        actor.by
+    );
+    Ok(())
 }
 
 async fn judged(client: &Client, judge: Judge, verdict: VerdictKind) -> anyhow::Result<()> {

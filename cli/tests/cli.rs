@@ -728,3 +728,63 @@ async fn report_draws_the_signal_against_its_band_from_prometheus() {
     );
     assert!(detail.contains("Signal     latency_p99 of tax"), "{detail}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_and_resume_switch_a_policy_saying_who_and_a_reader_cannot() {
+    let (plane, client) = shop().await;
+    let (alice, viewer) = on_call_and_reader(&plane, &client).await;
+    let policies: Api<RemediationPolicy> = Api::namespaced(client.clone(), "shop");
+    let policy: RemediationPolicy = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "RemediationPolicy",
+        "metadata": {"name": "scale-tax"},
+        "spec": {
+            "services": {"names": ["tax"]},
+            "trigger": {"signals": ["latency_p99"]},
+            "actions": [{"scale": {"target": {"kind": "Deployment", "name": "tax"},
+                                   "step": 1, "minReplicas": 1, "maxReplicas": 3}}]
+        }
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create the policy");
+    let suspended_by = |p: &RemediationPolicy| {
+        p.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("homeostat.dev/suspended-by"))
+            .cloned()
+    };
+
+    let error = homeostat_refused(&viewer, &["suspend", "scale-tax", "-n", "shop"]);
+    assert!(error.contains("forbidden"), "{error}");
+    let error = homeostat_refused(&alice, &["suspend", "no-such-policy", "-n", "shop"]);
+    assert!(
+        error.contains("no RemediationPolicy no-such-policy in namespace shop"),
+        "{error}"
+    );
+    let stored = policies.get("scale-tax").await.expect("policy");
+    assert!(!stored.spec.guards.suspend && suspended_by(&stored).is_none());
+
+    let said = homeostat_as(
+        &alice,
+        &["suspend", "scale-tax", "-n", "shop", "--note", "noisy"],
+    );
+    let alice_user = "system:serviceaccount:shop:alice";
+    assert!(
+        said.contains(&format!("suspended by {alice_user}")),
+        "{said}"
+    );
+    let stored = policies.get("scale-tax").await.expect("policy");
+    assert!(stored.spec.guards.suspend);
+    let by = suspended_by(&stored).expect("who suspended it");
+    assert!(by.starts_with(&format!("{alice_user} at ")), "{by}");
+    // The rest of the policy is as its author wrote it.
+    assert_eq!(stored.spec.services.names, ["tax"]);
+
+    homeostat_as(&alice, &["resume", "scale-tax", "-n", "shop"]);
+    let stored = policies.get("scale-tax").await.expect("policy");
+    assert!(!stored.spec.guards.suspend);
+    assert_eq!(suspended_by(&stored), None);
+}

@@ -14,6 +14,33 @@ use kube::{Api, Client, Resource};
 /// The timeline entries' `source` for every act of a person on call.
 pub const SOURCE: &str = "on-call";
 
+/// What a person acted on is not there.
+#[derive(Debug, thiserror::Error)]
+#[error("no {kind} {name} in namespace {namespace}")]
+pub struct Missing {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Missing {
+    pub fn report(namespace: &str, name: &str) -> Self {
+        Self {
+            kind: "AnomalyReport",
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn policy(namespace: &str, name: &str) -> Self {
+        Self {
+            kind: "RemediationPolicy",
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
 /// A person acting.
 #[derive(Clone)]
 pub struct Actor {
@@ -47,7 +74,7 @@ impl Actor {
             .get_opt(name)
             .await
             .context("read the AnomalyReport")?
-            .with_context(|| format!("no AnomalyReport {name} in namespace {namespace}"))
+            .ok_or_else(|| Missing::report(namespace, name).into())
     }
 
     /// Applies `body` to report `namespace/name`'s status as field manager

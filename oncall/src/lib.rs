@@ -1,5 +1,5 @@
 //! What a person on call does to the API server — acknowledge a report,
-//! approve or reject a step, silence services — and a report's signal from
+//! approve or reject a step, silence services, suspend or resume a policy — and a report's signal from
 //! Prometheus. One library for every door a person comes through: the
 //! `homeostat` command line (as the kubeconfig's identity), the operator's
 //! web console (as the identity a TokenReview vouches for) and the demo's
@@ -10,6 +10,7 @@ pub mod actor;
 pub mod age;
 pub mod history;
 pub mod silence;
+pub mod suspend;
 pub mod verdict;
 
 pub use actor::Actor;

@@ -18,7 +18,7 @@ pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(7 * 24 *
 /// Why a silence cannot be made.
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum Refused {
-    #[error("--for must be more than 0s and at most 168h (a week), not {0}")]
+    #[error("a silence lasts more than 0s and at most 168h (a week), not {0}")]
     Length(homeostat_api::Duration),
     #[error("{0:?} is not a service name (a DNS label: lower-case letters, digits and '-')")]
     NotAService(String),

@@ -42,6 +42,8 @@ pub enum Refused {
         verdict: VerdictKind,
         by: String,
     },
+    #[error("the report changed while {step} was being {word}: look again and retry")]
+    Changed { step: String, word: &'static str },
 }
 
 pub fn word(verdict: VerdictKind) -> &'static str {
@@ -149,10 +151,13 @@ pub async fn give(
         .apply_report_status(namespace, name, FIELD_MANAGER, &body)
         .await
         .map_err(|e| match e {
-            kube::Error::Api(ref status) if status.code == 409 => anyhow::anyhow!(
-                "{namespace}/{name} changed while {step} was being {}: look again (homeostat report {name}) and retry",
-                word(verdict)
-            ),
+            kube::Error::Api(ref status) if status.code == 409 => {
+                anyhow::Error::new(Refused::Changed {
+                    step: step.to_owned(),
+                    word: word(verdict),
+                })
+                .context(format!("{namespace}/{name}"))
+            }
             e => anyhow::Error::new(e).context(format!("give the verdict on {step} as {by}")),
         })?;
     let (reason, action) = match verdict {
