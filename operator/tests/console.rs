@@ -321,3 +321,584 @@ async fn the_console_shows_what_rbac_lets_a_person_read_and_nothing_to_anyone_el
         "a token was logged"
     );
 }
+
+/// Report `name` on tax, still open, whose step `scale-tax-0-1` awaits
+/// approval (written as the detector and the operator write them).
+async fn awaiting(client: &kube::Client, name: &str) {
+    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
+    let report: AnomalyReport = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+        "metadata": {"name": name}, "spec": {"service": "tax", "signal": "latency_p99"}
+    }))
+    .expect("report");
+    reports
+        .create(&PostParams::default(), &report)
+        .await
+        .expect("create the report");
+    let now = jiff::Timestamp::now();
+    let expires = now + jiff::SignedDuration::from_mins(15);
+    reports
+        .patch_status(
+            name,
+            &PatchParams::apply("homeostat-detector").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+                "status": {
+                    "state": "Open", "score": 0.9, "peakScore": 0.9, "severity": "Critical",
+                    "observed": 0.4, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
+                    "openedAt": now.to_string(),
+                    "timeline": [{"id": "opened", "time": now.to_string(), "source": "detector", "message": "tax anomalous"}]
+                }
+            })),
+        )
+        .await
+        .expect("detector status");
+    reports
+        .patch_status(
+            name,
+            &PatchParams::apply("homeostat-operator").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+                "status": {"actions": [{
+                    "id": "scale-tax-0-1", "policy": "scale-tax", "kind": "scale",
+                    "target": "deployment/tax 2→3", "object": "deployment/tax",
+                    "plannedAt": now.to_string(),
+                    "approval": {"state": "Awaiting", "expiresAt": expires.to_string()}
+                }]}
+            })),
+        )
+        .await
+        .expect("operator status");
+}
+
+/// Signs in through the form with `token`; the session cookie and the
+/// CSRF token its pages carry.
+async fn signed_in(http: &reqwest::Client, console: &str, token: &str) -> (String, String) {
+    let form = http
+        .get(format!("{console}/login"))
+        .send()
+        .await
+        .expect("login form");
+    let login_cookie = form
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a CSRF cookie")
+        .to_owned();
+    let login_csrf = login_cookie.split_once('=').expect("cookie").1.to_owned();
+    let answer = http
+        .post(format!("{console}/login"))
+        .header("cookie", &login_cookie)
+        .form(&[("token", token), ("csrf", login_csrf.as_str())])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(answer.status(), 303);
+    let session = answer
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = http
+        .get(format!("{console}/reports?namespace=shop"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("a page")
+        .text()
+        .await
+        .expect("body");
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+    (session, csrf)
+}
+
+/// The Events about `name` in shop, as `reason: note (reporter)`.
+async fn events_about(client: &kube::Client, name: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    Api::<Event>::namespaced(client.clone(), "shop")
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            format!(
+                "{}: {} ({})",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+                e.reporting_controller.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_act_from_the_console_as_themselves_only_as_rbac_lets_them() {
+    let (plane, client) = plane().await;
+    namespace(&client, "shop").await;
+    let rbac_file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml");
+    rbac::apply(&plane, &[rbac_file]).unwrap_or_else(|e| panic!("{e}"));
+    let alice = person(&plane, &client, "alice", Some("homeostat-oncall")).await;
+    let viewer = person(&plane, &client, "viewer", Some("homeostat-viewer")).await;
+    // The sample bindings: the operator may write in shop.
+    let access =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/samples/access.yaml");
+    rbac::apply(&plane, &[access]).unwrap_or_else(|e| panic!("{e}"));
+    const OPEN: &str = "tax-latency-p99-2";
+    awaiting(&client, OPEN).await;
+    // A policy for a service nothing reports on: the operator leaves it be.
+    policy(
+        &client,
+        "shop",
+        "scale-notifications",
+        json!({
+            "services": {"names": ["notifications"]},
+            "trigger": {"signals": ["latency_p99"]},
+            "actions": [{"scale": {"target": {"kind": "Deployment", "name": "notifications"},
+                                   "step": 1, "minReplicas": 1, "maxReplicas": 2}}]
+        }),
+    )
+    .await;
+    let port = free_port().expect("port");
+    let console = format!("http://127.0.0.1:{port}");
+    // As its own ServiceAccount: the shipped RBAC is all the console has.
+    let kubeconfig = plane
+        .service_account_kubeconfig(OPERATOR_NAMESPACE, "homeostat-operator")
+        .await
+        .expect("the operator's kubeconfig");
+    let _operator = Operator::start_full(
+        &plane,
+        &kubeconfig,
+        "acts",
+        &["--console-listen", &format!("127.0.0.1:{port}")],
+        &[],
+    );
+    let http = http();
+    eventually("the console listening", 30, || async {
+        http.get(format!("{console}/console.css"))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
+    let post =
+        |path: String, cookie: Option<&str>, bearer: Option<&str>, form: Vec<(&str, &str)>| {
+            let mut request = http.post(format!("{console}{path}")).form(&form);
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", cookie);
+            }
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            request.send()
+        };
+    let ack_path = format!("/reports/shop/{OPEN}/acknowledge");
+
+    // Nobody: 401, nothing written.
+    let answer = post(ack_path.clone(), None, None, vec![("note", "x")])
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 401);
+
+    // Alice signed in: her detail page has every form; without the
+    // session's CSRF token the act is refused; with it, done as her.
+    let (session, csrf) = signed_in(&http, &console, &alice).await;
+    let page = http
+        .get(format!("{console}/reports/shop/{OPEN}"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("detail");
+    assert_eq!(
+        page.headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok()),
+        Some(
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        )
+    );
+    let page = page.text().await.expect("body");
+    for form in [
+        r#"id="acknowledge""#,
+        r#"data-step="scale-tax-0-1""#,
+        r#"id="silence""#,
+    ] {
+        assert!(page.contains(form), "{form}: {page}");
+    }
+    let forged = post(
+        ack_path.clone(),
+        Some(&session),
+        None,
+        vec![("csrf", "forged"), ("note", "x")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(forged.status(), 403);
+    assert!(
+        reports
+            .get(OPEN)
+            .await
+            .expect("report")
+            .status
+            .expect("status")
+            .acknowledged
+            .is_none(),
+        "a forged form wrote nothing"
+    );
+    let acked = post(
+        ack_path.clone(),
+        Some(&session),
+        None,
+        vec![("csrf", &csrf), ("note", "on it")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(
+        acked.status(),
+        303,
+        "{}",
+        acked.text().await.unwrap_or_default()
+    );
+    let status = reports
+        .get(OPEN)
+        .await
+        .expect("report")
+        .status
+        .expect("status");
+    let ack = status.acknowledged.expect("acknowledged");
+    assert_eq!(
+        (ack.by.as_str(), ack.note.as_str()),
+        ("system:serviceaccount:shop:alice", "on it")
+    );
+
+    // A read-only person, with a bearer token: refused, nothing written.
+    let refused = post(
+        format!("/reports/shop/{OPEN}/verdict"),
+        None,
+        Some(&viewer),
+        vec![("step", "scale-tax-0-1"), ("verdict", "approve")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(refused.status(), 403);
+    let refused = post(
+        format!("/reports/shop/{OPEN}/silence"),
+        None,
+        Some(&viewer),
+        vec![("for", "30m")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(refused.status(), 403);
+    let refused = post(
+        "/policies/shop/scale-notifications/suspend".to_owned(),
+        None,
+        Some(&viewer),
+        vec![],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(refused.status(), 403);
+    let status = reports
+        .get(OPEN)
+        .await
+        .expect("report")
+        .status
+        .expect("status");
+    assert!(status.approvals.is_empty(), "{:?}", status.approvals);
+
+    // Alice, with a bearer token (no cookie, so no CSRF token needed):
+    // approve, a clear 4xx for what cannot be, silence, suspend, resume.
+    let no_step = post(
+        format!("/reports/shop/{OPEN}/verdict"),
+        None,
+        Some(&alice),
+        vec![("step", "no-such-step"), ("verdict", "approve")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(no_step.status(), 409);
+    assert!(
+        no_step
+            .text()
+            .await
+            .expect("body")
+            .contains("no step no-such-step")
+    );
+    let not_a_verdict = post(
+        format!("/reports/shop/{OPEN}/verdict"),
+        None,
+        Some(&alice),
+        vec![("step", "scale-tax-0-1"), ("verdict", "maybe")],
+    )
+    .await
+    .expect("answer");
+    assert!(
+        not_a_verdict.status().is_client_error(),
+        "{}",
+        not_a_verdict.status()
+    );
+    let approved = post(
+        format!("/reports/shop/{OPEN}/verdict"),
+        None,
+        Some(&alice),
+        vec![
+            ("step", "scale-tax-0-1"),
+            ("verdict", "approve"),
+            ("note", "go"),
+        ],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(approved.status(), 303);
+    let status = reports
+        .get(OPEN)
+        .await
+        .expect("report")
+        .status
+        .expect("status");
+    let verdict = status.approvals.first().expect("a verdict");
+    assert_eq!(
+        (verdict.step.as_str(), verdict.verdict, verdict.by.as_str()),
+        (
+            "scale-tax-0-1",
+            homeostat_api::VerdictKind::Approved,
+            "system:serviceaccount:shop:alice"
+        )
+    );
+    let twice = post(
+        format!("/reports/shop/{OPEN}/verdict"),
+        None,
+        Some(&alice),
+        vec![("step", "scale-tax-0-1"), ("verdict", "reject")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(twice.status(), 409, "a verdict once given stays");
+    let too_long = post(
+        format!("/reports/shop/{OPEN}/silence"),
+        None,
+        Some(&alice),
+        vec![("for", "400h")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(too_long.status(), 400);
+    let missing = post(
+        "/reports/shop/no-such-report/acknowledge".to_owned(),
+        None,
+        Some(&alice),
+        vec![],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(missing.status(), 404);
+    let silenced = post(
+        format!("/reports/shop/{OPEN}/silence"),
+        None,
+        Some(&alice),
+        vec![("for", "30m"), ("note", "tax deploy")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(silenced.status(), 303);
+    let silences = Api::<homeostat_api::Silence>::namespaced(client.clone(), "shop")
+        .list(&Default::default())
+        .await
+        .expect("silences")
+        .items;
+    assert_eq!(silences.len(), 1, "{silences:?}");
+    assert_eq!(
+        (
+            silences[0].spec.services.as_slice(),
+            silences[0].spec.created_by.as_str()
+        ),
+        (
+            ["tax".to_owned()].as_slice(),
+            "system:serviceaccount:shop:alice"
+        )
+    );
+
+    let policies: Api<homeostat_api::RemediationPolicy> = Api::namespaced(client.clone(), "shop");
+    let suspended = post(
+        "/policies/shop/scale-notifications/suspend".to_owned(),
+        None,
+        Some(&alice),
+        vec![("note", "noisy")],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(suspended.status(), 303);
+    let policy = policies.get("scale-notifications").await.expect("policy");
+    assert!(policy.spec.guards.suspend);
+    let by = policy
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("homeostat.dev/suspended-by")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        by.starts_with("system:serviceaccount:shop:alice at "),
+        "{by}"
+    );
+    let resumed = post(
+        "/policies/shop/scale-notifications/resume".to_owned(),
+        None,
+        Some(&alice),
+        vec![],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(resumed.status(), 303);
+    let policy = policies.get("scale-notifications").await.expect("policy");
+    assert!(!policy.spec.guards.suspend);
+    assert!(
+        !policy
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("homeostat.dev/suspended-by")
+    );
+
+    // Every act an Event naming who, reported by the console.
+    let about_report = events_about(&client, OPEN).await;
+    for wanted in [
+        "Acknowledged: by system:serviceaccount:shop:alice: on it (homeostat-console)",
+        "Approved: scale-tax-0-1 approved by system:serviceaccount:shop:alice: go (homeostat-console)",
+    ] {
+        assert!(
+            about_report.contains(&wanted.to_owned()),
+            "{wanted}: {about_report:?}"
+        );
+    }
+    let about_policy = events_about(&client, "scale-notifications").await;
+    for wanted in [
+        "Suspended: by system:serviceaccount:shop:alice: noisy (homeostat-console)",
+        "Resumed: by system:serviceaccount:shop:alice (homeostat-console)",
+    ] {
+        assert!(
+            about_policy.contains(&wanted.to_owned()),
+            "{wanted}: {about_policy:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reports_list_follows_the_api_server_live() {
+    let (plane, client) = plane().await;
+    namespace(&client, "shop").await;
+    let rbac_file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml");
+    rbac::apply(&plane, &[rbac_file]).unwrap_or_else(|e| panic!("{e}"));
+    let viewer = person(&plane, &client, "viewer", Some("homeostat-viewer")).await;
+    let stranger = person(&plane, &client, "stranger", None).await;
+    let port = free_port().expect("port");
+    let console = format!("http://127.0.0.1:{port}");
+    let _operator = Operator::start(
+        &plane,
+        "live",
+        &["--console-listen", &format!("127.0.0.1:{port}")],
+    );
+    let http = http();
+    eventually("the console listening", 30, || async {
+        http.get(format!("{console}/console.css"))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let live = format!("{console}/reports/live?namespace=shop&state=Open");
+    let refused = http
+        .get(&live)
+        .bearer_auth(&stranger)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        refused.status(),
+        403,
+        "watching needs watch on anomalyreports"
+    );
+    let answer = http
+        .get(&live)
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let mut body = answer;
+    awaiting(&client, "tax-latency-p99-3").await;
+    let mut seen = String::new();
+    let row = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(chunk) = body.chunk().await.expect("a chunk") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(data) = seen
+                .split("\n\n")
+                .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+                .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+                .find(|data| data["key"] == "shop/tax-latency-p99-3" && data["row"].is_string())
+            {
+                return data["row"].as_str().map(str::to_owned);
+            }
+        }
+        None
+    })
+    .await
+    .expect("the new report's row within 30s")
+    .expect("a row");
+    assert!(
+        row.starts_with(r#"<tr data-report="shop/tax-latency-p99-3">"#),
+        "{row}"
+    );
+    // Resolved: no longer Open, so the page is told to take the row away.
+    let resolved = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        Api::<AnomalyReport>::namespaced(client.clone(), "shop")
+            .patch_status(
+                "tax-latency-p99-3",
+                &PatchParams::apply("homeostat-detector").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+                    "status": {
+                        "state": "Resolved", "score": 0.1, "peakScore": 0.9, "severity": "Critical",
+                        "observed": 0.02, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
+                        "openedAt": jiff::Timestamp::now().to_string(),
+                        "resolvedAt": jiff::Timestamp::now().to_string()
+                    }
+                })),
+            )
+            .await
+            .expect("resolve");
+        let mut seen = String::new();
+        while let Some(chunk) = body.chunk().await.expect("a chunk") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains(r#"{"key":"shop/tax-latency-p99-3","row":null}"#) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("the row taken away within 30s");
+    assert!(resolved);
+}

@@ -420,6 +420,22 @@ async fn the_operator_uses_every_permission_it_is_granted_and_needs_no_other() {
     })
     .await;
     assert!(page.contains("tax-latency-p99-1"), "{page}");
+    // A person's act through the console is written with the operator's
+    // own client (after a SubjectAccessReview of the person; here the
+    // operator's identity again, which may create Silences).
+    let silenced = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!(
+            "http://{console}/reports/{ns}/tax-latency-p99-1/silence"
+        ))
+        .bearer_auth(&token)
+        .form(&[("for", "5m"), ("note", "deploy test")])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(silenced.status(), 303);
 
     // SIGTERM: the Lease released.
     let exit = operator.terminate(Duration::from_secs(20));

@@ -10,10 +10,12 @@ use homeostat_oncall::history::Point;
 use super::html::escape;
 
 const WIDTH: f64 = 960.0;
-const HEIGHT: f64 = 260.0;
+const HEIGHT: f64 = 296.0;
 const LEFT: f64 = 60.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 16.0;
+/// Above the plot: a lane of three rows for the markers' labels.
+const TOP: f64 = 52.0;
+const LABEL_ROW: f64 = 13.0;
 const BOTTOM: f64 = 40.0;
 
 /// Something that happened at a time, drawn as a labelled marker.
@@ -114,14 +116,21 @@ pub fn svg(points: &[Point], markers: &[Marker], unit: &str) -> Option<String> {
     for (i, m) in markers.iter().enumerate() {
         let mx = x(m.at);
         let colour = m.kind.colour();
-        // Labels alternate heights so that neighbours do not overlap.
-        let ly = TOP + 10.0 + (i % 3) as f64 * 12.0;
+        // Labels take turns in the lane above the plot, so that neither
+        // neighbours nor the line hide them; near the right edge they end
+        // at their marker instead of running off the chart.
+        let ly = 12.0 + (i % 3) as f64 * LABEL_ROW;
+        let (tx, anchor) = if mx > WIDTH * 0.7 {
+            (mx - 3.0, "end")
+        } else {
+            (mx + 3.0, "start")
+        };
         let _ = write!(
             out,
-            r#"<g class="marker {class}"><line x1="{mx:.1}" y1="{TOP}" x2="{mx:.1}" y2="{bottom:.1}" stroke="{colour}" stroke-dasharray="4 3"/><text x="{tx:.1}" y="{ly:.1}" font-size="11" fill="{colour}">{label}</text></g>"#,
+            r#"<g class="marker {class}"><line x1="{mx:.1}" y1="{line_top:.1}" x2="{mx:.1}" y2="{bottom:.1}" stroke="{colour}" stroke-dasharray="4 3"/><text x="{tx:.1}" y="{ly:.1}" font-size="11" fill="{colour}" text-anchor="{anchor}">{label}</text></g>"#,
             class = m.kind.class(),
             bottom = HEIGHT - BOTTOM,
-            tx = mx + 3.0,
+            line_top = ly + 3.0,
             label = escape(&m.label),
         );
     }
@@ -132,8 +141,9 @@ pub fn svg(points: &[Point], markers: &[Marker], unit: &str) -> Option<String> {
     };
     let _ = write!(
         out,
-        r##"<text x="4" y="{top:.1}" font-size="11" fill="#4a5468">{high:.4}</text><text x="4" y="{bottom:.1}" font-size="11" fill="#4a5468">{low:.4}</text><text x="{LEFT}" y="{time_y:.1}" font-size="11" fill="#4a5468">{start}</text><text x="{end_x:.1}" y="{time_y:.1}" font-size="11" fill="#4a5468" text-anchor="end">{end} ({unit})</text></svg>"##,
+        r##"<text x="4" y="{unit_y:.1}" font-size="11" fill="#4a5468">{unit}</text><text x="4" y="{top:.1}" font-size="11" fill="#4a5468">{high:.4}</text><text x="4" y="{bottom:.1}" font-size="11" fill="#4a5468">{low:.4}</text><text x="{LEFT}" y="{time_y:.1}" font-size="11" fill="#4a5468">{start}</text><text x="{end_x:.1}" y="{time_y:.1}" font-size="11" fill="#4a5468" text-anchor="end">{end} UTC</text></svg>"##,
         top = TOP + 10.0,
+        unit_y = TOP - 4.0,
         bottom = HEIGHT - BOTTOM,
         time_y = HEIGHT - BOTTOM + 18.0,
         end_x = WIDTH - RIGHT,

@@ -38,18 +38,45 @@ dt { color: #4a5468; } dd { margin: 0; }
 pre { background: #fff; padding: 8px; overflow-x: auto; border: 1px solid #e3e6ec; }
 .chart { background: #fff; border: 1px solid #e3e6ec; }
 .refused { background: #fff4f2; border: 1px solid #f4c7bf; padding: 12px; }
+.acts { background: #fff; border: 1px solid #e3e6ec; padding: 4px 12px 12px; margin: 16px 0; }
+.acts form { display: flex; gap: 8px; align-items: end; margin: 8px 0; flex-wrap: wrap; }
+.acts form span { align-self: center; }
+.read-only { color: #4a5468; font-style: italic; }
+header form.sign-out { margin: 0; } header form.sign-out button { font-size: 12px; }
+form.switch { margin: 0; }
+#live { font-size: 12px; color: #067647; margin-left: 8px; }
+.approval-Approved { color: #067647; } .approval-Awaiting { color: #b54708; font-weight: 600; }
+.approval-Rejected, .approval-Expired, .approval-Withdrawn { color: #b42318; }
 "#;
 
-/// A whole page: title, the navigation, who is signed in, and `body`.
-pub fn page(title: &str, who: Option<&str>, body: &str) -> String {
-    let who = who.map_or(String::new(), |w| {
-        format!(r#"<span class="who">{}</span>"#, escape(w))
+/// The script, bundled too: the reports list's live updates.
+pub const SCRIPT: &str = include_str!("assets/console.js");
+
+/// Who is looking, and their session's CSRF token when they signed in
+/// (a bearer-token request has none, and no sign-out button).
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub who: &'a str,
+    pub csrf: Option<&'a str>,
+}
+
+/// A whole page: title, the navigation, who is signed in (with a sign-out
+/// button for a session), and `body`.
+pub fn page(title: &str, viewer: Option<Viewer<'_>>, body: &str) -> String {
+    let who = viewer.map_or(String::new(), |v| {
+        let sign_out = v.csrf.map_or(String::new(), |csrf| {
+            format!(
+                r#"<form method="post" action="/logout" class="sign-out"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form>"#,
+                escape(csrf)
+            )
+        });
+        format!(r#"<span class="who">{}</span>{sign_out}"#, escape(v.who))
     });
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} — homeostat</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/console.css"></head>
+<link rel="stylesheet" href="/console.css"><script src="/console.js" defer></script></head>
 <body><header><strong>homeostat</strong><a href="/reports">Reports</a><a href="/policies">Policies</a>{who}</header>
 <main>{body}</main></body></html>
 "#,
@@ -67,7 +94,15 @@ mod tests {
             escape(r#"<script>alert("x")</script> & 'y'"#),
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
         );
-        let page = page("<b>", Some("<img src=x>"), "");
-        assert!(!page.contains("<b>") && !page.contains("<img"), "{page}");
+        let viewer = Viewer {
+            who: "<img src=x>",
+            csrf: Some("\"><script>"),
+        };
+        let page = page("<b>", Some(viewer), "");
+        assert!(
+            !page.contains("<b>") && !page.contains("<img") && !page.contains("\"><script>"),
+            "{page}"
+        );
+        assert!(page.contains(r#"class="sign-out""#));
     }
 }

@@ -12,12 +12,22 @@
 //! page). Unauthenticated: 401; not allowed: 403; the API server not
 //! answering: 503 with Retry-After. Tokens never appear in pages or logs.
 //!
+//!
+//! A person acts from the pages — acknowledge, approve or reject a step,
+//! silence a service, suspend or resume a policy — only when RBAC lets
+//! them make that write themselves ([`acts`]); the reports list follows
+//! the API server live over server-sent events ([`live`]).
+//!
 //! - [`auth`]: TokenReview, SubjectAccessReview, sessions, CSRF.
-//! - [`pages`]: the pages, pure. [`chart`]: the SVG, pure. [`html`]: escaping.
+//! - [`pages`]: the pages, pure. [`forms`]: the act forms, pure.
+//!   [`chart`]: the SVG, pure. [`html`]: escaping and the frame.
 
+mod acts;
 pub mod auth;
 mod chart;
+mod forms;
 mod html;
+mod live;
 mod pages;
 
 use std::net::SocketAddr;
@@ -32,8 +42,10 @@ use homeostat_api::{AnomalyReport, RemediationPolicy};
 use homeostat_oncall::history;
 use kube::{Api, Client};
 
+use acts::Act;
 use auth::{Access, AuthError, COOKIE, Person, Session, Sessions};
-use html::{escape, page};
+use forms::Allowed;
+use html::{Viewer, escape, page};
 use pages::Filters;
 
 /// Where the console listens and what it links to.
@@ -71,10 +83,42 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console.css", get(stylesheet))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
+        .route("/console.js", get(script))
         .route("/reports", get(reports))
+        .route("/reports/live", get(live::reports))
         .route("/reports/{namespace}/{name}", get(report))
+        .route(
+            "/reports/{namespace}/{name}/acknowledge",
+            post(acts::acknowledge),
+        )
+        .route("/reports/{namespace}/{name}/verdict", post(acts::judge))
+        .route("/reports/{namespace}/{name}/silence", post(acts::hush))
         .route("/policies", get(policies))
+        .route("/policies/{namespace}/{name}/suspend", post(acts::suspend))
+        .route("/policies/{namespace}/{name}/resume", post(acts::resume))
+        .layer(axum::middleware::map_response(guarded))
         .with_state(console)
+}
+
+/// Every answer: nothing but the console's own files runs or loads in its
+/// pages, no other site may frame them, and nobody caches them.
+async fn guarded(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Serves the console until the process ends.
@@ -91,9 +135,33 @@ pub async fn serve(client: Client, config: ConsoleConfig) -> anyhow::Result<()> 
 
 async fn stylesheet() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
         html::STYLE,
     )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        html::SCRIPT,
+    )
+}
+
+/// Whether RBAC lets `person` do `access`; when the API server does not
+/// answer, no (the form is left out; the act itself would ask again).
+async fn can(console: &Console, person: &Person, access: &Access) -> bool {
+    auth::allowed(&console.client, person, access)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "console: cannot ask what a person may do");
+            false
+        })
 }
 
 /// A page with `status`.
@@ -200,6 +268,7 @@ async fn login_form() -> Response {
 <form method="post" action="/login">
 <input type="hidden" name="csrf" value="{csrf}">
 <label>Token<textarea name="token" rows="4" cols="80" autocomplete="off"></textarea></label>
+<label>Namespace (to open first; leave empty for every one you may read)<input name="namespace" autocomplete="off"></label>
 <button>Sign in</button></form>"#
     );
     let mut response = Html(page("Sign in", None, &body)).into_response();
@@ -215,6 +284,8 @@ async fn login_form() -> Response {
 struct LoginForm {
     token: String,
     csrf: String,
+    #[serde(default)]
+    namespace: String,
 }
 
 async fn login(
@@ -234,6 +305,17 @@ async fn login(
             r#"<p class="refused">This form is not one the console gave you (or it expired): <a href="/login">load it again</a>.</p>"#.to_owned(),
         );
     }
+    let namespace = form.namespace.trim();
+    if !namespace.is_empty() && !homeostat_api::oms::is_service_name(namespace) {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "Sign in",
+            format!(
+                r#"<p class="refused">{} is not a namespace name (lower-case letters, digits and '-'): <a href="/login">sign in again</a>.</p>"#,
+                escape(namespace)
+            ),
+        );
+    }
     let person = match auth::review_token(&console.client, form.token.trim()).await {
         Ok(person) => person,
         Err(AuthError::NotAuthenticated) => {
@@ -243,7 +325,12 @@ async fn login(
     };
     tracing::info!(user = %person.user, "console: signed in");
     let id = console.sessions.start(person);
-    let mut response = Redirect::to("/reports").into_response();
+    let first = if namespace.is_empty() {
+        "/reports".to_owned()
+    } else {
+        format!("/reports?namespace={namespace}")
+    };
+    let mut response = Redirect::to(&first).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(cookie) = HeaderValue::from_str(&format!(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
@@ -291,13 +378,30 @@ async fn reports(
     headers: HeaderMap,
     Query(filters): Query<Filters>,
 ) -> Response {
-    let (person, _) = match person(&console, &headers).await {
+    let (person, session) = match person(&console, &headers).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
+    let viewer = Viewer {
+        who: &person.user,
+        csrf: session.as_ref().map(|s| s.csrf.as_str()),
+    };
     let access = Access::homeostat("list", "anomalyreports", filters.namespace());
-    if let Err(refused) = may(&console, &person, &access).await {
-        return refused;
+    if filters.namespace().is_some() {
+        if let Err(refused) = may(&console, &person, &access).await {
+            return refused;
+        }
+    } else if !can(&console, &person, &access).await {
+        // Most people may read some namespaces, not all: ask which.
+        return answer(
+            StatusCode::FORBIDDEN,
+            "Anomaly reports",
+            format!(
+                r#"<p class="refused">RBAC does not let {} list anomalyreports in every namespace. Which namespace?</p>
+<form class="filters" method="get" action="/reports"><label>Namespace<input name="namespace"></label><button>Show</button></form>"#,
+                escape(&person.user)
+            ),
+        );
     }
     // Decoded one by one: a report this version cannot read is left out
     // (and logged), never the whole page.
@@ -305,7 +409,7 @@ async fn reports(
         Ok(list) => Html(pages::reports(
             &list,
             &filters,
-            &person.user,
+            viewer,
             jiff::Timestamp::now(),
         ))
         .into_response(),
@@ -318,7 +422,7 @@ async fn report(
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
-    let (person, _) = match person(&console, &headers).await {
+    let (person, session) = match person(&console, &headers).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
@@ -365,6 +469,25 @@ async fn report(
         .map_err(|e| e.to_string()),
         None => Err("no Prometheus configured (--console-prometheus)".to_owned()),
     };
+    let csrf = session.map(|s| s.csrf);
+    let allowed = match &csrf {
+        Some(_) => {
+            let (status_write, silence_write) = (
+                Act::Verdict.access(&namespace),
+                Act::Silence.access(&namespace),
+            );
+            let (report_status, silence) = tokio::join!(
+                can(&console, &person, &status_write),
+                can(&console, &person, &silence_write),
+            );
+            Allowed {
+                csrf: csrf.clone(),
+                report_status,
+                silence,
+            }
+        }
+        None => Allowed::default(),
+    };
     let grafana = console.grafana.as_ref().map(|base| {
         format!(
             "{}/d/homeostat/homeostat?var-service={service}&var-signal={signal}&from={}&to={}",
@@ -379,7 +502,11 @@ async fn report(
             history,
             queries: history::queries(&service, signal).to_vec(),
             grafana,
-            who: &person.user,
+            viewer: Viewer {
+                who: &person.user,
+                csrf: csrf.as_deref(),
+            },
+            allowed,
             now,
         },
     ))
@@ -397,9 +524,13 @@ async fn policies(
     headers: HeaderMap,
     Query(filter): Query<NamespaceFilter>,
 ) -> Response {
-    let (person, _) = match person(&console, &headers).await {
+    let (person, session) = match person(&console, &headers).await {
         Ok(found) => found,
         Err(refused) => return refused,
+    };
+    let viewer = Viewer {
+        who: &person.user,
+        csrf: session.as_ref().map(|s| s.csrf.as_str()),
     };
     let namespace = (!filter.namespace.is_empty()).then_some(filter.namespace.as_str());
     let access = Access::homeostat("list", "remediationpolicies", namespace);
@@ -407,7 +538,23 @@ async fn policies(
         return refused;
     }
     match crate::decode::list_in::<RemediationPolicy>(&console.client, namespace).await {
-        Ok(list) => Html(pages::policies(&list, &person.user)).into_response(),
+        Ok(list) => {
+            // One review per namespace shown, and none without a session
+            // (no form to show then).
+            let mut switchable = std::collections::BTreeSet::new();
+            if viewer.csrf.is_some() {
+                let namespaces: std::collections::BTreeSet<String> = list
+                    .iter()
+                    .filter_map(|p| p.metadata.namespace.clone())
+                    .collect();
+                for ns in namespaces {
+                    if can(&console, &person, &Act::Suspend.access(&ns)).await {
+                        switchable.insert(ns);
+                    }
+                }
+            }
+            Html(pages::policies(&list, viewer, &switchable)).into_response()
+        }
         Err(error) => unavailable(&AuthError::Api(error)),
     }
 }

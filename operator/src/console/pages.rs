@@ -4,14 +4,15 @@
 
 use std::fmt::Write as _;
 
-use homeostat_api::{AnomalyReport, RemediationPolicy, ReportState};
+use homeostat_api::{AnomalyReport, ApprovalState, RemediationPolicy, ReportState, VerdictKind};
 use jiff::Timestamp;
 use kube::ResourceExt;
 
 use homeostat_oncall::age;
 
 use super::chart;
-use super::html::{escape, page};
+use super::forms::{self, Allowed};
+use super::html::{Viewer, escape, page};
 
 /// What the reports list is narrowed to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -30,7 +31,7 @@ impl Filters {
         (!self.namespace.is_empty()).then_some(self.namespace.as_str())
     }
 
-    fn keeps(&self, report: &AnomalyReport) -> bool {
+    pub fn keeps(&self, report: &AnomalyReport) -> bool {
         let state = report.status.as_ref().map_or("", |s| state_name(s.state));
         (self.service.is_empty() || report.spec.service == self.service)
             && (self.state.is_empty() || state == self.state)
@@ -59,9 +60,14 @@ fn ordered(reports: &[AnomalyReport]) -> Vec<&AnomalyReport> {
     sorted
 }
 
-/// The reports list.
-pub fn reports(reports: &[AnomalyReport], filters: &Filters, who: &str, now: Timestamp) -> String {
-    let mut body = String::from("<h1>Anomaly reports</h1>");
+/// The reports list (the page's script keeps it live).
+pub fn reports(
+    reports: &[AnomalyReport],
+    filters: &Filters,
+    viewer: Viewer<'_>,
+    now: Timestamp,
+) -> String {
+    let mut body = String::from(r#"<h1>Anomaly reports<span id="live"></span></h1>"#);
     let _ = write!(
         body,
         r#"<form class="filters" method="get" action="/reports">
@@ -95,10 +101,10 @@ pub fn reports(reports: &[AnomalyReport], filters: &Filters, who: &str, now: Tim
         body.push_str(&report_row(report, now));
     }
     if shown.is_empty() {
-        body.push_str(r#"<tr><td colspan="10">No report matches.</td></tr>"#);
+        body.push_str(r#"<tr class="empty"><td colspan="10">No report matches.</td></tr>"#);
     }
     body.push_str("</tbody></table>");
-    page("Anomaly reports", Some(who), &body)
+    page("Anomaly reports", Some(viewer), &body)
 }
 
 /// One row of the list (also what a live update replaces).
@@ -134,7 +140,9 @@ pub struct Detail<'a> {
     pub queries: Vec<String>,
     /// A Grafana dashboard link for the service and time range.
     pub grafana: Option<String>,
-    pub who: &'a str,
+    pub viewer: Viewer<'a>,
+    /// What the viewer may do to the report.
+    pub allowed: Allowed,
     pub now: Timestamp,
 }
 
@@ -190,7 +198,7 @@ pub fn report(report: &AnomalyReport, detail: &Detail<'_>) -> String {
     );
     let Some(status) = &report.status else {
         body.push_str("<p>Not evaluated yet.</p>");
-        return page(&name, Some(detail.who), &body);
+        return page(&name, Some(detail.viewer), &body);
     };
     let mut facts = vec![
         ("Namespace", escape(&namespace)),
@@ -227,7 +235,7 @@ pub fn report(report: &AnomalyReport, detail: &Detail<'_>) -> String {
         facts.push((
             "Acknowledged",
             format!(
-                "by {} at {}: {}",
+                r#"<span class="acknowledged">by {} at {}: {}</span>"#,
                 escape(&ack.by),
                 ack.at.0,
                 escape(&ack.note)
@@ -277,6 +285,7 @@ pub fn report(report: &AnomalyReport, detail: &Detail<'_>) -> String {
         }
         body.push_str("</ul>");
     }
+    body.push_str(&forms::report_acts(report, &detail.allowed));
     body.push_str("<h2>Timeline</h2><table><tbody>");
     let mut timeline: Vec<_> = status.timeline.iter().collect();
     timeline.sort_by_key(|t| t.time.0);
@@ -294,16 +303,31 @@ pub fn report(report: &AnomalyReport, detail: &Detail<'_>) -> String {
         let when = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
             t.as_ref().map_or("—".to_owned(), |t| t.0.to_string())
         };
-        let approval = action.approval.as_ref().map_or("—".to_owned(), |a| {
-            let by =
-                a.by.as_deref()
-                    .map(|b| format!(" by {}", escape(b)))
-                    .unwrap_or_default();
-            format!("{}{by}", a.state)
-        });
+        let verdict = status.approvals.iter().find(|v| v.step == action.id);
+        let approval = match (&action.approval, verdict) {
+            (None, _) => "<td>—</td>".to_owned(),
+            // Decided, and the operator has not yet done as told.
+            (Some(a), Some(v)) if a.state == ApprovalState::Awaiting => {
+                let (state, next) = match v.verdict {
+                    VerdictKind::Approved => ("Approved", "the operator carries it out next"),
+                    VerdictKind::Rejected => ("Rejected", "the operator records it not done"),
+                };
+                format!(
+                    r#"<td class="approval-{state}">{state} by {}; {next}</td>"#,
+                    escape(&v.by)
+                )
+            }
+            (Some(a), _) => {
+                let by =
+                    a.by.as_deref()
+                        .map(|b| format!(" by {}", escape(b)))
+                        .unwrap_or_default();
+                format!(r#"<td class="approval-{s}">{s}{by}</td>"#, s = a.state)
+            }
+        };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{approval}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{approval}</tr>",
             escape(&action.id),
             escape(&action.policy),
             escape(&action.target),
@@ -314,17 +338,25 @@ pub fn report(report: &AnomalyReport, detail: &Detail<'_>) -> String {
         );
     }
     body.push_str("</tbody></table>");
-    page(&name, Some(detail.who), &body)
+    page(&name, Some(detail.viewer), &body)
 }
 
-/// The policies: ready or not and why, dry-run, suspended, what each holds
-/// now and would restore, steps awaiting approval, guard blocks.
-pub fn policies(policies: &[RemediationPolicy], who: &str) -> String {
+/// The policies: ready or not and why, dry-run, suspended (and by whom),
+/// what each holds now and would restore, steps awaiting approval, guard
+/// blocks; a suspend or resume button where the viewer may patch policies
+/// (`switchable`: those namespaces).
+pub fn policies(
+    policies: &[RemediationPolicy],
+    viewer: Viewer<'_>,
+    switchable: &std::collections::BTreeSet<String>,
+) -> String {
     let mut body = String::from(
-        "<h1>Remediation policies</h1><table id=\"policies\"><thead><tr><th>Namespace</th><th>Policy</th><th>Ready</th><th>Mode</th><th>Services</th><th>Holds (restores to)</th><th>Awaiting approval</th><th>Steps</th><th>Blocked</th></tr></thead><tbody>",
+        "<h1>Remediation policies</h1><table id=\"policies\"><thead><tr><th>Namespace</th><th>Policy</th><th>Ready</th><th>Mode</th><th>Services</th><th>Holds (restores to)</th><th>Awaiting approval</th><th>Steps</th><th>Blocked</th><th></th></tr></thead><tbody>",
     );
     for policy in policies {
         let status = policy.status.clone().unwrap_or_default();
+        let namespace = policy.namespace().unwrap_or_default();
+        let switch = forms::policy_switch(policy, viewer.csrf, switchable.contains(&namespace));
         let ready = status
             .conditions
             .iter()
@@ -340,8 +372,12 @@ pub fn policies(policies: &[RemediationPolicy], who: &str) -> String {
         if policy.spec.guards.dry_run {
             mode.push("dry-run");
         }
+        let suspended_by = policy
+            .annotations()
+            .get(homeostat_oncall::suspend::SUSPENDED_BY)
+            .map(|by| format!("suspended by {}", escape(by)));
         if policy.spec.guards.suspend {
-            mode.push("suspended");
+            mode.push(suspended_by.as_deref().unwrap_or("suspended"));
         }
         let holds: Vec<String> = status
             .active
@@ -372,9 +408,7 @@ pub fn policies(policies: &[RemediationPolicy], who: &str) -> String {
             .collect();
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{ready}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&policy.namespace().unwrap_or_default()),
-            escape(&policy.name_any()),
+            "<tr data-policy=\"{ns}/{nm}\"><td>{ns}</td><td>{nm}</td><td>{ready}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{switch}</td></tr>",
             if mode.is_empty() {
                 "acting".to_owned()
             } else {
@@ -393,10 +427,12 @@ pub fn policies(policies: &[RemediationPolicy], who: &str) -> String {
             },
             status.actions_taken,
             status.actions_blocked,
+            ns = escape(&namespace),
+            nm = escape(&policy.name_any()),
         );
     }
     body.push_str("</tbody></table>");
-    page("Remediation policies", Some(who), &body)
+    page("Remediation policies", Some(viewer), &body)
 }
 
 #[cfg(test)]
@@ -417,6 +453,13 @@ mod tests {
         .expect("report")
     }
 
+    fn alice() -> Viewer<'static> {
+        Viewer {
+            who: "alice",
+            csrf: Some("c0ffee"),
+        }
+    }
+
     #[test]
     fn open_reports_come_first_newest_first_and_filters_narrow_them() {
         let now: Timestamp = "2026-12-04T12:00:00Z".parse().expect("now");
@@ -425,20 +468,20 @@ mod tests {
             report("older-open", "Open", "2026-12-04T10:00:00Z"),
             report("newer-open", "Remediating", "2026-12-04T11:00:00Z"),
         ];
-        let page = super::reports(&reports, &Filters::default(), "alice", now);
+        let page = super::reports(&reports, &Filters::default(), alice(), now);
         let at = |name: &str| page.find(&format!(">{name}</a>")).expect(name);
         assert!(at("newer-open") < at("older-open") && at("older-open") < at("old-resolved"));
         let open = Filters {
             state: "Open".into(),
             ..Filters::default()
         };
-        let page = super::reports(&reports, &open, "alice", now);
+        let page = super::reports(&reports, &open, alice(), now);
         assert!(page.contains(">older-open</a>") && !page.contains(">newer-open</a>"));
         let elsewhere = Filters {
             service: "orders".into(),
             ..Filters::default()
         };
-        let page = super::reports(&reports, &elsewhere, "alice", now);
+        let page = super::reports(&reports, &elsewhere, alice(), now);
         assert!(page.contains("No report matches."));
     }
 }
