@@ -9,6 +9,7 @@
 
 pub mod assets;
 pub mod audit;
+pub mod browser;
 mod certs;
 pub mod cluster;
 pub mod containerd;

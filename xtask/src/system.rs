@@ -85,6 +85,20 @@ pub const IPTABLES: SystemPackage = SystemPackage {
     elsewhere: "iptables (nft or legacy) on the PATH",
 };
 
+/// The console's browser tests: headless chromium driven by chromedriver
+/// (where Debian puts both).
+pub const CHROMIUM: SystemPackage = SystemPackage {
+    debian: "chromium",
+    present: || Path::new("/usr/bin/chromium").is_file(),
+    elsewhere: "Chromium at /usr/bin/chromium",
+};
+
+pub const CHROMEDRIVER: SystemPackage = SystemPackage {
+    debian: "chromium-driver",
+    present: || Path::new("/usr/bin/chromedriver").is_file(),
+    elsewhere: "ChromeDriver matching the Chromium, at /usr/bin/chromedriver",
+};
+
 fn on_path(binary: &str) -> bool {
     workspace::which(binary).is_some()
 }

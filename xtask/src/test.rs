@@ -2,10 +2,10 @@
 
 use crate::{images, nab, system, test_assets, workspace};
 
-/// Builds test assets and installs Prometheus, PostgreSQL, NATS, buildah and
-/// containerd when missing, then runs rustfmt, clippy, every test (with the
-/// container images built)
-/// and the detector's NAB target check. Extra arguments go to `cargo test`
+/// Builds test assets and installs Prometheus, PostgreSQL, NATS, buildah,
+/// containerd and chromium (with its driver) when missing, then runs
+/// rustfmt, clippy, every test (with the container images built) and the
+/// detector's NAB target check. Extra arguments go to `cargo test`
 /// (e.g. a test name filter); with them the NAB check is left out.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let assets = test_assets::ensure()?;
@@ -19,6 +19,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         &system::RUNC,
         &system::CNI_PLUGINS,
         &system::IPTABLES,
+        &system::CHROMIUM,
+        &system::CHROMEDRIVER,
     ])?;
 
     workspace::run(&mut workspace::cargo(&["fmt", "--all", "--", "--check"]))?;
