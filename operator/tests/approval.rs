@@ -139,11 +139,25 @@ async fn a_step_waits_for_approval_and_is_carried_out_once_approved() {
     })
     .await;
     assert_eq!(done.approval.and_then(|a| a.by).as_deref(), Some("alice"));
-    let held = get_policy(&client, ns, "scale-tax")
-        .await
-        .status
-        .expect("status");
-    assert!(held.awaiting_approval.is_empty());
+    // No longer held as awaiting (the policy's status is written after the
+    // report's; the next step may be awaiting already, once the cooldown
+    // is over).
+    eventually(
+        "the policy no longer holding it as awaiting",
+        30,
+        || async {
+            let held = get_policy(&client, ns, "scale-tax")
+                .await
+                .status
+                .unwrap_or_default();
+            if held.awaiting_approval.iter().all(|a| a.id != step) {
+                Ok(())
+            } else {
+                Err(format!("{:?}", held.awaiting_approval))
+            }
+        },
+    )
+    .await;
     // The next step waits for a person too, from where the first left.
     let next = step_where(&client, ns, &report, "the second step", |a| {
         a.id == "scale-tax-0-2"
