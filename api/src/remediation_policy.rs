@@ -80,8 +80,8 @@ pub struct ServiceSelector {
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
     /// Signals that trigger the policy (latency_p50, latency_p95, latency_p99,
-    /// error_ratio, request_rate, availability).
-    #[schemars(length(min = 1, max = 6))]
+    /// error_ratio, request_rate, availability, consumer_lag, outbox_age).
+    #[schemars(length(min = 1, max = 8))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub signals: Vec<Signal>,
 

@@ -25,20 +25,42 @@ pub enum Signal {
     /// or its callers' calls to it get no answer (refused, lost, timed out).
     /// Judged by rule, not against a baseline: a dead service sends no data.
     Availability,
+    /// Events the service's consumer has not processed yet: pending on the
+    /// broker plus delivered and not acknowledged. Rises when the consumer
+    /// is slow, whatever the producers do: it names the consumer.
+    ConsumerLag,
+    /// Seconds the oldest event the service has not yet published has
+    /// waited in its outbox. Rises when the service cannot publish.
+    OutboxAge,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 6] = [
+    pub const ALL: [Signal; 8] = [
         Signal::LatencyP50,
         Signal::LatencyP95,
         Signal::LatencyP99,
         Signal::ErrorRatio,
         Signal::RequestRate,
         Signal::Availability,
+        Signal::ConsumerLag,
+        Signal::OutboxAge,
     ];
 
     /// The signals scored against a baseline fitted on their history.
-    pub const BASELINED: [Signal; 5] = [
+    pub const BASELINED: [Signal; 7] = [
+        Signal::LatencyP50,
+        Signal::LatencyP95,
+        Signal::LatencyP99,
+        Signal::ErrorRatio,
+        Signal::RequestRate,
+        Signal::ConsumerLag,
+        Signal::OutboxAge,
+    ];
+
+    /// The signals of the requests a service serves: every service that
+    /// serves has them all (the event pipeline's only those with a consumer
+    /// or an outbox).
+    pub const OF_REQUESTS: [Signal; 5] = [
         Signal::LatencyP50,
         Signal::LatencyP95,
         Signal::LatencyP99,
@@ -63,6 +85,8 @@ impl Signal {
             Signal::ErrorRatio => "error_ratio",
             Signal::RequestRate => "request_rate",
             Signal::Availability => "availability",
+            Signal::ConsumerLag => "consumer_lag",
+            Signal::OutboxAge => "outbox_age",
         }
     }
 }

@@ -102,6 +102,22 @@ pub fn localise(symptoms: &[Symptom], edges: &[CallEdge], edge_threshold: f64) -
                     culprit.observed * 100.0,
                     clock(culprit.since)
                 ),
+                // A backlog reads in its own units: a ratio to an empty
+                // one says nothing.
+                Signal::ConsumerLag => format!(
+                    "{}: its consumer is {:.0} events behind (normally {:.0}), since {}",
+                    culprit.service,
+                    culprit.observed,
+                    culprit.expected,
+                    clock(culprit.since)
+                ),
+                Signal::OutboxAge => format!(
+                    "{}: its oldest unpublished event has waited {:.1} s (normally {:.1} s), since {}",
+                    culprit.service,
+                    culprit.observed,
+                    culprit.expected,
+                    clock(culprit.since)
+                ),
                 _ => format!(
                     "{} {} {} since {}",
                     culprit.service,

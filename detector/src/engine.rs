@@ -94,8 +94,27 @@ pub fn signal_model(signal: Signal) -> (Scale, Direction) {
         Signal::RequestRate => (Scale::Log, Direction::Down),
         // Never fitted (see `availability`): the share not answering.
         Signal::Availability => (Scale::Linear, Direction::Up),
+        // A backlog is harmful as it grows; an empty one never is.
+        Signal::ConsumerLag | Signal::OutboxAge => (Scale::Linear, Direction::Up),
     }
 }
+
+/// Smallest spread of a consumer-lag baseline, in events: a consumer that
+/// keeps up reads 0 most scrapes and a burst's worth now and then, a spread
+/// of nothing that would make one burst an incident.
+pub const CONSUMER_LAG_MIN_SPREAD: f64 = 50.0;
+
+/// Smallest growth of a consumer's lag that can be an incident, in events:
+/// a few seconds of the OMS's event traffic at its usual rates.
+pub const CONSUMER_LAG_MIN_EFFECT: f64 = 500.0;
+
+/// Smallest spread of an outbox-age baseline, in seconds: the relay
+/// publishes every fraction of a second, so the oldest event is young.
+pub const OUTBOX_AGE_MIN_SPREAD_SECONDS: f64 = 1.0;
+
+/// Smallest growth of the outbox's oldest event's age that can be an
+/// incident: events held back this long are late for whoever waits on them.
+pub const OUTBOX_AGE_MIN_EFFECT_SECONDS: f64 = 10.0;
 
 /// Requests that must lie above a latency quantile before it is judged.
 /// With fewer, the quantile is one of the few slowest requests of the window
@@ -112,18 +131,29 @@ pub fn enough_requests(signal: Signal, requests: f64) -> bool {
         Signal::LatencyP50 => 0.5,
         Signal::LatencyP95 => 0.95,
         Signal::LatencyP99 => 0.99,
-        Signal::ErrorRatio | Signal::RequestRate | Signal::Availability => return true,
+        Signal::ErrorRatio
+        | Signal::RequestRate
+        | Signal::Availability
+        | Signal::ConsumerLag
+        | Signal::OutboxAge => return true,
     };
     requests * (1.0 - quantile) >= REQUESTS_ABOVE_QUANTILE - 1e-9
 }
 
-/// A fitted series' model: latency gets the resolution floors above.
+/// A fitted series' model, with the floors above for the signals that
+/// have them.
 fn model_for(signal: Signal, baseline: Baseline, direction: Direction) -> SeriesModel {
-    if signal.is_latency() {
-        SeriesModel::new(baseline.with_min_spread(LATENCY_MIN_SPREAD), direction)
-            .with_min_effect(LATENCY_MIN_EFFECT_SECONDS)
-    } else {
-        SeriesModel::new(baseline, direction)
+    let floors = match signal {
+        _ if signal.is_latency() => Some((LATENCY_MIN_SPREAD, LATENCY_MIN_EFFECT_SECONDS)),
+        Signal::ConsumerLag => Some((CONSUMER_LAG_MIN_SPREAD, CONSUMER_LAG_MIN_EFFECT)),
+        Signal::OutboxAge => Some((OUTBOX_AGE_MIN_SPREAD_SECONDS, OUTBOX_AGE_MIN_EFFECT_SECONDS)),
+        _ => None,
+    };
+    match floors {
+        Some((spread, effect)) => {
+            SeriesModel::new(baseline.with_min_spread(spread), direction).with_min_effect(effect)
+        }
+        None => SeriesModel::new(baseline, direction),
     }
 }
 
@@ -328,7 +358,7 @@ impl Engine {
     /// signal of `service` has a value.
     fn joint_rows(&self, service: &str, history: &History) -> Option<Array2<f64>> {
         let mut by_time: BTreeMap<i64, [f64; 5]> = BTreeMap::new();
-        for (column, signal) in Signal::BASELINED.iter().enumerate() {
+        for (column, signal) in Signal::OF_REQUESTS.iter().enumerate() {
             let key = (service.to_owned(), *signal);
             let model = self.series.get(&key)?;
             for &(t, v) in history.series.get(&key)? {
@@ -649,7 +679,7 @@ impl Engine {
             }
         }
         for (service, model) in &self.joint {
-            let vector: Option<Vec<f64>> = Signal::BASELINED
+            let vector: Option<Vec<f64>> = Signal::OF_REQUESTS
                 .iter()
                 .map(|s| {
                     let key = (service.clone(), *s);
@@ -755,6 +785,9 @@ mod tests {
             Signal::LatencyP99 => latency(own * 3.0),
             Signal::ErrorRatio | Signal::Availability => 0.0,
             Signal::RequestRate => 40.0 * jitter,
+            // A consumer that keeps up: a handful of events in flight.
+            Signal::ConsumerLag => 5.0 * jitter,
+            Signal::OutboxAge => 0.2 * jitter,
         }
     }
 
@@ -762,9 +795,9 @@ mod tests {
     fn observe(i: usize, slowdown: f64) -> Observation {
         let mut o = Observation::default();
         for service in SERVICES {
-            for signal in Signal::BASELINED {
+            for signal in Signal::OF_REQUESTS {
                 let mut v = normal(service, signal, i);
-                let is_latency = !matches!(signal, Signal::ErrorRatio | Signal::RequestRate);
+                let is_latency = signal.is_latency();
                 if is_latency && service != "tax" {
                     v *= slowdown;
                 }
@@ -1092,6 +1125,57 @@ mod tests {
             "{opened} vs {resolved_at}"
         );
         assert!(opened - resolved_at <= SYMPTOM_MEMORY_SECONDS + STEP);
+    }
+
+    /// The synthetic OMS with its event pipeline: orders' outbox and
+    /// notifications' consumer, notifications `behind` events further
+    /// behind than usual.
+    fn with_events(i: usize, behind: f64) -> Observation {
+        let mut o = observe(i, 1.0);
+        for (service, signal) in [
+            ("notifications", Signal::ConsumerLag),
+            ("orders", Signal::OutboxAge),
+        ] {
+            o.series
+                .insert((service.into(), signal), normal(service, signal, i));
+        }
+        *o.series
+            .get_mut(&("notifications".to_owned(), Signal::ConsumerLag))
+            .expect("lag") += behind;
+        o
+    }
+
+    #[test]
+    fn a_consumer_falling_behind_is_reported_and_named_not_its_producer() {
+        let mut engine = Engine::new(EngineConfig::default());
+        assert!(engine.fit(&history(|i| with_events(i, 0.0))).is_empty());
+        // A burst of a few hundred events drains: no incident.
+        let burst = tick_all(&mut engine, 720..740, |i| {
+            with_events(i, if i < 724 { 300.0 } else { 0.0 })
+        });
+        assert!(burst.is_empty(), "{burst:#?}");
+        // Falling behind by 100 events a tick, for good.
+        let behind = tick_all(&mut engine, 740..780, |i| {
+            with_events(i, (i - 739) as f64 * 100.0)
+        });
+        let opened = opened(&behind);
+        assert_eq!(opened.len(), 1, "{opened:#?}");
+        let report = opened[0];
+        assert_eq!(
+            (report.service.as_str(), report.signal),
+            ("notifications", Signal::ConsumerLag)
+        );
+        let culprit = report.culprit.as_ref().expect("culprit");
+        assert_eq!(culprit.culprit.service, "notifications");
+        assert!(culprit.explains.is_empty(), "{culprit:?}");
+        assert!(
+            culprit.evidence[0].starts_with("notifications: its consumer is"),
+            "{:?}",
+            culprit.evidence
+        );
+        // Drained (scaled out, say): resolved after the quiet time.
+        let drained = tick_all(&mut engine, 780..800, |i| with_events(i, 0.0));
+        assert!(resolves(&drained, "notifications"), "{drained:#?}");
     }
 
     /// payment-primary dead: none of its own series, every call to it

@@ -95,6 +95,31 @@ pub struct MetricNaming {
     pub client: ClientNaming,
     /// The label that names a scrape target's service on `up`.
     pub target_service_label: String,
+    /// The event pipeline's gauges (absent from a mapping: the OMS's names;
+    /// a cluster without them simply has no such series).
+    #[serde(default)]
+    pub events: EventNaming,
+}
+
+/// The event pipeline's gauges, one series per service, labelled as the
+/// server histogram is (`server.service_label`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventNaming {
+    /// Events a service's consumer has not processed: pending plus
+    /// delivered and not acknowledged.
+    pub consumer_lag: String,
+    /// Seconds the oldest event a service has not yet published has waited.
+    pub outbox_age: String,
+}
+
+impl Default for EventNaming {
+    fn default() -> Self {
+        Self {
+            consumer_lag: "oms_event_consumer_lag".into(),
+            outbox_age: "oms_outbox_oldest_unpublished_age_seconds".into(),
+        }
+    }
 }
 
 fn one() -> f64 {
@@ -138,6 +163,7 @@ impl Default for MetricNaming {
                 only: vec![not_admin],
             },
             target_service_label: "service".into(),
+            events: EventNaming::default(),
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct Queries {
     client: String,
     client_unanswered: String,
     up: String,
+    /// The event pipeline's gauges: the common labels only.
+    gauge: String,
 }
 
 impl Queries {
@@ -92,7 +94,12 @@ impl Queries {
         if window_seconds == 0 {
             return Err(PromqlError::Window(window_seconds));
         }
-        for metric in [&naming.server.metric, &naming.client.metric] {
+        for metric in [
+            &naming.server.metric,
+            &naming.client.metric,
+            &naming.events.consumer_lag,
+            &naming.events.outbox_age,
+        ] {
             if !is_metric_name(metric) {
                 return Err(PromqlError::MetricName(metric.clone()));
             }
@@ -125,6 +132,7 @@ impl Queries {
             client: selector(&[&client.only])?,
             client_unanswered: selector(&[&client.only, &client.unanswered])?,
             up: selector(&[])?,
+            gauge: selector(&[])?,
             window: format!("{window_seconds}s"),
             naming,
         })
@@ -172,6 +180,19 @@ impl Queries {
             }
             Signal::RequestRate => self.rate(&server.metric, "count", &self.server, label),
             Signal::Availability => return self.targets_up(),
+            // Every replica reads the same consumer (or outbox): the worst.
+            Signal::ConsumerLag => {
+                format!(
+                    "max by ({label}) ({}{})",
+                    self.naming.events.consumer_lag, self.gauge
+                )
+            }
+            Signal::OutboxAge => {
+                format!(
+                    "max by ({label}) ({}{})",
+                    self.naming.events.outbox_age, self.gauge
+                )
+            }
         };
         renamed(query, label, "service")
     }
@@ -260,6 +281,14 @@ mod tests {
             r#"sum by (peer_service) (rate(http_client_request_duration_seconds_count{namespace="shop",http_route!~"/admin/.*",error_type!=""}[15s]))"#
         );
         assert_eq!(q.targets_up(), r#"max by (service) (up{namespace="shop"})"#);
+        assert_eq!(
+            q.signal(Signal::ConsumerLag),
+            r#"max by (service) (oms_event_consumer_lag{namespace="shop"})"#
+        );
+        assert_eq!(
+            q.signal(Signal::OutboxAge),
+            r#"max by (service) (oms_outbox_oldest_unpublished_age_seconds{namespace="shop"})"#
+        );
         assert_eq!(Queries::oms(&[], 0), Err(PromqlError::Window(0)));
     }
 

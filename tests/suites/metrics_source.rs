@@ -237,3 +237,81 @@ async fn istio_named_metrics_behind_a_tenant_gateway_read_as_the_detectors_signa
         "{refused}"
     );
 }
+
+/// The OMS's event-pipeline gauges as two replicas of notifications (each
+/// reads the one durable consumer's lag, a moment apart) and orders export
+/// them.
+const EVENT_GAUGES: &str = "# TYPE oms_event_consumer_lag gauge
+oms_event_consumer_lag{service=\"notifications\",replica=\"0\"} 120
+oms_event_consumer_lag{service=\"notifications\",replica=\"1\"} 130
+# TYPE oms_outbox_oldest_unpublished_age_seconds gauge
+oms_outbox_oldest_unpublished_age_seconds{service=\"orders\",replica=\"0\"} 0.4
+";
+
+#[tokio::test]
+async fn the_event_pipelines_gauges_read_as_signals_of_the_service_that_exports_them() {
+    homeostat_test_support::install_crypto_provider();
+    let oms = serve(Router::new().route("/metrics", get(|| async { EVENT_GAUGES }))).await;
+    let prometheus = Prometheus::start(PrometheusConfig {
+        scrape_interval: Duration::from_secs(1),
+        targets: vec![ScrapeTarget::new("oms", oms)],
+        ..PrometheusConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("start prometheus: {e}"));
+    let queries = Queries::oms(&[("job".into(), "oms".into())], 5).expect("queries");
+    let source = PrometheusSource::new(
+        prometheus.url(),
+        &[],
+        queries,
+        ["notifications".to_owned(), "orders".to_owned()],
+        Duration::from_secs(2),
+    )
+    .expect("source");
+    let observed: Observation = wait_until(
+        "the gauges scraped",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || async {
+            let o = source
+                .observe(unix_now())
+                .await
+                .map_err(|e| e.to_string())?;
+            if o.series
+                .contains_key(&("notifications".into(), Signal::ConsumerLag))
+            {
+                Ok(o)
+            } else {
+                Err(format!("{o:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The worst replica's reading: every replica reads the same consumer.
+    assert_eq!(
+        observed.series[&("notifications".to_owned(), Signal::ConsumerLag)],
+        130.0
+    );
+    assert_eq!(
+        observed.series[&("orders".to_owned(), Signal::OutboxAge)],
+        0.4
+    );
+    // Only the services that export them have them.
+    assert!(
+        !observed
+            .series
+            .contains_key(&("orders".to_owned(), Signal::ConsumerLag))
+    );
+    let history = source
+        .history(unix_now() - 10, unix_now(), 1.0)
+        .await
+        .expect("history");
+    assert!(
+        history
+            .series
+            .get(&("notifications".to_owned(), Signal::ConsumerLag))
+            .is_some_and(|points| points.iter().all(|&(_, lag)| lag == 130.0)),
+        "{history:?}"
+    );
+}
