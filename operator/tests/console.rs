@@ -8,29 +8,13 @@ mod common;
 use common::*;
 use homeostat_api::AnomalyReport;
 use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
-use homeostat_test_support::{ControlPlane, free_port, rbac};
+use homeostat_test_support::{free_port, rbac};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const NAME: &str = "tax-latency-p99-1";
-
-/// A ServiceAccount `shop/name`, bound in shop to `role` when given; its token.
-async fn person(
-    plane: &ControlPlane,
-    client: &kube::Client,
-    name: &str,
-    role: Option<&str>,
-) -> String {
-    rbac::person(client, "shop", name, role)
-        .await
-        .expect("a person");
-    plane
-        .service_account_token("shop", name)
-        .await
-        .expect("token")
-}
 
 /// A resolved incident three hours ago: a scale step done and restored, its
 /// evidence with markup in it.
@@ -123,8 +107,8 @@ async fn the_console_shows_what_rbac_lets_a_person_read_and_nothing_to_anyone_el
     let rbac_file =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml");
     rbac::apply(&plane, &[rbac_file]).unwrap_or_else(|e| panic!("{e}"));
-    let alice = person(&plane, &client, "alice", Some("homeostat-oncall")).await;
-    let stranger = person(&plane, &client, "stranger", None).await;
+    let alice = person_in_shop(&plane, &client, "alice", Some("homeostat-oncall")).await;
+    let stranger = person_in_shop(&plane, &client, "stranger", None).await;
     let (opened, resolved) = incident(&client).await;
     let (prometheus, _data) = prometheus_with(opened, resolved).await;
     let port = free_port().expect("port");
@@ -448,8 +432,8 @@ async fn people_act_from_the_console_as_themselves_only_as_rbac_lets_them() {
     let rbac_file =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml");
     rbac::apply(&plane, &[rbac_file]).unwrap_or_else(|e| panic!("{e}"));
-    let alice = person(&plane, &client, "alice", Some("homeostat-oncall")).await;
-    let viewer = person(&plane, &client, "viewer", Some("homeostat-viewer")).await;
+    let alice = person_in_shop(&plane, &client, "alice", Some("homeostat-oncall")).await;
+    let viewer = person_in_shop(&plane, &client, "viewer", Some("homeostat-viewer")).await;
     // The sample bindings: the operator may write in shop.
     let access =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/samples/access.yaml");
@@ -583,34 +567,34 @@ async fn people_act_from_the_console_as_themselves_only_as_rbac_lets_them() {
         ("system:serviceaccount:shop:alice", "on it")
     );
 
+    let verdict_path = format!("/reports/shop/{OPEN}/verdict");
+    let silence_path = format!("/reports/shop/{OPEN}/silence");
+    let switch_path = |word: &str| format!("/policies/shop/scale-notifications/{word}");
+    // Alice with a bearer token: no cookie, so no CSRF token needed.
+    let act = |path: String, form: Vec<(&'static str, &'static str)>| {
+        let sent = post(path.clone(), None, Some(&alice), form);
+        async move {
+            let answer = sent.await.expect("answer");
+            let status = answer.status();
+            let body = answer.text().await.unwrap_or_default();
+            assert_eq!(status, 303, "{path}: {body}");
+        }
+    };
+
     // A read-only person, with a bearer token: refused, nothing written.
-    let refused = post(
-        format!("/reports/shop/{OPEN}/verdict"),
-        None,
-        Some(&viewer),
-        vec![("step", "scale-tax-0-1"), ("verdict", "approve")],
-    )
-    .await
-    .expect("answer");
-    assert_eq!(refused.status(), 403);
-    let refused = post(
-        format!("/reports/shop/{OPEN}/silence"),
-        None,
-        Some(&viewer),
-        vec![("for", "30m")],
-    )
-    .await
-    .expect("answer");
-    assert_eq!(refused.status(), 403);
-    let refused = post(
-        "/policies/shop/scale-notifications/suspend".to_owned(),
-        None,
-        Some(&viewer),
-        vec![],
-    )
-    .await
-    .expect("answer");
-    assert_eq!(refused.status(), 403);
+    for (path, form) in [
+        (
+            verdict_path.clone(),
+            vec![("step", "scale-tax-0-1"), ("verdict", "approve")],
+        ),
+        (silence_path.clone(), vec![("for", "30m")]),
+        (switch_path("suspend"), vec![]),
+    ] {
+        let answer = post(path.clone(), None, Some(&viewer), form)
+            .await
+            .expect("answer");
+        assert_eq!(answer.status(), 403, "{path}");
+    }
     let status = reports
         .get(OPEN)
         .await
@@ -619,50 +603,52 @@ async fn people_act_from_the_console_as_themselves_only_as_rbac_lets_them() {
         .expect("status");
     assert!(status.approvals.is_empty(), "{:?}", status.approvals);
 
-    // Alice, with a bearer token (no cookie, so no CSRF token needed):
-    // approve, a clear 4xx for what cannot be, silence, suspend, resume.
-    let no_step = post(
-        format!("/reports/shop/{OPEN}/verdict"),
-        None,
-        Some(&alice),
-        vec![("step", "no-such-step"), ("verdict", "approve")],
-    )
-    .await
-    .expect("answer");
-    assert_eq!(no_step.status(), 409);
-    assert!(
-        no_step
-            .text()
+    // What cannot be done is refused with the reason, nothing written.
+    for (path, form, wanted, says) in [
+        (
+            verdict_path.clone(),
+            vec![("step", "no-such-step"), ("verdict", "approve")],
+            409,
+            "no step no-such-step",
+        ),
+        (
+            verdict_path.clone(),
+            vec![("step", "scale-tax-0-1"), ("verdict", "maybe")],
+            422,
+            "unknown variant `maybe`",
+        ),
+        (
+            silence_path.clone(),
+            vec![("for", "400h")],
+            400,
+            "at most 168h",
+        ),
+        (
+            "/reports/shop/no-such-report/acknowledge".to_owned(),
+            vec![],
+            404,
+            "no AnomalyReport no-such-report",
+        ),
+    ] {
+        let answer = post(path.clone(), None, Some(&alice), form)
             .await
-            .expect("body")
-            .contains("no step no-such-step")
-    );
-    let not_a_verdict = post(
-        format!("/reports/shop/{OPEN}/verdict"),
-        None,
-        Some(&alice),
-        vec![("step", "scale-tax-0-1"), ("verdict", "maybe")],
-    )
-    .await
-    .expect("answer");
-    assert!(
-        not_a_verdict.status().is_client_error(),
-        "{}",
-        not_a_verdict.status()
-    );
-    let approved = post(
-        format!("/reports/shop/{OPEN}/verdict"),
-        None,
-        Some(&alice),
+            .expect("answer");
+        let status = answer.status();
+        let body = answer.text().await.unwrap_or_default();
+        assert_eq!(status, wanted, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+
+    // Approved, once: a second verdict is refused.
+    act(
+        verdict_path.clone(),
         vec![
             ("step", "scale-tax-0-1"),
             ("verdict", "approve"),
             ("note", "go"),
         ],
     )
-    .await
-    .expect("answer");
-    assert_eq!(approved.status(), 303);
+    .await;
     let status = reports
         .get(OPEN)
         .await
@@ -679,7 +665,7 @@ async fn people_act_from_the_console_as_themselves_only_as_rbac_lets_them() {
         )
     );
     let twice = post(
-        format!("/reports/shop/{OPEN}/verdict"),
+        verdict_path.clone(),
         None,
         Some(&alice),
         vec![("step", "scale-tax-0-1"), ("verdict", "reject")],
@@ -687,33 +673,12 @@ async fn people_act_from_the_console_as_themselves_only_as_rbac_lets_them() {
     .await
     .expect("answer");
     assert_eq!(twice.status(), 409, "a verdict once given stays");
-    let too_long = post(
-        format!("/reports/shop/{OPEN}/silence"),
-        None,
-        Some(&alice),
-        vec![("for", "400h")],
-    )
-    .await
-    .expect("answer");
-    assert_eq!(too_long.status(), 400);
-    let missing = post(
-        "/reports/shop/no-such-report/acknowledge".to_owned(),
-        None,
-        Some(&alice),
-        vec![],
-    )
-    .await
-    .expect("answer");
-    assert_eq!(missing.status(), 404);
-    let silenced = post(
-        format!("/reports/shop/{OPEN}/silence"),
-        None,
-        Some(&alice),
+
+    act(
+        silence_path.clone(),
         vec![("for", "30m"), ("note", "tax deploy")],
     )
-    .await
-    .expect("answer");
-    assert_eq!(silenced.status(), 303);
+    .await;
     let silences = Api::<homeostat_api::Silence>::namespaced(client.clone(), "shop")
         .list(&Default::default())
         .await
@@ -732,15 +697,7 @@ async fn people_act_from_the_console_as_themselves_only_as_rbac_lets_them() {
     );
 
     let policies: Api<homeostat_api::RemediationPolicy> = Api::namespaced(client.clone(), "shop");
-    let suspended = post(
-        "/policies/shop/scale-notifications/suspend".to_owned(),
-        None,
-        Some(&alice),
-        vec![("note", "noisy")],
-    )
-    .await
-    .expect("answer");
-    assert_eq!(suspended.status(), 303);
+    act(switch_path("suspend"), vec![("note", "noisy")]).await;
     let policy = policies.get("scale-notifications").await.expect("policy");
     assert!(policy.spec.guards.suspend);
     let by = policy
@@ -754,15 +711,7 @@ async fn people_act_from_the_console_as_themselves_only_as_rbac_lets_them() {
         by.starts_with("system:serviceaccount:shop:alice at "),
         "{by}"
     );
-    let resumed = post(
-        "/policies/shop/scale-notifications/resume".to_owned(),
-        None,
-        Some(&alice),
-        vec![],
-    )
-    .await
-    .expect("answer");
-    assert_eq!(resumed.status(), 303);
+    act(switch_path("resume"), vec![]).await;
     let policy = policies.get("scale-notifications").await.expect("policy");
     assert!(!policy.spec.guards.suspend);
     assert!(
@@ -803,8 +752,8 @@ async fn the_reports_list_follows_the_api_server_live() {
     let rbac_file =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml");
     rbac::apply(&plane, &[rbac_file]).unwrap_or_else(|e| panic!("{e}"));
-    let viewer = person(&plane, &client, "viewer", Some("homeostat-viewer")).await;
-    let stranger = person(&plane, &client, "stranger", None).await;
+    let viewer = person_in_shop(&plane, &client, "viewer", Some("homeostat-viewer")).await;
+    let stranger = person_in_shop(&plane, &client, "stranger", None).await;
     let port = free_port().expect("port");
     let console = format!("http://127.0.0.1:{port}");
     let _operator = Operator::start(

@@ -15,7 +15,7 @@ use common::*;
 use homeostat_api::{AnomalyReport, VerdictKind};
 use homeostat_test_support::browser::Browser;
 use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
-use homeostat_test_support::{ControlPlane, free_port, rbac};
+use homeostat_test_support::{free_port, rbac};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -25,17 +25,6 @@ const AWAITING: &str = "payment-primary-error-ratio-1";
 
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots")
-}
-
-/// A ServiceAccount `shop/name` bound in shop to ClusterRole `role`; its token.
-async fn person(plane: &ControlPlane, client: &kube::Client, name: &str, role: &str) -> String {
-    rbac::person(client, "shop", name, Some(role))
-        .await
-        .expect("a person");
-    plane
-        .service_account_token("shop", name)
-        .await
-        .expect("token")
 }
 
 fn at(t: i64) -> String {
@@ -177,8 +166,8 @@ async fn a_person_in_a_browser_sees_reports_live_reads_one_and_acts_as_rbac_allo
         ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let alice = person(&plane, &client, "alice", "homeostat-oncall").await;
-    let viewer = person(&plane, &client, "viewer", "homeostat-viewer").await;
+    let alice = person_in_shop(&plane, &client, "alice", Some("homeostat-oncall")).await;
+    let viewer = person_in_shop(&plane, &client, "viewer", Some("homeostat-viewer")).await;
 
     let now = jiff::Timestamp::now().as_second() / 60 * 60;
     let opened = now - 2 * 3600;

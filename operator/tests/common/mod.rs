@@ -24,6 +24,23 @@ use serde_json::json;
 
 pub const OPERATOR_NAMESPACE: &str = "homeostat-system";
 
+/// A ServiceAccount `shop/name`, bound in shop to ClusterRole `role` when
+/// given: a person, by the token returned.
+pub async fn person_in_shop(
+    plane: &ControlPlane,
+    client: &Client,
+    name: &str,
+    role: Option<&str>,
+) -> String {
+    homeostat_test_support::rbac::person(client, "shop", name, role)
+        .await
+        .expect("a person");
+    plane
+        .service_account_token("shop", name)
+        .await
+        .expect("token")
+}
+
 pub async fn plane() -> (ControlPlane, Client) {
     homeostat_test_support::install_crypto_provider();
     let plane = ControlPlane::start()
