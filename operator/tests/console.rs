@@ -8,10 +8,10 @@ mod common;
 use common::*;
 use homeostat_api::AnomalyReport;
 use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
-use homeostat_test_support::{free_port, rbac};
+use homeostat_test_support::{free_port, rbac, reports};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 const NAME: &str = "tax-latency-p99-1";
@@ -19,53 +19,42 @@ const NAME: &str = "tax-latency-p99-1";
 /// A resolved incident three hours ago: a scale step done and restored, its
 /// evidence with markup in it.
 async fn incident(client: &kube::Client) -> (i64, i64) {
-    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
-    let report: AnomalyReport = serde_json::from_value(json!({
-        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-        "metadata": {"name": NAME}, "spec": {"service": "tax", "signal": "latency_p99"}
-    }))
-    .expect("report");
-    reports
-        .create(&PostParams::default(), &report)
+    reports::create(client, "shop", NAME, "tax", "latency_p99")
         .await
         .expect("create the report");
     let opened = jiff::Timestamp::now().as_second() / 60 * 60 - 3 * 3600;
     let at = |t: i64| jiff::Timestamp::from_second(t).expect("t").to_string();
-    reports
-        .patch_status(
-            NAME,
-            &PatchParams::apply("homeostat-detector").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-                "status": {
-                    "state": "Resolved", "score": 0.1, "peakScore": 0.97, "severity": "Critical",
-                    "observed": 0.02, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
-                    "culprit": {"service": "tax", "confidence": 0.9,
-                                "evidence": ["tax latency_p99 up 20x <script>alert(1)</script>"]},
-                    "openedAt": at(opened), "resolvedAt": at(opened + 600),
-                    "timeline": [{"id": "opened", "time": at(opened), "source": "detector", "message": "tax anomalous"}]
-                }
-            })),
-        )
-        .await
-        .expect("detector status");
-    reports
-        .patch_status(
-            NAME,
-            &PatchParams::apply("homeostat-operator").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-                "status": {"actions": [{
-                    "id": "scale-tax-0-1", "policy": "scale-tax", "kind": "scale",
-                    "target": "deployment/tax 2→3", "object": "deployment/tax",
-                    "before": {"replicas": 2}, "after": {"replicas": 3},
-                    "plannedAt": at(opened + 60), "doneAt": at(opened + 60),
-                    "restoredAt": at(opened + 720)
-                }]}
-            })),
-        )
-        .await
-        .expect("operator status");
+    reports::write_status(
+        client,
+        "shop",
+        NAME,
+        "homeostat-detector",
+        json!({
+            "state": "Resolved", "score": 0.1, "peakScore": 0.97, "severity": "Critical",
+            "observed": 0.02, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
+            "culprit": {"service": "tax", "confidence": 0.9,
+                        "evidence": ["tax latency_p99 up 20x <script>alert(1)</script>"]},
+            "openedAt": at(opened), "resolvedAt": at(opened + 600),
+            "timeline": [{"id": "opened", "time": at(opened), "source": "detector", "message": "tax anomalous"}]
+        }),
+    )
+    .await
+    .expect("detector status");
+    reports::write_status(
+        client,
+        "shop",
+        NAME,
+        "homeostat-operator",
+        json!({"actions": [{
+            "id": "scale-tax-0-1", "policy": "scale-tax", "kind": "scale",
+            "target": "deployment/tax 2→3", "object": "deployment/tax",
+            "before": {"replicas": 2}, "after": {"replicas": 3},
+            "plannedAt": at(opened + 60), "doneAt": at(opened + 60),
+            "restoredAt": at(opened + 720)
+        }]}),
+    )
+    .await
+    .expect("operator status");
     (opened, opened + 600)
 }
 
@@ -309,50 +298,39 @@ async fn the_console_shows_what_rbac_lets_a_person_read_and_nothing_to_anyone_el
 /// Report `name` on tax, still open, whose step `scale-tax-0-1` awaits
 /// approval (written as the detector and the operator write them).
 async fn awaiting(client: &kube::Client, name: &str) {
-    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
-    let report: AnomalyReport = serde_json::from_value(json!({
-        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-        "metadata": {"name": name}, "spec": {"service": "tax", "signal": "latency_p99"}
-    }))
-    .expect("report");
-    reports
-        .create(&PostParams::default(), &report)
+    reports::create(client, "shop", name, "tax", "latency_p99")
         .await
         .expect("create the report");
     let now = jiff::Timestamp::now();
     let expires = now + jiff::SignedDuration::from_mins(15);
-    reports
-        .patch_status(
-            name,
-            &PatchParams::apply("homeostat-detector").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-                "status": {
-                    "state": "Open", "score": 0.9, "peakScore": 0.9, "severity": "Critical",
-                    "observed": 0.4, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
-                    "openedAt": now.to_string(),
-                    "timeline": [{"id": "opened", "time": now.to_string(), "source": "detector", "message": "tax anomalous"}]
-                }
-            })),
-        )
-        .await
-        .expect("detector status");
-    reports
-        .patch_status(
-            name,
-            &PatchParams::apply("homeostat-operator").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-                "status": {"actions": [{
-                    "id": "scale-tax-0-1", "policy": "scale-tax", "kind": "scale",
-                    "target": "deployment/tax 2→3", "object": "deployment/tax",
-                    "plannedAt": now.to_string(),
-                    "approval": {"state": "Awaiting", "expiresAt": expires.to_string()}
-                }]}
-            })),
-        )
-        .await
-        .expect("operator status");
+    reports::write_status(
+        client,
+        "shop",
+        name,
+        "homeostat-detector",
+        json!({
+            "state": "Open", "score": 0.9, "peakScore": 0.9, "severity": "Critical",
+            "observed": 0.4, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
+            "openedAt": now.to_string(),
+            "timeline": [{"id": "opened", "time": now.to_string(), "source": "detector", "message": "tax anomalous"}]
+        }),
+    )
+    .await
+    .expect("detector status");
+    reports::write_status(
+        client,
+        "shop",
+        name,
+        "homeostat-operator",
+        json!({"actions": [{
+            "id": "scale-tax-0-1", "policy": "scale-tax", "kind": "scale",
+            "target": "deployment/tax 2→3", "object": "deployment/tax",
+            "plannedAt": now.to_string(),
+            "approval": {"state": "Awaiting", "expiresAt": expires.to_string()}
+        }]}),
+    )
+    .await
+    .expect("operator status");
 }
 
 /// Signs in through the form with `token`; the session cookie and the
@@ -822,22 +800,20 @@ async fn the_reports_list_follows_the_api_server_live() {
     );
     // Resolved: no longer Open, so the page is told to take the row away.
     let resolved = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        Api::<AnomalyReport>::namespaced(client.clone(), "shop")
-            .patch_status(
-                "tax-latency-p99-3",
-                &PatchParams::apply("homeostat-detector").force(),
-                &Patch::Apply(json!({
-                    "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-                    "status": {
-                        "state": "Resolved", "score": 0.1, "peakScore": 0.9, "severity": "Critical",
-                        "observed": 0.02, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
-                        "openedAt": jiff::Timestamp::now().to_string(),
-                        "resolvedAt": jiff::Timestamp::now().to_string()
-                    }
-                })),
-            )
-            .await
-            .expect("resolve");
+        reports::write_status(
+            &client,
+            "shop",
+            "tax-latency-p99-3",
+            "homeostat-detector",
+            json!({
+                "state": "Resolved", "score": 0.1, "peakScore": 0.9, "severity": "Critical",
+                "observed": 0.02, "baseline": {"lower": 0.01, "centre": 0.02, "upper": 0.05},
+                "openedAt": jiff::Timestamp::now().to_string(),
+                "resolvedAt": jiff::Timestamp::now().to_string()
+            }),
+        )
+        .await
+        .expect("resolve");
         let mut seen = String::new();
         while let Some(chunk) = body.chunk().await.expect("a chunk") {
             seen.push_str(&String::from_utf8_lossy(&chunk));

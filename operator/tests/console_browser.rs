@@ -15,9 +15,8 @@ use common::*;
 use homeostat_api::{AnomalyReport, VerdictKind};
 use homeostat_test_support::browser::Browser;
 use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
-use homeostat_test_support::{free_port, rbac};
+use homeostat_test_support::{free_port, rbac, reports};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const RESOLVED: &str = "tax-latency-p99-1";
@@ -42,14 +41,7 @@ async fn report(
     resolved: bool,
     actions: serde_json::Value,
 ) {
-    let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
-    let report: AnomalyReport = serde_json::from_value(json!({
-        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-        "metadata": {"name": name}, "spec": {"service": service, "signal": signal}
-    }))
-    .expect("report");
-    reports
-        .create(&PostParams::default(), &report)
+    reports::create(client, "shop", name, service, signal)
         .await
         .expect("create the report");
     let mut status = json!({
@@ -65,27 +57,18 @@ async fn report(
     if resolved {
         status["resolvedAt"] = json!(at(opened + 600));
     }
-    reports
-        .patch_status(
-            name,
-            &PatchParams::apply("homeostat-detector").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport", "status": status
-            })),
-        )
+    reports::write_status(client, "shop", name, "homeostat-detector", status)
         .await
         .expect("detector status");
-    reports
-        .patch_status(
-            name,
-            &PatchParams::apply("homeostat-operator").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
-                "status": {"actions": actions}
-            })),
-        )
-        .await
-        .expect("operator status");
+    reports::write_status(
+        client,
+        "shop",
+        name,
+        "homeostat-operator",
+        json!({"actions": actions}),
+    )
+    .await
+    .expect("operator status");
 }
 
 /// What the detector exported over the tax incident, in a Prometheus of its own.

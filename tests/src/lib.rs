@@ -20,6 +20,7 @@ pub mod ports;
 pub mod process;
 pub mod prometheus;
 pub mod rbac;
+pub mod reports;
 pub mod scrape;
 pub mod wait;
 
