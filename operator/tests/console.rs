@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use homeostat_api::AnomalyReport;
-use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
 use homeostat_test_support::{free_port, rbac, reports};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
@@ -58,24 +57,6 @@ async fn incident(client: &kube::Client) -> (i64, i64) {
     (opened, opened + 600)
 }
 
-/// What the detector exported over the incident, in a Prometheus of its own.
-async fn prometheus_with(opened: i64, resolved: i64) -> (Prometheus, tempfile::TempDir) {
-    let exposition = homeostat_test_support::prometheus::detector_incident(
-        opened - 300,
-        resolved + 300,
-        opened..opened + 400,
-    );
-    let data = tempfile::tempdir().expect("tempdir");
-    backfill_openmetrics(data.path(), &exposition).unwrap_or_else(|e| panic!("{e}"));
-    let prometheus = Prometheus::start(PrometheusConfig {
-        data_dir: Some(data.path().to_owned()),
-        ..PrometheusConfig::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    (prometheus, data)
-}
-
 /// No redirects followed: the test reads each answer as it comes.
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -99,7 +80,7 @@ async fn the_console_shows_what_rbac_lets_a_person_read_and_nothing_to_anyone_el
     let alice = person_in_shop(&plane, &client, "alice", Some("homeostat-oncall")).await;
     let stranger = person_in_shop(&plane, &client, "stranger", None).await;
     let (opened, resolved) = incident(&client).await;
-    let (prometheus, _data) = prometheus_with(opened, resolved).await;
+    let (prometheus, _data) = prometheus_with_incident(opened, resolved + 300).await;
     let port = free_port().expect("port");
     let console = format!("http://127.0.0.1:{port}");
     let listen = format!("127.0.0.1:{port}");

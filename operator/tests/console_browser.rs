@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use common::*;
 use homeostat_api::{AnomalyReport, VerdictKind};
 use homeostat_test_support::browser::Browser;
-use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
 use homeostat_test_support::{free_port, rbac, reports};
 use kube::Api;
 use serde_json::json;
@@ -69,24 +68,6 @@ async fn report(
     )
     .await
     .expect("operator status");
-}
-
-/// What the detector exported over the tax incident, in a Prometheus of its own.
-async fn prometheus_with(opened: i64) -> (Prometheus, tempfile::TempDir) {
-    let exposition = homeostat_test_support::prometheus::detector_incident(
-        opened - 300,
-        opened + 900,
-        opened..opened + 400,
-    );
-    let data = tempfile::tempdir().expect("tempdir");
-    backfill_openmetrics(data.path(), &exposition).unwrap_or_else(|e| panic!("{e}"));
-    let prometheus = Prometheus::start(PrometheusConfig {
-        data_dir: Some(data.path().to_owned()),
-        ..PrometheusConfig::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    (prometheus, data)
 }
 
 /// Signs `browser` in at `console` with `token`, through the login form.
@@ -185,7 +166,7 @@ async fn a_person_in_a_browser_sees_reports_live_reads_one_and_acts_as_rbac_allo
         }]),
     )
     .await;
-    let (prometheus, _data) = prometheus_with(opened).await;
+    let (prometheus, _data) = prometheus_with_incident(opened, opened + 900).await;
     let port = free_port().expect("port");
     let console = format!("http://127.0.0.1:{port}");
     let kubeconfig = plane

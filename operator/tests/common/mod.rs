@@ -41,6 +41,28 @@ pub async fn person_in_shop(
         .expect("token")
 }
 
+/// A Prometheus of its own holding what the detector exported for tax's
+/// p99 from five minutes before `opened` until `until`: out of its band for
+/// the first 400 s (see `detector_incident`). Keep the directory while the
+/// server runs.
+pub async fn prometheus_with_incident(
+    opened: i64,
+    until: i64,
+) -> (homeostat_test_support::Prometheus, tempfile::TempDir) {
+    use homeostat_test_support::prometheus::{backfill_openmetrics, detector_incident};
+    let exposition = detector_incident(opened - 300, until, opened..opened + 400);
+    let data = tempfile::tempdir().expect("tempdir");
+    backfill_openmetrics(data.path(), &exposition).unwrap_or_else(|e| panic!("{e}"));
+    let prometheus =
+        homeostat_test_support::Prometheus::start(homeostat_test_support::PrometheusConfig {
+            data_dir: Some(data.path().to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (prometheus, data)
+}
+
 pub async fn plane() -> (ControlPlane, Client) {
     homeostat_test_support::install_crypto_provider();
     let plane = ControlPlane::start()
