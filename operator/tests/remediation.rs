@@ -789,7 +789,10 @@ async fn a_second_report_on_a_held_workload_is_undone_with_the_first_back_to_the
     let ns = "shop";
     namespace(&client, ns).await;
     deployment(&client, ns, "tax", 1).await;
-    let mut spec = scale_spec("tax", 3, "1s");
+    // The cooldown gives the test time to resolve the first report before
+    // it would take a second step itself (a 1 s cooldown, counted in whole
+    // seconds, can be over within a moment and race the test).
+    let mut spec = scale_spec("tax", 3, "5s");
     // Long enough that the first report's restore waits for the second.
     spec["stableFor"] = json!("30s");
     policy(&client, ns, "scale-tax", spec).await;
