@@ -642,7 +642,7 @@ async fn silence_records_who_and_until_when_and_a_reader_cannot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_draws_the_signal_against_its_band_from_prometheus() {
-    use homeostat_test_support::prometheus::{Prometheus, PrometheusConfig, backfill_openmetrics};
+    use homeostat_test_support::prometheus::{detector_incident, with_history};
     let (plane, client) = shop().await;
     let reports: Api<AnomalyReport> = Api::namespaced(client.clone(), "shop");
     let name = "tax-latency-p99-1";
@@ -668,19 +668,10 @@ async fn report_draws_the_signal_against_its_band_from_prometheus() {
         .await
         .expect("report status");
     // What the detector exported then, as Prometheus would have scraped it.
-    let exposition = homeostat_test_support::prometheus::detector_incident(
-        opened - 300,
-        resolved,
-        opened + 180..opened + 420,
-    );
-    let data = tempfile::tempdir().expect("tempdir");
-    backfill_openmetrics(data.path(), &exposition).unwrap_or_else(|e| panic!("{e}"));
-    let prometheus = Prometheus::start(PrometheusConfig {
-        data_dir: Some(data.path().to_owned()),
-        ..PrometheusConfig::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let exposition = detector_incident(opened - 300, resolved, opened + 180..opened + 420);
+    let (prometheus, _data) = with_history(&exposition)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let detail = homeostat(
         &plane,

@@ -212,6 +212,20 @@ pub fn detector_incident(from: i64, to: i64, out_of_band: std::ops::Range<i64>) 
     exposition + "# EOF\n"
 }
 
+/// A Prometheus of its own holding `openmetrics` as its history (see
+/// [`backfill_openmetrics`]), scraping nothing; keep the directory while the
+/// server runs.
+pub async fn with_history(openmetrics: &str) -> Result<(Prometheus, TempDir), SupportError> {
+    let data = tempfile::tempdir().map_err(SupportError::io("create a data directory"))?;
+    backfill_openmetrics(data.path(), openmetrics)?;
+    let prometheus = Prometheus::start(PrometheusConfig {
+        data_dir: Some(data.path().to_owned()),
+        ..PrometheusConfig::default()
+    })
+    .await?;
+    Ok((prometheus, data))
+}
+
 /// Writes `openmetrics` (OpenMetrics text ending in `# EOF`) as TSDB blocks
 /// into `data_dir` with `promtool tsdb create-blocks-from openmetrics`, so a
 /// server started on that directory has the history.

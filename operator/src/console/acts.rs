@@ -87,11 +87,9 @@ async fn actor(
     })
 }
 
-/// Back to the page the act was made from.
+/// Back to the page the act was made from (303 See Other).
 fn done(to: String) -> Response {
-    let mut response = Redirect::to(&to).into_response();
-    *response.status_mut() = StatusCode::SEE_OTHER;
-    response
+    Redirect::to(&to).into_response()
 }
 
 /// What an act's failure tells the person: their input or the object's

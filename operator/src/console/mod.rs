@@ -201,6 +201,23 @@ fn unavailable(error: &AuthError) -> Response {
     response
 }
 
+/// The value of cookie `name` on the request.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|cookies| auth::cookie(cookies, name))
+}
+
+/// Who is looking, for the page frame: their session's CSRF token when
+/// they signed in.
+fn viewer<'a>(person: &'a Person, session: Option<&'a Session>) -> Viewer<'a> {
+    Viewer {
+        who: &person.user,
+        csrf: session.map(|s| s.csrf.as_str()),
+    }
+}
+
 /// The person behind the request, and their session when they signed in.
 async fn person(
     console: &Console,
@@ -222,10 +239,7 @@ async fn person(
             Err(error) => Err(unavailable(&error)),
         };
     }
-    let session = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|cookies| auth::cookie(cookies, COOKIE))
+    let session = cookie(headers, COOKIE)
         .and_then(|id| console.sessions.get(id))
         .ok_or_else(|| {
             unauthenticated("Sign in first: this page needs a token the API server accepts.")
@@ -293,11 +307,7 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let expected = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|cookies| auth::cookie(cookies, LOGIN_COOKIE))
-        .unwrap_or_default();
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !auth::same_secret(expected, &form.csrf) {
         return answer(
             StatusCode::FORBIDDEN,
@@ -331,7 +341,6 @@ async fn login(
         format!("/reports?namespace={namespace}")
     };
     let mut response = Redirect::to(&first).into_response();
-    *response.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(cookie) = HeaderValue::from_str(&format!(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         auth::SESSION.as_secs()
@@ -351,19 +360,13 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let session = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|cookies| auth::cookie(cookies, COOKIE))
-        .map(str::to_owned);
-    if let Some(id) = session
-        && let Some(live) = console.sessions.get(&id)
+    if let Some(id) = cookie(&headers, COOKIE)
+        && let Some(live) = console.sessions.get(id)
         && auth::same_secret(&live.csrf, &form.csrf)
     {
-        console.sessions.end(&id);
+        console.sessions.end(id);
     }
     let mut response = Redirect::to("/login").into_response();
-    *response.status_mut() = StatusCode::SEE_OTHER;
     response.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static(
@@ -382,10 +385,7 @@ async fn reports(
         Ok(found) => found,
         Err(refused) => return refused,
     };
-    let viewer = Viewer {
-        who: &person.user,
-        csrf: session.as_ref().map(|s| s.csrf.as_str()),
-    };
+    let viewer = viewer(&person, session.as_ref());
     let access = Access::homeostat("list", "anomalyreports", filters.namespace());
     if filters.namespace().is_some() {
         if let Err(refused) = may(&console, &person, &access).await {
@@ -469,9 +469,8 @@ async fn report(
         .map_err(|e| e.to_string()),
         None => Err("no Prometheus configured (--console-prometheus)".to_owned()),
     };
-    let csrf = session.map(|s| s.csrf);
-    let allowed = match &csrf {
-        Some(_) => {
+    let allowed = match &session {
+        Some(session) => {
             let (status_write, silence_write) = (
                 Act::Verdict.access(&namespace),
                 Act::Silence.access(&namespace),
@@ -481,7 +480,7 @@ async fn report(
                 can(&console, &person, &silence_write),
             );
             Allowed {
-                csrf: csrf.clone(),
+                csrf: Some(session.csrf.clone()),
                 report_status,
                 silence,
             }
@@ -502,10 +501,7 @@ async fn report(
             history,
             queries: history::queries(&service, signal).to_vec(),
             grafana,
-            viewer: Viewer {
-                who: &person.user,
-                csrf: csrf.as_deref(),
-            },
+            viewer: viewer(&person, session.as_ref()),
             allowed,
             now,
         },
@@ -528,10 +524,7 @@ async fn policies(
         Ok(found) => found,
         Err(refused) => return refused,
     };
-    let viewer = Viewer {
-        who: &person.user,
-        csrf: session.as_ref().map(|s| s.csrf.as_str()),
-    };
+    let viewer = viewer(&person, session.as_ref());
     let namespace = (!filter.namespace.is_empty()).then_some(filter.namespace.as_str());
     let access = Access::homeostat("list", "remediationpolicies", namespace);
     if let Err(refused) = may(&console, &person, &access).await {
@@ -539,20 +532,24 @@ async fn policies(
     }
     match crate::decode::list_in::<RemediationPolicy>(&console.client, namespace).await {
         Ok(list) => {
-            // One review per namespace shown, and none without a session
-            // (no form to show then).
-            let mut switchable = std::collections::BTreeSet::new();
-            if viewer.csrf.is_some() {
-                let namespaces: std::collections::BTreeSet<String> = list
+            // One review per namespace shown, asked at once, and none
+            // without a session (no form to show then).
+            let namespaces: std::collections::BTreeSet<String> = match viewer.csrf {
+                Some(_) => list
                     .iter()
                     .filter_map(|p| p.metadata.namespace.clone())
-                    .collect();
-                for ns in namespaces {
-                    if can(&console, &person, &Act::Suspend.access(&ns)).await {
-                        switchable.insert(ns);
-                    }
-                }
-            }
+                    .collect(),
+                None => Default::default(),
+            };
+            let reviews = namespaces.into_iter().map(|ns| async {
+                let may = can(&console, &person, &Act::Suspend.access(&ns)).await;
+                may.then_some(ns)
+            });
+            let switchable = futures::future::join_all(reviews)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
             Html(pages::policies(&list, viewer, &switchable)).into_response()
         }
         Err(error) => unavailable(&AuthError::Api(error)),

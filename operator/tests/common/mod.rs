@@ -49,18 +49,14 @@ pub async fn prometheus_with_incident(
     opened: i64,
     until: i64,
 ) -> (homeostat_test_support::Prometheus, tempfile::TempDir) {
-    use homeostat_test_support::prometheus::{backfill_openmetrics, detector_incident};
-    let exposition = detector_incident(opened - 300, until, opened..opened + 400);
-    let data = tempfile::tempdir().expect("tempdir");
-    backfill_openmetrics(data.path(), &exposition).unwrap_or_else(|e| panic!("{e}"));
-    let prometheus =
-        homeostat_test_support::Prometheus::start(homeostat_test_support::PrometheusConfig {
-            data_dir: Some(data.path().to_owned()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (prometheus, data)
+    use homeostat_test_support::prometheus::{detector_incident, with_history};
+    with_history(&detector_incident(
+        opened - 300,
+        until,
+        opened..opened + 400,
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub async fn plane() -> (ControlPlane, Client) {
