@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use crate::model::{Baseline, Direction, Scale, ScoringConfig, SeriesModel};
+use crate::model::{
+    Baseline, Direction, NoveltyConfig, NoveltyScorer, Scale, ScoringConfig, SeriesModel,
+};
 
 /// What was measured.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -57,9 +59,13 @@ pub fn run(series: usize, history: usize, ticks: usize) -> BenchResult {
                         .filter_map(|s| {
                             points.clear();
                             points.extend((0..history).map(|i| (i as i64 * STEP, value(s, i))));
+                            // As the engine fits a series it has not seen.
+                            let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+                            let novelty =
+                                NoveltyScorer::calibrated(NoveltyConfig::default(), &values);
                             Baseline::fit(&points, Scale::Log)
                                 .ok()
-                                .map(|b| SeriesModel::new(b, Direction::Up))
+                                .map(|b| SeriesModel::new(b, Direction::Up).with_novelty(novelty))
                         })
                         .collect::<Vec<_>>()
                 })

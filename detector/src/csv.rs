@@ -2,20 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::model::{NoveltyConfig, NoveltyScorer, RunningConfig, RunningScorer};
-
-/// Which model scores the rows.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CsvModel {
-    Novelty(NoveltyConfig),
-    /// The running detector's per-series path (see `model::running`).
-    Running(RunningConfig),
-}
-
-enum Scorer {
-    Novelty(NoveltyScorer),
-    Running(RunningScorer),
-}
+use crate::model::{RunningConfig, RunningScorer};
 
 /// `YYYY-MM-DD HH:MM:SS` (NAB) or RFC 3339, as unix seconds.
 fn unix_seconds(text: &str) -> Option<i64> {
@@ -38,17 +25,15 @@ pub enum CsvError {
     Io(#[from] std::io::Error),
 }
 
-/// Scores every row of `input` in order, learning online from the first row,
-/// and writes one output row per input row. A non-numeric value scores 0.
+/// Scores every row of `input` in order with the running detector's
+/// per-series path (see `model::running`), learning online from the first
+/// row, and writes one output row per input row. A non-numeric value scores 0.
 pub fn score_csv(
     input: impl BufRead,
     mut output: impl Write,
-    model: CsvModel,
+    config: RunningConfig,
 ) -> Result<usize, CsvError> {
-    let mut detector = match model {
-        CsvModel::Novelty(config) => Scorer::Novelty(NoveltyScorer::new(config)),
-        CsvModel::Running(config) => Scorer::Running(RunningScorer::new(config)),
-    };
+    let mut detector = RunningScorer::new(config);
     let mut rows = 0;
     writeln!(output, "timestamp,value,anomaly_score")?;
     for (index, line) in input.lines().enumerate() {
@@ -65,16 +50,11 @@ pub fn score_csv(
             message: format!("expected `timestamp,value`, got {line:?}"),
         })?;
         let parsed = value.trim().parse::<f64>().unwrap_or(f64::NAN);
-        let score = match &mut detector {
-            Scorer::Novelty(d) => d.update(parsed),
-            Scorer::Running(d) => {
-                let at = unix_seconds(timestamp).ok_or_else(|| CsvError::Parse {
-                    line: index + 1,
-                    message: format!("cannot read the time {timestamp:?}"),
-                })?;
-                d.update(at, parsed)
-            }
-        };
+        let at = unix_seconds(timestamp).ok_or_else(|| CsvError::Parse {
+            line: index + 1,
+            message: format!("cannot read the time {timestamp:?}"),
+        })?;
+        let score = detector.update(at, parsed);
         writeln!(output, "{timestamp},{},{score:.9}", value.trim())?;
         rows += 1;
     }
@@ -89,16 +69,16 @@ mod tests {
     fn writes_one_row_per_input_row_with_scores_in_range() {
         let mut input = String::from("timestamp,value\n");
         for i in 0..300 {
-            input.push_str(&format!("2024-01-01 00:{:02}:00,{}\n", i % 60, i % 7));
+            input.push_str(&format!(
+                "2024-01-01 {:02}:{:02}:00,{}\n",
+                i / 60,
+                i % 60,
+                i % 7
+            ));
         }
         input.push_str("2024-01-01 05:00:00,not-a-number\n");
         let mut out = Vec::new();
-        let rows = score_csv(
-            input.as_bytes(),
-            &mut out,
-            CsvModel::Novelty(NoveltyConfig::default()),
-        )
-        .expect("score");
+        let rows = score_csv(input.as_bytes(), &mut out, RunningConfig::default()).expect("score");
         assert_eq!(rows, 301);
         let text = String::from_utf8(out).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
@@ -120,7 +100,7 @@ mod tests {
         let err = score_csv(
             "timestamp,value\nbroken\n".as_bytes(),
             Vec::new(),
-            CsvModel::Novelty(NoveltyConfig::default()),
+            RunningConfig::default(),
         )
         .expect_err("malformed");
         assert!(err.to_string().starts_with("line 2:"), "{err}");

@@ -14,8 +14,8 @@ use ndarray::Array2;
 use crate::availability::{self, Reach};
 use crate::culprit::{CallEdge, Localised, Symptom, localise};
 use crate::model::{
-    Baseline, DebounceConfig, Direction, FitError, JointModel, Phase, Scale, ScoringConfig,
-    SeriesModel, Tick, Transition,
+    Baseline, DebounceConfig, Direction, FitError, JointModel, NoveltyConfig, NoveltyScorer, Phase,
+    Scale, ScoringConfig, SeriesModel, Tick, Transition,
 };
 
 /// One series: a service and a signal.
@@ -47,6 +47,7 @@ pub struct History {
 pub struct EngineConfig {
     pub scoring: ScoringConfig,
     pub debounce: DebounceConfig,
+    pub novelty: NoveltyConfig,
     /// Score from which a caller's calls to a callee count as slowed.
     pub edge_threshold: f64,
     /// Gaussians in each service's joint model; 0 turns it off.
@@ -61,12 +62,20 @@ impl Default for EngineConfig {
         Self {
             scoring: ScoringConfig::default(),
             debounce: DebounceConfig::default(),
+            novelty: NoveltyConfig::default(),
             edge_threshold: 0.5,
             joint_components: 2,
             rate_window_seconds: 20.0,
         }
     }
 }
+
+/// News from which a deviation opens after the usual hold rather than the
+/// longer one for a deviation the series has shown lately: the value lies
+/// beyond where the series has been lately by a tenth of that range (a
+/// novelty of 0.5 is one bin beyond it, such as a slowdown the service
+/// showed an hour ago, met again a few milliseconds slower).
+pub const NEWS_OPENS: f64 = 0.55;
 
 /// Smallest spread of a latency baseline (log scale). The OMS's latency
 /// buckets are 25% apart, so a p99 cannot be read finer than about one
@@ -249,6 +258,8 @@ pub struct Engine {
     phases: BTreeMap<String, Phase>,
     incidents: BTreeMap<String, Incident>,
     symptoms: BTreeMap<String, SymptomOf>,
+    /// When each service's series last brought news.
+    last_news: BTreeMap<String, i64>,
 }
 
 /// Why fitting produced no model for a series (the others still fit).
@@ -268,6 +279,7 @@ impl Engine {
             phases: BTreeMap::new(),
             incidents: BTreeMap::new(),
             symptoms: BTreeMap::new(),
+            last_news: BTreeMap::new(),
         }
     }
 
@@ -280,7 +292,8 @@ impl Engine {
     /// be fitted; they are not scored until a later fit succeeds.
     pub fn fit(&mut self, history: &History) -> Vec<FitProblem> {
         let mut problems = Vec::new();
-        self.series.clear();
+        // Where a series has been lately outlives its baseline's refits.
+        let mut previous = std::mem::take(&mut self.series);
         let callees: BTreeSet<&str> = history.edges.keys().map(|(_, c)| c.as_str()).collect();
         let window = self.config.rate_window_seconds;
         let rates: BTreeMap<&str, BTreeMap<i64, f64>> = history
@@ -317,8 +330,13 @@ impl Engine {
             }
             match Baseline::fit(points, scale) {
                 Ok(b) => {
+                    let key = (service.clone(), *signal);
+                    let novelty = previous.remove(&key).and_then(|m| m.novelty).or_else(|| {
+                        let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+                        NoveltyScorer::calibrated(self.config.novelty, &values)
+                    });
                     self.series
-                        .insert((service.clone(), *signal), model_for(*signal, b, direction));
+                        .insert(key, model_for(*signal, b, direction).with_novelty(novelty));
                 }
                 Err(error) => problems.push(FitProblem {
                     series: format!("{service} {signal}"),
@@ -456,11 +474,25 @@ impl Engine {
                 *entry = (signal, *joint);
             }
         }
+        for ((service, _), tick) in &scores.series {
+            if tick.news >= NEWS_OPENS {
+                self.last_news.insert(service.clone(), now);
+            }
+        }
         let mut resolved = Vec::new();
         for service in subjects {
             let score = strongest.get(&service).map(|s| s.1);
+            let newsworthy = self
+                .last_news
+                .get(&service)
+                .is_some_and(|at| now - at <= self.config.debounce.stale_hold_seconds);
+            let debounce = if newsworthy {
+                self.config.debounce
+            } else {
+                self.config.debounce.without_news()
+            };
             let phase = self.phases.entry(service.clone()).or_default();
-            if let Transition::Resolved { at } = phase.observe(&self.config.debounce, now, score) {
+            if let Transition::Resolved { at } = phase.observe(&debounce, now, score) {
                 resolved.push((service, at));
             }
         }
@@ -671,6 +703,8 @@ impl Engine {
                     z: 0.0,
                     observed: judged.unanswered,
                     expected: 0.0,
+                    // Calls going unanswered are news however often seen.
+                    news: judged.score,
                 };
                 scores.series.insert(key.clone(), tick);
                 scores
@@ -860,6 +894,29 @@ mod tests {
     fn normal_traffic_opens_nothing() {
         let mut engine = fitted();
         assert!(run(&mut engine, 720..1440, 1.0).is_empty());
+    }
+
+    #[test]
+    fn a_slowdown_the_service_showed_lately_must_hold_longer_to_open() {
+        let mut engine = fitted();
+        let hold = engine.config.debounce.hold_seconds;
+        let stale_hold = engine.config.debounce.stale_hold_seconds;
+        let held = |events: &[ReportEvent]| {
+            let open = opened(events);
+            assert_eq!(open.len(), 1, "{events:?}");
+            open[0].evaluated_at - open[0].opened_at
+        };
+        let mut events = run(&mut engine, 720..760, 6.0);
+        assert_eq!(held(&events), hold, "news: the usual hold");
+        events = run(&mut engine, 760..900, 1.0);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, ReportEvent::Resolve { .. }))
+        );
+        // The same slowdown again: payment has been there lately.
+        events = run(&mut engine, 900..960, 6.0);
+        assert_eq!(held(&events), stale_hold, "no news: the longer hold");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use homeostat_api::oms::OMS_SERVICES;
-use homeostat_detector::csv::{CsvModel, score_csv};
+use homeostat_detector::csv::score_csv;
 use homeostat_detector::daemon::{self, DaemonConfig, SourceConfig, SourceKind};
 use homeostat_detector::engine::EngineConfig;
 use homeostat_detector::model::{DebounceConfig, NoveltyConfig, RunningConfig};
@@ -27,26 +27,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Score a `timestamp,value` CSV offline, learning online from its first
-    /// row; writes `timestamp,value,anomaly_score` to stdout.
+    /// Score a `timestamp,value` CSV offline as `run` scores a series
+    /// (baseline, novelty, online learning from its first row); writes
+    /// `timestamp,value,anomaly_score` to stdout, the score being each
+    /// point's news.
     ScoreCsv {
         /// The CSV file.
         file: PathBuf,
-        /// Points that fix the bin width (they score 0).
-        #[arg(long, default_value_t = NoveltyConfig::default().calibration)]
-        calibration: usize,
-        /// Bins across the central 99% of the calibration points.
+        /// Novelty bins across the central 99% of the first fit's history.
         #[arg(long, default_value_t = NoveltyConfig::default().bins)]
         bins: u32,
-        /// Points whose bins count as visited.
+        /// Points for which a visited bin stays visited.
         #[arg(long, default_value_t = NoveltyConfig::default().memory)]
-        memory: usize,
+        memory: u64,
         /// Points after a novelty during which a weaker one is not news.
         #[arg(long, default_value_t = NoveltyConfig::default().refractory)]
         refractory: usize,
-        /// Score with the running detector's per-series path instead.
-        #[arg(long)]
-        running: bool,
     },
     /// Run the detector: fit baselines from Prometheus, evaluate every tick,
     /// write AnomalyReports (kubeconfig from KUBECONFIG or in-cluster).
@@ -114,6 +110,10 @@ struct RunArgs {
     /// How long the score must hold before a report opens.
     #[arg(long, default_value = "10s")]
     hold: homeostat_api::Duration,
+    /// How long a deviation that brought no news (the series has been there
+    /// lately) must hold before a report opens.
+    #[arg(long, default_value = "30s")]
+    stale_hold: homeostat_api::Duration,
     /// How long the score must stay low before a report resolves.
     #[arg(long, default_value = "30s")]
     quiet: homeostat_api::Duration,
@@ -146,6 +146,7 @@ impl RunArgs {
                 threshold: self.threshold,
                 hold_seconds: self.hold.0.as_secs() as i64,
                 quiet_seconds: self.quiet.0.as_secs() as i64,
+                stale_hold_seconds: self.stale_hold.0.as_secs() as i64,
             },
             ..EngineConfig::default()
         };
@@ -186,26 +187,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::ScoreCsv {
             file,
-            calibration,
             bins,
             memory,
             refractory,
-            running,
         } => std::fs::File::open(&file)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))
             .and_then(|f| {
                 let out = BufWriter::new(std::io::stdout().lock());
-                let model = if running {
-                    CsvModel::Running(RunningConfig::default())
-                } else {
-                    CsvModel::Novelty(NoveltyConfig {
-                        calibration,
+                let config = RunningConfig {
+                    novelty: NoveltyConfig {
                         bins,
                         memory,
                         refractory,
-                    })
+                        ..NoveltyConfig::default()
+                    },
+                    ..RunningConfig::default()
                 };
-                score_csv(BufReader::new(f), out, model)
+                score_csv(BufReader::new(f), out, config)
                     .map(drop)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
             }),

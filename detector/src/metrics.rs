@@ -255,6 +255,7 @@ mod tests {
             z: 4.0,
             observed: 2.0,
             expected: 1.0,
+            news: 0.0,
         };
         scores
             .series

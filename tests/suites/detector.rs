@@ -345,6 +345,7 @@ impl Detector {
                     threshold: 0.7,
                     hold_seconds: 3,
                     quiet_seconds: 10,
+                    stale_hold_seconds: 30,
                 },
                 ..EngineConfig::default()
             },

@@ -1,6 +1,8 @@
 //! Debouncing: an anomaly opens only when its score has held above the
 //! threshold for `hold`, and resolves after `quiet` below it. One scrape blip
 //! never opens a report, and absence of data neither opens nor resolves one.
+//! A deviation that brought no news (the series has been there lately: a
+//! recurring spike, a level it keeps visiting) must hold for `stale_hold`.
 
 /// Thresholds and times, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -8,6 +10,8 @@ pub struct DebounceConfig {
     pub threshold: f64,
     pub hold_seconds: i64,
     pub quiet_seconds: i64,
+    /// The hold of a deviation without news.
+    pub stale_hold_seconds: i64,
 }
 
 impl Default for DebounceConfig {
@@ -16,6 +20,7 @@ impl Default for DebounceConfig {
             threshold: 0.7,
             hold_seconds: 10,
             quiet_seconds: 30,
+            stale_hold_seconds: 30,
         }
     }
 }
@@ -43,6 +48,16 @@ pub enum Transition {
     Resolved {
         at: i64,
     },
+}
+
+impl DebounceConfig {
+    /// This configuration for a deviation that brought no news.
+    pub fn without_news(self) -> Self {
+        Self {
+            hold_seconds: self.stale_hold_seconds.max(self.hold_seconds),
+            ..self
+        }
+    }
 }
 
 impl Phase {
@@ -113,6 +128,7 @@ mod tests {
             threshold: 0.7,
             hold_seconds: 3,
             quiet_seconds: 3,
+            stale_hold_seconds: 9,
         };
         let mut phase = Phase::default();
         scores

@@ -1,9 +1,12 @@
 //! The detector's pure core: no I/O, causal by construction.
 //!
-//! - [`novelty`]: support novelty of one series, learning online from its
-//!   first point (the model `score-csv` runs, measured on NAB).
+//! - [`novelty`]: support novelty of one series: is a value where the
+//!   series has not been lately?
+//! - [`running`]: one series scored as the daemon scores it, point by point
+//!   (what `score-csv` runs, measured on NAB).
 //! - [`baseline`]: a robust, optionally seasonal baseline fitted from history.
-//! - [`series`]: tick-by-tick scores against a baseline, following slow change.
+//! - [`series`]: tick-by-tick scores against a baseline, following slow
+//!   change, and the news a novelty confirmed by the baseline brings.
 //! - [`joint`]: a Gaussian mixture over a service's signals together.
 //! - [`debounce`]: when a held score opens an anomaly and when it resolves.
 //! - [`stats`]: order statistics shared by the models.

@@ -2,43 +2,38 @@
 //! `run` does to every series, for a series read from a file.
 //!
 //! As the daemon: the baseline is fitted on the history seen so far (at most
-//! `history` points), fitted again every `refit` points, and scored point by
-//! point with the model's online learning in between; the debounce opens an
-//! anomaly once the score has held for `hold` points and resolves it after
-//! `quiet` calm ones. What a reader of the reports sees is the opening, so
-//! that is the alarm: the point an anomaly opens scores its full score, every
-//! other point half of it.
+//! `history` points) and fitted again every `refit` points; the novelty
+//! scorer is calibrated on the history of the first fit and learns every
+//! point from then on, across refits; each point is scored with the model's
+//! online learning in between. The score written is the point's *news*
+//! (see `series`): what lets the daemon open a report after its usual hold
+//! rather than the longer one, and what NAB measures.
 //!
 //! Causal: a point's score reads only earlier points.
 
 use std::collections::VecDeque;
 
 use super::baseline::{Baseline, MIN_HISTORY, Scale};
-use super::debounce::{DebounceConfig, Phase, Transition};
+use super::novelty::{NoveltyConfig, NoveltyScorer};
 use super::series::{Direction, ScoringConfig, SeriesModel};
 
 /// Tuning, in points; the defaults are the daemon's at its default tick
-/// (5 s): 3 h of history, a refit every hour, a 10 s hold, a 30 s quiet.
+/// (5 s): 3 h of history, a refit every hour.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunningConfig {
     pub history: usize,
     pub refit: usize,
-    pub hold: i64,
-    pub quiet: i64,
-    pub threshold: f64,
     pub scoring: ScoringConfig,
+    pub novelty: NoveltyConfig,
 }
 
 impl Default for RunningConfig {
     fn default() -> Self {
-        let debounce = DebounceConfig::default();
         Self {
             history: 2160,
             refit: 720,
-            hold: 2,
-            quiet: 6,
-            threshold: debounce.threshold,
             scoring: ScoringConfig::default(),
+            novelty: NoveltyConfig::default(),
         }
     }
 }
@@ -50,8 +45,6 @@ pub struct RunningScorer {
     history: VecDeque<(i64, f64)>,
     model: Option<SeriesModel>,
     since_fit: usize,
-    phase: Phase,
-    index: i64,
 }
 
 impl RunningScorer {
@@ -61,8 +54,6 @@ impl RunningScorer {
             history: VecDeque::new(),
             model: None,
             since_fit: 0,
-            phase: Phase::default(),
-            index: 0,
         }
     }
 
@@ -70,31 +61,16 @@ impl RunningScorer {
     pub fn update(&mut self, unix_seconds: i64, value: f64) -> f64 {
         let due = self.model.is_none() || self.since_fit >= self.config.refit;
         if due && self.history.len() >= MIN_HISTORY {
-            let points: Vec<(i64, f64)> = self.history.iter().copied().collect();
-            if let Ok(baseline) = Baseline::fit(&points, Scale::Linear) {
-                self.model = Some(SeriesModel::new(baseline, Direction::Both));
-                self.since_fit = 0;
-            }
+            self.refit();
         }
-        let score = match (&mut self.model, value.is_finite()) {
-            (Some(model), true) => Some(
+        let news = match (&mut self.model, value.is_finite()) {
+            (Some(model), true) => {
                 model
                     .observe(&self.config.scoring, unix_seconds, value)
-                    .score,
-            ),
-            _ => None,
+                    .news
+            }
+            _ => 0.0,
         };
-        // The debounce counts in points here, not seconds.
-        let debounce = DebounceConfig {
-            threshold: self.config.threshold,
-            hold_seconds: self.config.hold,
-            quiet_seconds: self.config.quiet,
-        };
-        let opened = matches!(
-            self.phase.observe(&debounce, self.index, score),
-            Transition::Opened { .. }
-        );
-        self.index += 1;
         self.since_fit += 1;
         if value.is_finite() {
             self.history.push_back((unix_seconds, value));
@@ -102,8 +78,23 @@ impl RunningScorer {
                 self.history.pop_front();
             }
         }
-        let score = score.unwrap_or(0.0);
-        if opened { score } else { score / 2.0 }
+        news
+    }
+
+    fn refit(&mut self) {
+        let points: Vec<(i64, f64)> = self.history.iter().copied().collect();
+        let Ok(baseline) = Baseline::fit(&points, Scale::Linear) else {
+            return;
+        };
+        let novelty = match self.model.take() {
+            Some(previous) => previous.novelty,
+            None => {
+                let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+                NoveltyScorer::calibrated(self.config.novelty, &values)
+            }
+        };
+        self.model = Some(SeriesModel::new(baseline, Direction::Both).with_novelty(novelty));
+        self.since_fit = 0;
     }
 }
 
@@ -127,12 +118,19 @@ mod tests {
     }
 
     #[test]
-    fn a_step_alarms_once_when_the_anomaly_opens_after_the_hold() {
+    fn a_step_is_news_at_its_first_point_only() {
         let scored = scores(&series(1200, 1000));
-        let alarms: Vec<usize> = (0..scored.len()).filter(|&i| scored[i] >= 0.7).collect();
-        // Opened on the third point above the threshold: the hold is 2 points.
-        assert_eq!(alarms, [1002], "{:?}", &scored[995..1010]);
-        assert!(scored[..1000].iter().all(|s| *s < 0.5));
+        let alarms: Vec<usize> = (0..scored.len()).filter(|&i| scored[i] >= 0.5).collect();
+        assert_eq!(alarms, [1000], "{:?}", &scored[995..1010]);
+    }
+
+    #[test]
+    fn the_novelty_outlives_a_refit() {
+        let points = series(2000, 1000);
+        let scored = scores(&points);
+        // The refits at 1030 and later see the new level in their history;
+        // the level is no news again after them either.
+        assert!(scored[1001..].iter().all(|s| *s < 0.5));
     }
 
     #[test]

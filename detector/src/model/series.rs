@@ -4,6 +4,13 @@
 //! `z² / (z² + z_half²)`: 0.5 at `z_half` spreads, 0.9 at three times that.
 //! Only the harmful direction counts (latency and errors up, traffic down).
 //!
+//! Beside its baseline a series keeps a [`NoveltyScorer`]: a deviation
+//! is *news* when the value also lies where the series has not been lately,
+//! and the baseline confirms it (at least `z_half` spreads the harmful way).
+//! A report opens sooner on news than on a deviation the series has shown
+//! before (see the engine); news is also what `score-csv` writes, so the NAB
+//! figure measures this very score.
+//!
 //! Online learning follows slow, legitimate change but not an incident: a
 //! point within `learn_within` spreads nudges a level shift towards itself;
 //! a point outside teaches nothing, so an ongoing anomaly never becomes
@@ -12,6 +19,11 @@
 use homeostat_api::Severity;
 
 use super::baseline::Baseline;
+use super::novelty::NoveltyScorer;
+
+/// Baseline score from which a novelty is confirmed as news: `z_half`
+/// spreads the harmful way.
+pub const NEWS_CONFIRMED_FROM: f64 = 0.5;
 
 /// Which deviations are harmful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +91,10 @@ pub struct Tick {
     /// The value, and what the baseline expected, in the signal's units.
     pub observed: f64,
     pub expected: f64,
+    /// The novelty's onset score, in full when the baseline confirms it
+    /// (score at least [`NEWS_CONFIRMED_FROM`]), halved otherwise; 0 for a
+    /// series without a novelty scorer.
+    pub news: f64,
 }
 
 /// A series' baseline with its online level shift.
@@ -91,6 +107,8 @@ pub struct SeriesModel {
     /// Smallest move, in the signal's own units, that can be harmful at
     /// all: a p99 up from 0.5 ms to 0.8 ms is a large ratio and no incident.
     pub min_effect: f64,
+    /// Where the series has been lately; kept across refits of the baseline.
+    pub novelty: Option<NoveltyScorer>,
 }
 
 impl SeriesModel {
@@ -100,7 +118,13 @@ impl SeriesModel {
             direction,
             shift: 0.0,
             min_effect: 0.0,
+            novelty: None,
         }
+    }
+
+    /// The same model, judging news with `novelty`.
+    pub fn with_novelty(self, novelty: Option<NoveltyScorer>) -> Self {
+        Self { novelty, ..self }
     }
 
     /// The same model, ignoring moves smaller than `min_effect`.
@@ -125,11 +149,18 @@ impl SeriesModel {
         if z.abs() < config.learn_within {
             self.shift += config.learn_rate * deviation;
         }
+        let score = config.score(harmful);
+        let onset = self.novelty.as_mut().map_or(0.0, |n| n.update(value));
         Tick {
-            score: config.score(harmful),
+            score,
             z,
             observed: value,
             expected: scale.inverse(expected),
+            news: if score >= NEWS_CONFIRMED_FROM {
+                onset
+            } else {
+                onset / 2.0
+            },
         }
     }
 
@@ -155,6 +186,7 @@ impl SeriesModel {
                 .baseline
                 .scale
                 .inverse(self.baseline.expected(unix_seconds)),
+            news: 0.0,
         })
     }
 
@@ -272,6 +304,21 @@ mod tests {
             ..fitted(720)
         };
         assert!(rate_model.observe(&config, 0, 0.0005).score > 0.9);
+    }
+
+    #[test]
+    fn a_deviation_is_news_once_and_only_where_the_series_has_not_been() {
+        use crate::model::NoveltyConfig;
+        let history: Vec<f64> = (0..720).map(latency).collect();
+        let novelty = NoveltyScorer::calibrated(NoveltyConfig::default(), &history);
+        let mut model = fitted(720).with_novelty(novelty);
+        let config = ScoringConfig::default();
+        let mut news = |k: usize, v: f64| model.observe(&config, (720 + k) as i64 * STEP, v).news;
+        assert!(news(0, latency(720)) < 0.5, "a usual value");
+        assert!(news(1, latency(721) * 3.0) > 0.5, "the first slow point");
+        assert!(news(2, latency(722) * 3.0) < 0.5, "the same level again");
+        // Faster than ever: novel, but no harm the baseline confirms.
+        assert!(news(3, latency(723) / 10.0) < 0.5);
     }
 
     #[test]
