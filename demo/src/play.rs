@@ -120,6 +120,9 @@ async fn start_fault(stack: &mut Stack, f: &Fault) -> anyhow::Result<()> {
             "kind": "drop_response", "error_rate": f.error_rate, "ramp_seconds": ramp, "duration_seconds": duration
         }),
         FaultKind::Down => json!({ "kind": "down", "duration_seconds": duration }),
+        FaultKind::SlowConsumer => json!({
+            "kind": "slow_consumer", "latency_ms": f.latency_ms, "ramp_seconds": ramp, "duration_seconds": duration
+        }),
     };
     stack.inject(&f.service, &body).await
 }
@@ -230,6 +233,7 @@ pub async fn play(
                             format!("{:.0}% answers dropped", f.error_rate * 100.0)
                         }
                         FaultKind::Down => "down".to_owned(),
+                        FaultKind::SlowConsumer => format!("+{} ms an event", f.latency_ms),
                     };
                     let ramp = if f.ramp_seconds > 0.0 {
                         format!(", ramping over {} s", f.ramp_seconds)

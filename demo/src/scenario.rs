@@ -87,18 +87,27 @@ pub enum FaultKind {
     /// The service stops listening (connections refused, scrapes fail), as
     /// a crashed process would, for the fault's duration.
     Down,
+    /// Each order event the service's consumer takes waits `latency_ms`
+    /// before it is recorded: its lag grows once events come faster. Its
+    /// requests are untouched. Injected into the replicas running when it
+    /// starts; a replica added later consumes at full speed.
+    SlowConsumer,
 }
 
 /// The services a surge can be aimed at: those with a public endpoint the
 /// load generator can call directly.
 const SURGE_SERVICES: [&str; 1] = ["tax"];
 
+/// The services that consume the order events.
+const CONSUMER_SERVICES: [&str; 1] = ["notifications"];
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     pub service: String,
     pub kind: FaultKind,
-    /// Latency: added delay (median, with jitter), in milliseconds.
+    /// Latency and slow_consumer: added delay (median, with jitter), in
+    /// milliseconds (per request; per event).
     #[serde(default)]
     pub latency_ms: f64,
     /// Errors: fraction of requests failing with 503.
@@ -241,6 +250,17 @@ impl Scenario {
             }
             match f.kind {
                 FaultKind::Latency => finite_in(&at("latency_ms"), f.latency_ms, 1.0, 60_000.0)?,
+                FaultKind::SlowConsumer => {
+                    if !CONSUMER_SERVICES.contains(&f.service.as_str()) {
+                        return Err(format!(
+                            "{}: a slow_consumer fault needs a service that consumes events ({}), not {:?}",
+                            at("service"),
+                            CONSUMER_SERVICES.join(", "),
+                            f.service
+                        ));
+                    }
+                    finite_in(&at("latency_ms"), f.latency_ms, 1.0, 60_000.0)?
+                }
                 FaultKind::Errors | FaultKind::DropResponse => {
                     finite_in(&at("error_rate"), f.error_rate, 0.001, 1.0)?
                 }
@@ -420,6 +440,18 @@ policies: default
         assert!(err.to_string().contains("on_call.after_seconds"), "{err}");
         let typo = format!("{EXAMPLE}on_call:\n  after_seconds: 4\n  verdict: shrug\n");
         assert!(Scenario::parse(&typo).is_err());
+    }
+
+    #[test]
+    fn a_slow_consumer_is_aimed_at_a_service_that_consumes_events() {
+        let slow = EXAMPLE
+            .replace("service: payment-primary", "service: notifications")
+            .replace("kind: latency", "kind: slow_consumer");
+        let s = Scenario::parse(&slow).expect("a slow consumer on notifications");
+        assert_eq!(s.faults[0].kind, FaultKind::SlowConsumer);
+        let err = Scenario::parse(&slow.replace("service: notifications", "service: tax"))
+            .expect_err("tax consumes nothing");
+        assert!(err.to_string().contains("consumes events"), "{err}");
     }
 
     #[test]

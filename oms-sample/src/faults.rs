@@ -28,6 +28,17 @@ pub enum FaultKind {
     /// are refused and scrapes fail, as a crashed process's would. Requests
     /// in flight finish; the admin call that asks for it is answered first.
     Down,
+    /// Each event the service's consumer takes waits `latency_ms` (median,
+    /// with jitter) before it is recorded; requests are untouched. Once
+    /// events come faster than it works through them, its lag grows.
+    SlowConsumer,
+}
+
+impl FaultKind {
+    /// Whether the fault acts on event consumption rather than on requests.
+    pub fn on_events(self) -> bool {
+        matches!(self, FaultKind::SlowConsumer)
+    }
 }
 
 /// A fault to inject, as posted to `POST /admin/faults`.
@@ -35,7 +46,7 @@ pub enum FaultKind {
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     pub kind: FaultKind,
-    /// Latency: median added delay in milliseconds.
+    /// Latency and slow_consumer: median added delay in milliseconds.
     #[serde(default)]
     pub latency_ms: f64,
     /// Latency: spread of the log-normal delay (sigma of its logarithm); 0 is a constant delay.
@@ -80,8 +91,10 @@ impl FaultRequest {
             return bad("jitter must be from 0 to 3");
         }
         match self.kind {
-            FaultKind::Latency if !(self.latency_ms > 0.0 && self.latency_ms <= 60_000.0) => {
-                bad("a latency fault needs latency_ms above 0 and at most 60000")
+            FaultKind::Latency | FaultKind::SlowConsumer
+                if !(self.latency_ms > 0.0 && self.latency_ms <= 60_000.0) =>
+            {
+                bad("a latency or slow_consumer fault needs latency_ms above 0 and at most 60000")
             }
             FaultKind::Errors | FaultKind::DropResponse
                 if !(self.error_rate > 0.0 && self.error_rate <= 1.0) =>
@@ -115,6 +128,13 @@ struct ActiveFault {
 impl ActiveFault {
     fn expired(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.started).as_secs_f64() >= self.spec.duration_seconds
+    }
+
+    /// A log-normal delay around the fault's current median.
+    fn delay(&self, now: Instant, rng: &mut impl Rng) -> Duration {
+        let median = self.spec.latency_ms * self.strength(now);
+        let ms = median * (self.spec.jitter * standard_normal(rng)).exp();
+        Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 120.0))
     }
 
     fn strength(&self, now: Instant) -> f64 {
@@ -196,11 +216,7 @@ impl FaultSet {
         for fault in &inner.1 {
             let strength = fault.strength(now);
             match fault.spec.kind {
-                FaultKind::Latency => {
-                    let median = fault.spec.latency_ms * strength;
-                    let ms = median * (fault.spec.jitter * standard_normal(rng)).exp();
-                    effect.delay += Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 120.0));
-                }
+                FaultKind::Latency => effect.delay += fault.delay(now, rng),
                 FaultKind::Errors => {
                     if rng.r#gen::<f64>() < fault.spec.error_rate * strength {
                         effect.fail = true;
@@ -213,9 +229,23 @@ impl FaultSet {
                 }
                 // Nothing reaches a service that is down (see `down_until`).
                 FaultKind::Down => {}
+                // Requests are untouched (see `event_delay`).
+                FaultKind::SlowConsumer => {}
             }
         }
         effect
+    }
+
+    /// How long the service's consumer waits before recording one event.
+    pub fn event_delay(&self, now: Instant, rng: &mut impl Rng) -> Duration {
+        let mut inner = self.lock();
+        inner.1.retain(|f| !f.expired(now));
+        inner
+            .1
+            .iter()
+            .filter(|f| f.spec.kind == FaultKind::SlowConsumer)
+            .map(|f| f.delay(now, rng))
+            .sum()
     }
 
     /// When the latest `down` fault in force ends; `None` while the service is up.
@@ -315,6 +345,27 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let samples: Vec<Duration> = (0..50).map(|_| faults.effect(t0, &mut rng).delay).collect();
         assert!(samples.windows(2).any(|w| w[0] != w[1]), "delays must vary");
+    }
+
+    #[test]
+    fn a_slow_consumer_delays_events_and_no_request() {
+        let faults = FaultSet::default();
+        let t0 = Instant::now();
+        let spec = FaultRequest {
+            kind: FaultKind::SlowConsumer,
+            ..latency(50.0, 0.0, 60.0)
+        };
+        faults.add(spec, t0).expect("add");
+        let mut rng = StdRng::seed_from_u64(3);
+        assert_eq!(faults.effect(t0, &mut rng), Effect::default());
+        let mut delays: Vec<f64> = (0..2001)
+            .map(|_| faults.event_delay(t0, &mut rng).as_secs_f64() * 1000.0)
+            .collect();
+        delays.sort_by(f64::total_cmp);
+        assert!((delays[1000] - 50.0).abs() < 5.0, "median {}", delays[1000]);
+        // Ended: events flow at full speed again.
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(faults.event_delay(later, &mut rng), Duration::ZERO);
     }
 
     #[test]

@@ -290,6 +290,15 @@ async fn add_fault(
     State(ctx): State<ServiceContext>,
     JsonBody(spec): JsonBody<FaultRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if spec.kind.on_events() && !crate::services::consumes_events(ctx.name) {
+        return Err(ApiError::unprocessable(
+            "invalid_fault",
+            format!(
+                "{} consumes no events: a slow_consumer fault would do nothing",
+                ctx.name
+            ),
+        ));
+    }
     let view = ctx.faults.add(spec, Instant::now())?;
     tracing::warn!(service = ctx.name, fault = ?view.spec, "fault injected");
     Ok((StatusCode::CREATED, Json(view)))

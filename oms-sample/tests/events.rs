@@ -7,11 +7,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Backing, Oms, order_request};
+use common::{ADMIN_TOKEN, Backing, Oms, order_request};
 use futures::future::join_all;
 use homeostat_oms::bus;
 use homeostat_test_support::wait_until;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,6 +76,82 @@ async fn delivered_exactly_once(backing: &Backing, orders: &[Value]) {
                         recorded.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
                     ))
                 }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The consumer's lag as notifications exports it.
+async fn consumer_lag(oms: &Oms) -> Option<f64> {
+    let metrics = oms.metrics("notifications").await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("oms_event_consumer_lag{service=\"notifications\"} "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn post_fault(oms: &Oms, service: &str, fault: &Value) -> (u16, String) {
+    let response = oms
+        .http
+        .post(format!("{}/admin/faults", oms.url(service)))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(fault)
+        .send()
+        .await
+        .expect("post");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_slow_consumer_falls_behind_then_catches_up_with_every_event_once() {
+    let backing = Backing::start().await;
+    let oms = backing.oms().await;
+    let slow = json!({
+        "kind": "slow_consumer", "latency_ms": 300, "jitter": 0.0, "duration_seconds": 120
+    });
+    let (status, body) = post_fault(&oms, "tax", &slow).await;
+    assert_eq!(status, 422, "tax consumes no events: {body}");
+    assert!(body.contains("consumes no events"), "{body}");
+    let (status, body) = post_fault(&oms, "notifications", &slow).await;
+    assert_eq!(status, 201, "{body}");
+
+    // 40 events at 300 ms each: the backlog shows in the lag for seconds.
+    let orders = place(&oms, 20).await;
+    wait_until(
+        "the consumer's lag shows the backlog",
+        DELIVERY_TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            match consumer_lag(&oms).await {
+                Some(lag) if lag >= 10.0 => Ok(()),
+                other => Err(format!("lag {other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // The fault ends: the backlog drains, every event recorded once.
+    let ended = oms
+        .http
+        .delete(format!("{}/admin/faults", oms.url("notifications")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert!(ended.status().is_success());
+    delivered_exactly_once(&backing, &orders).await;
+    wait_until(
+        "the lag back to 0",
+        DELIVERY_TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            match consumer_lag(&oms).await {
+                Some(0.0) => Ok(()),
+                other => Err(format!("lag {other:?}")),
             }
         },
     )

@@ -203,6 +203,11 @@ fn service_api(
     })
 }
 
+/// Whether `service` consumes the order events (and so can fall behind).
+pub fn consumes_events(service: &str) -> bool {
+    service == "notifications"
+}
+
 /// Starts what a service does besides answering requests: `orders` relays
 /// its outbox to JetStream, `notifications` consumes the order events.
 /// Returns the signal that wakes the relay (nobody listens for others).
@@ -223,7 +228,7 @@ async fn start_event_work(
     if service == "orders" {
         return Ok(orders::outbox::start(pool.clone(), js, &ctx.metrics));
     }
-    notifications::consumer::start(pool.clone(), js, &ctx.metrics);
+    notifications::consumer::start(pool.clone(), js, &ctx.metrics, ctx.faults.clone());
     Ok(OutboxSignal::default())
 }
 

@@ -6,7 +6,8 @@
 //! does nothing. A message that is not an order event is terminated (never
 //! redelivered) and counted; a database failure asks for a redelivery.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
@@ -19,6 +20,7 @@ use sqlx::PgPool;
 use super::OrderEvent;
 use crate::bus::{self, BusError};
 use crate::db::state_text;
+use crate::faults::FaultSet;
 use crate::metrics::{ServiceLabel, ServiceMetrics, latency_buckets};
 
 /// The durable consumer's name on the broker.
@@ -79,14 +81,20 @@ impl ConsumerMetrics {
 }
 
 /// Starts consuming, and reading the consumer's lag; both run until the
-/// runtime stops, and outlive broker and database outages.
-pub fn start(pool: PgPool, js: jetstream::Context, metrics: &ServiceMetrics) {
+/// runtime stops, and outlive broker and database outages. A
+/// `slow_consumer` fault in `faults` delays each event before it is recorded.
+pub fn start(
+    pool: PgPool,
+    js: jetstream::Context,
+    metrics: &ServiceMetrics,
+    faults: Arc<FaultSet>,
+) {
     let metrics = ConsumerMetrics::register(metrics);
     let lag_js = js.clone();
     let lag_metrics = metrics.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(err) = consume(&pool, &js, &metrics).await {
+            if let Err(err) = consume(&pool, &js, &metrics, &faults).await {
                 tracing::warn!(error = %err, "order events not consumed; retrying");
             }
             tokio::time::sleep(BACKOFF).await;
@@ -127,6 +135,7 @@ async fn consume(
     pool: &PgPool,
     js: &jetstream::Context,
     metrics: &ConsumerMetrics,
+    faults: &FaultSet,
 ) -> Result<(), BusError> {
     let mut messages = durable(js)
         .await?
@@ -143,7 +152,7 @@ async fn consume(
                 tracing::warn!(subject = %message.subject, error = %err, "not an order event");
                 AckKind::Term
             }
-            Ok(event) => match record(pool, &event).await {
+            Ok(event) => match slowed(faults, record(pool, &event)).await {
                 Ok(true) => {
                     if let Some(age) = age_seconds(&event.at) {
                         metrics.delivery.get_or_create(&metrics.label).observe(age);
@@ -166,6 +175,15 @@ async fn consume(
         }
     }
     Ok(())
+}
+
+/// Runs `work` once a `slow_consumer` fault in force has been waited out.
+async fn slowed<T>(faults: &FaultSet, work: impl Future<Output = T>) -> T {
+    let delay = faults.event_delay(Instant::now(), &mut rand::thread_rng());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    work.await
 }
 
 /// Records the event once; `false` when its id was recorded before.
