@@ -70,11 +70,15 @@ impl Default for EngineConfig {
     }
 }
 
-/// News from which a deviation opens after the usual hold rather than the
-/// longer one for a deviation the series has shown lately: the value lies
+/// Novelty onset from which a deviation held within the next
+/// `stale_hold` is news, and opens after the usual hold rather than the
+/// longer one for a deviation the series has shown lately: the value went
 /// beyond where the series has been lately by a tenth of that range (a
 /// novelty of 0.5 is one bin beyond it, such as a slowdown the service
-/// showed an hour ago, met again a few milliseconds slower).
+/// showed an hour ago, met again a few milliseconds slower). The baseline
+/// confirms it by holding the score above the threshold; it may do so a
+/// little later, as a consumer's lag leaves its usual few events well before
+/// it passes the 500-event floor.
 pub const NEWS_OPENS: f64 = 0.55;
 
 /// Smallest spread of a latency baseline (log scale). The OMS's latency
@@ -258,7 +262,7 @@ pub struct Engine {
     phases: BTreeMap<String, Phase>,
     incidents: BTreeMap<String, Incident>,
     symptoms: BTreeMap<String, SymptomOf>,
-    /// When each service's series last brought news.
+    /// When one of each service's series last left where it has been lately.
     last_news: BTreeMap<String, i64>,
 }
 
@@ -475,7 +479,7 @@ impl Engine {
             }
         }
         for ((service, _), tick) in &scores.series {
-            if tick.news >= NEWS_OPENS {
+            if tick.novelty >= NEWS_OPENS {
                 self.last_news.insert(service.clone(), now);
             }
         }
@@ -705,6 +709,7 @@ impl Engine {
                     expected: 0.0,
                     // Calls going unanswered are news however often seen.
                     news: judged.score,
+                    novelty: judged.score,
                 };
                 scores.series.insert(key.clone(), tick);
                 scores
@@ -899,8 +904,10 @@ mod tests {
     #[test]
     fn a_slowdown_the_service_showed_lately_must_hold_longer_to_open() {
         let mut engine = fitted();
-        let hold = engine.config.debounce.hold_seconds;
-        let stale_hold = engine.config.debounce.stale_hold_seconds;
+        // Opened on the first tick at least the hold after the start.
+        let on_a_tick = |seconds: i64| (seconds + STEP - 1) / STEP * STEP;
+        let hold = on_a_tick(engine.config.debounce.hold_seconds);
+        let stale_hold = on_a_tick(engine.config.debounce.stale_hold_seconds);
         let held = |events: &[ReportEvent]| {
             let open = opened(events);
             assert_eq!(open.len(), 1, "{events:?}");
@@ -1233,6 +1240,22 @@ mod tests {
         // Drained (scaled out, say): resolved after the quiet time.
         let drained = tick_all(&mut engine, 780..800, |i| with_events(i, 0.0));
         assert!(resolves(&drained, "notifications"), "{drained:#?}");
+    }
+
+    #[test]
+    fn a_backlog_leaving_its_usual_range_is_news_when_it_passes_the_floor() {
+        let mut engine = Engine::new(EngineConfig::default());
+        assert!(engine.fit(&history(|i| with_events(i, 0.0))).is_empty());
+        // 200 events more a tick: out of its usual few at once, over the
+        // 500-event floor three ticks later.
+        let events = tick_all(&mut engine, 720..740, |i| {
+            with_events(i, (i - 719) as f64 * 200.0)
+        });
+        let opened = opened(&events);
+        assert_eq!(opened.len(), 1, "{opened:#?}");
+        let held = opened[0].evaluated_at - opened[0].opened_at;
+        let hold = engine.config.debounce.hold_seconds;
+        assert!(held <= hold + STEP, "held {held} s: not the stale hold");
     }
 
     /// payment-primary dead: none of its own series, every call to it

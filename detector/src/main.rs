@@ -107,8 +107,9 @@ struct RunArgs {
     /// Score from which a series counts as anomalous.
     #[arg(long, default_value_t = DebounceConfig::default().threshold)]
     threshold: f64,
-    /// How long the score must hold before a report opens.
-    #[arg(long, default_value = "10s")]
+    /// How long the score must hold before a report opens, when one of
+    /// the service's series brought news (see `--stale-hold`).
+    #[arg(long, default_value = "4s")]
     hold: homeostat_api::Duration,
     /// How long a deviation that brought no news (the series has been there
     /// lately) must hold before a report opens.

@@ -256,6 +256,7 @@ mod tests {
             observed: 2.0,
             expected: 1.0,
             news: 0.0,
+            novelty: 0.0,
         };
         scores
             .series

@@ -18,7 +18,7 @@ impl Default for DebounceConfig {
     fn default() -> Self {
         Self {
             threshold: 0.7,
-            hold_seconds: 10,
+            hold_seconds: 4,
             quiet_seconds: 30,
             stale_hold_seconds: 30,
         }

@@ -7,9 +7,11 @@
 //! Beside its baseline a series keeps a [`NoveltyScorer`]: a deviation
 //! is *news* when the value also lies where the series has not been lately,
 //! and the baseline confirms it (at least `z_half` spreads the harmful way).
-//! A report opens sooner on news than on a deviation the series has shown
-//! before (see the engine); news is also what `score-csv` writes, so the NAB
-//! figure measures this very score.
+//! A point's news is what `score-csv` writes, so the NAB figure measures
+//! it. The daemon confirms over a window instead (see the engine): a report
+//! opens after the short hold when the series left where it has been
+//! within the last `stale_hold`, since a backlog or a ramp leaves its usual
+//! range before the baseline's floors let it count as harm.
 //!
 //! Online learning follows slow, legitimate change but not an incident: a
 //! point within `learn_within` spreads nudges a level shift towards itself;
@@ -95,6 +97,8 @@ pub struct Tick {
     /// (score at least [`NEWS_CONFIRMED_FROM`]), halved otherwise; 0 for a
     /// series without a novelty scorer.
     pub news: f64,
+    /// The novelty's onset score alone, confirmed or not.
+    pub novelty: f64,
 }
 
 /// A series' baseline with its online level shift.
@@ -161,6 +165,7 @@ impl SeriesModel {
             } else {
                 onset / 2.0
             },
+            novelty: onset,
         }
     }
 
@@ -187,6 +192,7 @@ impl SeriesModel {
                 .scale
                 .inverse(self.baseline.expected(unix_seconds)),
             news: 0.0,
+            novelty: 0.0,
         })
     }
 
