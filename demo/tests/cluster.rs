@@ -1,11 +1,15 @@
 //! The self-healing loop on the one-node cluster, as `cargo xtask demo
 //! --cluster` runs it: homeostat and the sample OMS as pods from
-//! deploy/overlays/local under Pod Security `restricted`, and the tax-surge
-//! scenario (tests/scenarios/tax-surge.yaml) — quotes beyond what tax's two
-//! replicas can work through. The scale action must start a pod that
-//! becomes Ready and serves requests, tax must come back inside its band
-//! while the surge is still on (the added capacity, nothing else, relieved
-//! it), and the replicas must be restored after the stable time. Judged on
+//! deploy/overlays/local under Pod Security `restricted`, and the
+//! surge-then-slow-consumer scenario (tests/scenarios/surge-then-slow-consumer.yaml):
+//! first quotes beyond what tax's two replicas can work through — the scale
+//! action must start a pod that becomes Ready and serves requests, tax must
+//! come back inside its band while the surge is still on (the added
+//! capacity, nothing else, relieved it), and the replicas must be restored
+//! after the stable time; then a notifications consumer too slow for the
+//! order events — the report must name notifications by its consumer lag,
+//! and the replica the scale policy adds must drain the lag while the slow
+//! replica is still slow. Judged on
 //! the demo's JSON outcome and on the API server (the replicas, the
 //! policy's holds, and no `forbidden` in the operator's and the detector's
 //! logs: they ran under their own ServiceAccounts and the shipped RBAC).
@@ -39,7 +43,7 @@ fn env_dir(name: &str, how: &str) -> PathBuf {
 
 /// Runs the demo on a cluster in `state`; the outcome JSON, or the failure
 /// with where its logs are.
-fn play_tax_surge(state: &Path, out: &Path) -> Result<Value, String> {
+fn play_scenario(state: &Path, out: &Path) -> Result<Value, String> {
     let demo = PathBuf::from(env!("CARGO_BIN_EXE_homeostat-demo"));
     let bin_dir = env_dir(
         "HOMEOSTAT_DEMO_BIN_DIR",
@@ -55,7 +59,7 @@ fn play_tax_surge(state: &Path, out: &Path) -> Result<Value, String> {
         .arg("--images")
         .arg(images)
         .arg("--scenario")
-        .arg(root().join("tests/scenarios/tax-surge.yaml"))
+        .arg(root().join("tests/scenarios/surge-then-slow-consumer.yaml"))
         .arg("--json")
         .arg(&json_path)
         .arg("--out-dir")
@@ -86,8 +90,13 @@ fn judge(outcome: &Value, context: &str) {
     let actions = outcome["actions"].as_array().expect("actions");
     let scale = actions
         .iter()
-        .find(|a| a["kind"] == "scale" && a["blocked_by"].is_null() && a["dry_run"] == false)
-        .unwrap_or_else(|| panic!("no scale action: {context}"));
+        .find(|a| {
+            a["kind"] == "scale"
+                && a["target"] == "tax"
+                && a["blocked_by"].is_null()
+                && a["dry_run"] == false
+        })
+        .unwrap_or_else(|| panic!("no scale action on tax: {context}"));
     assert_eq!(scale["target"], "tax", "{context}");
     assert_eq!(
         (&scale["from"], &scale["to"]),
@@ -114,9 +123,12 @@ fn judge(outcome: &Value, context: &str) {
         });
     assert!(recovered <= 60.0, "{context}");
 
+    judge_slow_consumer(outcome, actions, context);
+
     // Restored once tax had been healthy for the policy's 45 s.
     let resolved = reports
         .iter()
+        .filter(|r| r["culprit"] == "tax")
         .filter_map(|r| time_of(&r["resolved_at"]))
         .max()
         .unwrap_or_else(|| panic!("a report still open: {context}"));
@@ -127,6 +139,43 @@ fn judge(outcome: &Value, context: &str) {
     );
 }
 
+/// The slow consumer: named by its lag, scaled, and drained by the new
+/// replica while the fault was still on.
+fn judge_slow_consumer(outcome: &Value, actions: &[Value], context: &str) {
+    let fault = outcome["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .find(|f| f["service"] == "notifications")
+        .unwrap_or_else(|| panic!("no notifications fault: {context}"));
+    let fault_end = time_of(&fault["ended_at"]).expect("the fault ended");
+    let report = outcome["reports"]
+        .as_array()
+        .expect("reports")
+        .iter()
+        .find(|r| r["culprit"] == "notifications")
+        .unwrap_or_else(|| panic!("the slow consumer was not reported: {context}"));
+    assert_eq!(report["signal"], "consumer_lag", "{context}");
+    let scale = actions
+        .iter()
+        .find(|a| {
+            a["target"] == "notifications" && a["kind"] == "scale" && a["blocked_by"].is_null()
+        })
+        .unwrap_or_else(|| panic!("notifications was not scaled: {context}"));
+    assert_eq!(
+        (&scale["from"], &scale["to"]),
+        (&"1".into(), &"2".into()),
+        "{context}"
+    );
+    assert_eq!(scale["scale"]["ready_after"], 2, "{context}");
+    // Calm again (the report's resolution dates from the first calm tick)
+    // after the new replica came and before the slow one was healed.
+    let calm = time_of(&report["resolved_at"])
+        .unwrap_or_else(|| panic!("the lag never drained: {context}"));
+    let scaled = time_of(&scale["at"]).expect("scaled at");
+    assert!(scaled < calm && calm < fault_end, "{context}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tax_surge_on_the_cluster_is_relieved_by_a_new_pod_and_restored() {
     homeostat_test_support::install_crypto_provider();
@@ -135,7 +184,7 @@ async fn a_tax_surge_on_the_cluster_is_relieved_by_a_new_pod_and_restored() {
     let out = dir.path().join("demo");
     let played = {
         let (state, out) = (state.clone(), out.clone());
-        tokio::task::spawn_blocking(move || play_tax_surge(&state, &out))
+        tokio::task::spawn_blocking(move || play_scenario(&state, &out))
             .await
             .expect("join")
     };
