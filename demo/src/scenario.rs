@@ -101,6 +101,18 @@ const SURGE_SERVICES: [&str; 1] = ["tax"];
 /// The services that consume the order events.
 const CONSUMER_SERVICES: [&str; 1] = ["notifications"];
 
+/// An error naming `field` unless `service` is one of `allowed`, for a
+/// fault only they can take.
+fn only_at(field: &str, service: &str, allowed: &[&str], rule: &str) -> Result<(), String> {
+    if allowed.contains(&service) {
+        return Ok(());
+    }
+    Err(format!(
+        "{field}: {rule} {}, not {service:?}",
+        allowed.join(", ")
+    ))
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
@@ -251,14 +263,12 @@ impl Scenario {
             match f.kind {
                 FaultKind::Latency => finite_in(&at("latency_ms"), f.latency_ms, 1.0, 60_000.0)?,
                 FaultKind::SlowConsumer => {
-                    if !CONSUMER_SERVICES.contains(&f.service.as_str()) {
-                        return Err(format!(
-                            "{}: a slow_consumer fault needs a service that consumes events ({}), not {:?}",
-                            at("service"),
-                            CONSUMER_SERVICES.join(", "),
-                            f.service
-                        ));
-                    }
+                    only_at(
+                        &at("service"),
+                        &f.service,
+                        &CONSUMER_SERVICES,
+                        "a slow_consumer fault needs a service that consumes events:",
+                    )?;
                     finite_in(&at("latency_ms"), f.latency_ms, 1.0, 60_000.0)?
                 }
                 FaultKind::Errors | FaultKind::DropResponse => {
@@ -266,14 +276,13 @@ impl Scenario {
                 }
                 FaultKind::Down => {}
                 FaultKind::Surge => {
-                    if !SURGE_SERVICES.contains(&f.service.as_str()) {
-                        return Err(format!(
-                            "{}: a surge can only be aimed at {} (the load generator calls no other service directly), not {:?}",
-                            at("service"),
-                            SURGE_SERVICES.join(", "),
-                            f.service
-                        ));
-                    }
+                    // The load generator calls no other service directly.
+                    only_at(
+                        &at("service"),
+                        &f.service,
+                        &SURGE_SERVICES,
+                        "a surge can only be aimed at",
+                    )?;
                     finite_in(
                         &at("requests_per_second"),
                         f.requests_per_second,

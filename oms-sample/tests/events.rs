@@ -92,6 +92,23 @@ async fn consumer_lag(oms: &Oms) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Waits until notifications' exported lag satisfies `ok`.
+async fn wait_for_lag(oms: &Oms, what: &str, ok: impl Fn(f64) -> bool) {
+    wait_until(
+        what,
+        DELIVERY_TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            match consumer_lag(oms).await {
+                Some(lag) if ok(lag) => Ok(()),
+                other => Err(format!("lag {other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 async fn post_fault(oms: &Oms, service: &str, fault: &Value) -> (u16, String) {
     let response = oms
         .http
@@ -120,19 +137,10 @@ async fn a_slow_consumer_falls_behind_then_catches_up_with_every_event_once() {
 
     // 40 events at 300 ms each: the backlog shows in the lag for seconds.
     let orders = place(&oms, 20).await;
-    wait_until(
-        "the consumer's lag shows the backlog",
-        DELIVERY_TIMEOUT,
-        Duration::from_millis(100),
-        || async {
-            match consumer_lag(&oms).await {
-                Some(lag) if lag >= 10.0 => Ok(()),
-                other => Err(format!("lag {other:?}")),
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_for_lag(&oms, "the consumer's lag shows the backlog", |lag| {
+        lag >= 10.0
+    })
+    .await;
 
     // The fault ends: the backlog drains, every event recorded once.
     let ended = oms
@@ -144,19 +152,7 @@ async fn a_slow_consumer_falls_behind_then_catches_up_with_every_event_once() {
         .expect("delete");
     assert!(ended.status().is_success());
     delivered_exactly_once(&backing, &orders).await;
-    wait_until(
-        "the lag back to 0",
-        DELIVERY_TIMEOUT,
-        Duration::from_millis(100),
-        || async {
-            match consumer_lag(&oms).await {
-                Some(0.0) => Ok(()),
-                other => Err(format!("lag {other:?}")),
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_for_lag(&oms, "the lag back to 0", |lag| lag == 0.0).await;
 }
 
 #[tokio::test]
