@@ -357,16 +357,12 @@ async fn reroute_steps_through_the_oms_configmap_and_restores() {
         reroute_spec("OmsConfigMap", "oms-routing", 100),
     )
     .await;
+    let history = WeightHistory::start(&client, ns).await;
     let _operator = Operator::start(&plane, "a", &[]);
     let report = open_report(&client, ns, "payment-primary").await;
 
-    let seen = std::sync::Mutex::new(Vec::new());
     eventually("all payment traffic on the secondary", 60, || async {
         let w = configmap_weights(&client, ns).await;
-        let mut seen = seen.lock().expect("lock");
-        if seen.last() != Some(&w) {
-            seen.push(w.clone());
-        }
         if w == ("0".into(), "100".into()) {
             Ok(())
         } else {
@@ -374,11 +370,19 @@ async fn reroute_steps_through_the_oms_configmap_and_restores() {
         }
     })
     .await;
-    let seen = seen.into_inner().expect("lock");
-    assert_eq!(seen.first(), Some(&("100".to_owned(), "0".to_owned())));
-    assert!(
-        seen.contains(&("50".to_owned(), "50".to_owned())),
-        "moved in steps: {seen:?}"
+    let seen = eventually("the watch to see the last step", 10, || async {
+        let seen = history.seen();
+        if seen.last() == Some(&("0".to_owned(), "100".to_owned())) {
+            Ok(seen)
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        seen,
+        [("100", "0"), ("50", "50"), ("0", "100")].map(|(a, b)| (a.to_owned(), b.to_owned())),
+        "moved in steps of 50"
     );
 
     resolve(&client, ns, &report).await;

@@ -233,15 +233,64 @@ pub async fn configmap_weights(client: &Client, ns: &str) -> (String, String) {
         .get("oms-routing")
         .await
         .expect("configmap");
-    let data = cm.data.unwrap_or_default();
+    payment_weights(&cm)
+}
+
+fn payment_weights(cm: &ConfigMap) -> (String, String) {
+    let data = cm.data.clone().unwrap_or_default();
+    let weight = |key: &str| data.get(key).cloned().unwrap_or_default();
     (
-        data.get("payment.payment-primary")
-            .cloned()
-            .unwrap_or_default(),
-        data.get("payment.payment-secondary")
-            .cloned()
-            .unwrap_or_default(),
+        weight("payment.payment-primary"),
+        weight("payment.payment-secondary"),
     )
+}
+
+/// Every version of the routing ConfigMap's payment weights from now on, in
+/// order: a watch from the current resourceVersion misses no write, where
+/// polling can miss a step that lasts less than a poll on a busy machine.
+pub struct WeightHistory {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl WeightHistory {
+    pub async fn start(client: &Client, ns: &str) -> Self {
+        use futures::StreamExt;
+        use kube::api::{WatchEvent, WatchParams};
+        let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
+        let now = api.get("oms-routing").await.expect("configmap");
+        let version = now.metadata.resource_version.clone().expect("version");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![payment_weights(&now)]));
+        let params = WatchParams::default()
+            .fields("metadata.name=oms-routing")
+            .timeout(290);
+        let mut events = api
+            .watch(&params, &version)
+            .await
+            .expect("watch the routing configmap")
+            .boxed();
+        let sink = seen.clone();
+        let watch = tokio::spawn(async move {
+            while let Some(Ok(WatchEvent::Modified(cm))) = events.next().await {
+                let weights = payment_weights(&cm);
+                let mut seen = sink.lock().expect("lock");
+                if seen.last() != Some(&weights) {
+                    seen.push(weights);
+                }
+            }
+        });
+        Self { seen, watch }
+    }
+
+    pub fn seen(&self) -> Vec<(String, String)> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for WeightHistory {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
 }
 
 pub async fn policy(client: &Client, ns: &str, name: &str, spec: serde_json::Value) {
