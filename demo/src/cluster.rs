@@ -104,6 +104,14 @@ async fn deployment_ready(
     .map_err(anyhow::Error::msg)
 }
 
+/// When the pod's deletion began: its deletionTimestamp is the deadline
+/// (the moment plus the grace period), not the moment.
+fn deletion_started(pod: &Pod) -> Option<Timestamp> {
+    let deadline = pod.metadata.deletion_timestamp.as_ref()?.0;
+    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+    Some(deadline - jiff::SignedDuration::from_secs(grace))
+}
+
 impl ClusterStack {
     pub async fn start(
         layout: Layout,
@@ -295,6 +303,20 @@ impl ClusterStack {
             .collect())
     }
 
+    /// A rolling restart of `service`'s Deployment, the write `kubectl
+    /// rollout restart` makes: a new pod template, so each replica is
+    /// replaced by the Deployment's rolling update.
+    pub async fn restart(&self, service: &str) -> anyhow::Result<()> {
+        let template = json!({"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": Timestamp::now().to_string()
+        }}}}});
+        Api::<Deployment>::namespaced(self.client.clone(), NAMESPACE)
+            .patch(service, &PatchParams::default(), &Patch::Merge(template))
+            .await
+            .with_context(|| format!("restart Deployment {NAMESPACE}/{service}"))?;
+        Ok(())
+    }
+
     /// Injects the fault into every Ready replica of `service`: each has
     /// its own fault injector. Replicas started later run without it.
     pub async fn inject(&self, service: &str, body: &serde_json::Value) -> anyhow::Result<()> {
@@ -390,7 +412,7 @@ impl ClusterStack {
                 record.ready_at = ready(pod);
             }
             if record.gone_at.is_none() {
-                record.gone_at = pod.metadata.deletion_timestamp.as_ref().map(|t| t.0);
+                record.gone_at = deletion_started(pod);
             }
         }
         for record in self.pods.values_mut() {

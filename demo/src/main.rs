@@ -91,6 +91,9 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
         .scenario
         .unwrap_or_else(|| root.join("tests/scenarios/payment-latency.yaml"));
     let scenario = Scenario::load(&scenario_path)?;
+    if let Some(reason) = scenario.needs_cluster().filter(|_| !cli.cluster) {
+        anyhow::bail!(reason);
+    }
     let runtime = if cli.cluster {
         Runtime::Cluster {
             state: cli
@@ -143,6 +146,9 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("read {faulted}'s p99 and band from Prometheus"))?;
     if let Some(pods) = stack.pods() {
         judge_scaling(&mut played.actions, &pods, &prometheus, to, step).await?;
+        for restart in &mut played.restarts {
+            restart.rollout = Some(pods::rollout_outcome(&pods, &restart.service, restart.at));
+        }
     }
     let mut outcome = Outcome::compute(
         &scenario.name,
@@ -152,7 +158,8 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
         played.actions.clone(),
         &orders,
     )
-    .with_service_recovery(&faulted_p99);
+    .with_service_recovery(&faulted_p99)
+    .with_restarts(played.restarts.clone());
     if cli.soak {
         // Every 10 s is plenty for a trend, and keeps the query small.
         let processes = soak::fetch(&prometheus, from, to, 10.0)
@@ -307,6 +314,22 @@ fn print_summary(o: &Outcome) {
             s(o.service_recovery_seconds),
             f.service
         );
+    }
+    for r in &o.restarts {
+        let rolled = r.rollout.as_ref().map_or("".to_owned(), |x| {
+            format!(
+                ": {} pod(s) replaced, {} left, {} new Ready: {}",
+                x.replaced,
+                x.left,
+                x.started_ready,
+                if x.done {
+                    format!("rolled in {}", s(x.done_seconds))
+                } else {
+                    "NOT rolled".to_owned()
+                }
+            )
+        });
+        println!("restart {} at {}{rolled}", r.service, r.at);
     }
     for r in &o.reports {
         println!(

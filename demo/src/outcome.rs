@@ -67,6 +67,17 @@ impl ActionOutcome {
     }
 }
 
+/// A deploy-like restart the scenario made: business as usual, so any
+/// report it draws is a false one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestartRecord {
+    pub service: String,
+    pub at: Timestamp,
+    /// On the cluster: the pods it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::pods::RolloutOutcome>,
+}
+
 /// One instant of orders' p99 latency and the detector's band.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BandPoint {
@@ -80,6 +91,8 @@ pub struct Outcome {
     pub scenario: String,
     pub warmup_ended_at: Timestamp,
     pub faults: Vec<FaultRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restarts: Vec<RestartRecord>,
     pub reports: Vec<ReportRecord>,
     pub actions: Vec<ActionOutcome>,
     pub ttd_seconds: Option<f64>,
@@ -149,6 +162,7 @@ impl Outcome {
             scenario: scenario.to_owned(),
             warmup_ended_at,
             faults,
+            restarts: Vec::new(),
             reports,
             actions,
             ttd_seconds: ttd,
@@ -169,6 +183,11 @@ impl Outcome {
         self.service_recovery_seconds = first_action(&self.faults, &self.actions)
             .filter(|(f, _)| f.service != "orders")
             .and_then(|(f, acted)| recovered_after(service_p99, f, acted));
+        self
+    }
+
+    pub fn with_restarts(mut self, restarts: Vec<RestartRecord>) -> Self {
+        self.restarts = restarts;
         self
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::on_call::OnCallPerson;
-use crate::outcome::{ActionOutcome, FaultRecord, ReportRecord};
+use crate::outcome::{ActionOutcome, FaultRecord, ReportRecord, RestartRecord};
 use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stack::{NAMESPACE, RATE_WINDOW_SECONDS, Stack};
 use crate::timeline::Timeline;
@@ -25,6 +25,7 @@ pub struct Played {
     pub warmup_ended_at: Timestamp,
     pub ended_at: Timestamp,
     pub faults: Vec<FaultRecord>,
+    pub restarts: Vec<RestartRecord>,
     pub reports: Vec<ReportRecord>,
     pub actions: Vec<ActionOutcome>,
     /// Load changes: when, and the new rate.
@@ -131,6 +132,7 @@ enum Due {
     FaultStart(usize),
     FaultEnd(usize),
     Load(f64),
+    Restart(usize),
 }
 
 /// Live traffic while the detector has nothing to judge yet, with progress;
@@ -202,11 +204,15 @@ pub async fn play(
     for change in &scenario.load_changes {
         schedule.push((change.at_seconds, Due::Load(change.orders_per_second)));
     }
+    for (i, restart) in scenario.restarts.iter().enumerate() {
+        schedule.push((restart.at_seconds, Due::Restart(i)));
+    }
     schedule.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut schedule = schedule.into_iter().peekable();
 
     let mut faults: Vec<Option<FaultRecord>> = vec![None; scenario.faults.len()];
     let mut load_changes = Vec::new();
+    let mut restarts = Vec::new();
     let mut seen = Seen::default();
     let mut on_call = scenario.on_call.clone().map(OnCallPerson::new);
     let mut last_routing = routing(stack).await;
@@ -258,6 +264,18 @@ pub async fn play(
                     load_changes.push((Timestamp::now(), rate));
                     timeline.say(&format!("LOAD     now {rate} orders/s"));
                 }
+                Due::Restart(i) => {
+                    let service = &scenario.restarts[i].service;
+                    stack.restart(service).await?;
+                    restarts.push(RestartRecord {
+                        service: service.clone(),
+                        at: Timestamp::now(),
+                        rollout: None,
+                    });
+                    timeline.say(&format!(
+                        "RESTART  {service}: each replica replaced, as a deploy does"
+                    ));
+                }
             }
         }
         stack.observe_pods().await;
@@ -303,6 +321,7 @@ pub async fn play(
         warmup_ended_at,
         ended_at,
         faults: faults.into_iter().flatten().collect(),
+        restarts,
         reports: report_records,
         actions,
         load_changes,

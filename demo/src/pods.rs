@@ -1,7 +1,8 @@
 //! What a scale action did on the cluster, from the OMS pods seen during the
 //! run: how many were Ready before it, which pods it started, when each
-//! became Ready, and how many were Ready once they were. Pure: the cluster
-//! stack records the pods, this judges them.
+//! became Ready, and how many were Ready once they were; and what a rolling
+//! restart replaced. Pure: the cluster stack records the pods, this judges
+//! them.
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -101,6 +102,51 @@ pub fn scale_outcome(
     }
 }
 
+/// What a rolling restart did to its service's pods: a quiet run with a
+/// restart that replaced nothing would prove nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutOutcome {
+    /// Pods Ready at the restart that have gone since.
+    pub replaced: usize,
+    /// Pods Ready at the restart that were still there at the end.
+    pub left: usize,
+    /// Pods started since, Ready and still there.
+    pub started_ready: usize,
+    /// From the restart to the last old pod gone, once none is left.
+    pub done_seconds: Option<f64>,
+    /// Every old pod replaced by a Ready new one.
+    pub done: bool,
+}
+
+/// The pods of `service` a rolling restart at `at` replaced, and those that
+/// replaced them.
+pub fn rollout_outcome(pods: &[PodRecord], service: &str, at: Timestamp) -> RolloutOutcome {
+    let started_since = |p: &PodRecord| p.created_at >= at - STAMP_SLACK;
+    let of_service: Vec<&PodRecord> = pods.iter().filter(|p| p.service == service).collect();
+    let old: Vec<&PodRecord> = of_service
+        .iter()
+        .filter(|p| !started_since(p) && p.ready_at_moment(at))
+        .copied()
+        .collect();
+    let gone: Vec<Timestamp> = old.iter().filter_map(|p| p.gone_at).collect();
+    let (replaced, left) = (gone.len(), old.len() - gone.len());
+    let started_ready = of_service
+        .iter()
+        .filter(|p| started_since(p) && p.ready_at.is_some() && p.gone_at.is_none())
+        .count();
+    RolloutOutcome {
+        replaced,
+        left,
+        started_ready,
+        done_seconds: gone
+            .iter()
+            .max()
+            .filter(|_| left == 0)
+            .map(|last| seconds(at, *last)),
+        done: replaced > 0 && left == 0 && started_ready >= replaced,
+    }
+}
+
 impl NewPod {
     pub fn served_first_at(&mut self, first: Timestamp, action_at: Timestamp) {
         self.first_request_at = Some(first);
@@ -180,6 +226,46 @@ mod tests {
         assert_eq!(outcome.ready_before, 2);
         assert_eq!(outcome.ready_after, Some(3));
         assert_eq!(outcome.new_pods[0].ready_seconds, Some(0.0));
+    }
+
+    #[test]
+    fn a_rollout_replaces_each_ready_pod_and_times_the_last_one_gone() {
+        let pods = [
+            pod("tax-a", "tax", 0, Some(5), Some(112)),
+            pod("tax-b", "tax", 0, Some(6), Some(121)),
+            pod("orders-a", "orders", 0, Some(5), None),
+            pod("tax-c", "tax", 100, Some(108), None),
+            pod("tax-d", "tax", 112, Some(119), None),
+        ];
+        let outcome = rollout_outcome(&pods, "tax", t(100));
+        assert_eq!(
+            outcome,
+            RolloutOutcome {
+                replaced: 2,
+                left: 0,
+                started_ready: 2,
+                done_seconds: Some(21.0),
+                done: true,
+            }
+        );
+    }
+
+    #[test]
+    fn a_rollout_that_left_an_old_pod_or_started_nothing_ready_is_not_done() {
+        let stuck = [
+            pod("tax-a", "tax", 0, Some(5), None),
+            pod("tax-c", "tax", 100, None, None),
+        ];
+        let outcome = rollout_outcome(&stuck, "tax", t(100));
+        assert_eq!(
+            (outcome.replaced, outcome.left, outcome.started_ready),
+            (0, 1, 0)
+        );
+        assert_eq!(outcome.done_seconds, None);
+        assert!(!outcome.done);
+        // The old pod went, and its replacement never came up.
+        let lost = [pod("tax-a", "tax", 0, Some(5), Some(130))];
+        assert!(!rollout_outcome(&lost, "tax", t(100)).done);
     }
 
     #[test]

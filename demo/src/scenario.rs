@@ -20,6 +20,10 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     #[serde(default)]
     pub load_changes: Vec<LoadChange>,
+    /// Deploy-like restarts of healthy services: business as usual, not a
+    /// fault. On the cluster only.
+    #[serde(default)]
+    pub restarts: Vec<Restart>,
     #[serde(default)]
     pub policies: Policies,
     /// A person on call, played by the demo: gives a verdict on each step
@@ -142,6 +146,17 @@ pub struct LoadChange {
     /// After warm-up.
     pub at_seconds: f64,
     pub orders_per_second: f64,
+}
+
+/// A rolling restart of a service, as a deploy makes one (`kubectl rollout
+/// restart`): each replica replaced by a new one, the new one Ready before
+/// the old one goes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restart {
+    pub service: String,
+    /// After warm-up.
+    pub at_seconds: f64,
 }
 
 /// `default` (the sample policies in deploy/samples) or policy files.
@@ -330,7 +345,33 @@ impl Scenario {
                 2000.0,
             )?;
         }
+        for (i, r) in self.restarts.iter().enumerate() {
+            if !is_oms_service(&r.service) {
+                return Err(format!(
+                    "restarts[{i}].service {:?} is not an OMS service (one of {})",
+                    r.service,
+                    OMS_SERVICES.join(", ")
+                ));
+            }
+            finite_in(
+                &format!("restarts[{i}].at_seconds"),
+                r.at_seconds,
+                0.0,
+                self.observe_seconds,
+            )?;
+        }
         Ok(())
+    }
+
+    /// Why this scenario cannot be played on the local stack, if it cannot:
+    /// there the OMS is one process, with no Deployment to roll.
+    pub fn needs_cluster(&self) -> Option<String> {
+        (!self.restarts.is_empty()).then(|| {
+            format!(
+                "scenario {} restarts services as a deploy does, which needs their Deployments: play it with --cluster",
+                self.name
+            )
+        })
     }
 
     /// The faults, each with its start and end in seconds after warm-up.
@@ -382,6 +423,43 @@ policies: default
         assert_eq!(s.policies, Policies::Default);
         let windows: Vec<(f64, f64)> = s.fault_windows().map(|(_, a, b)| (a, b)).collect();
         assert_eq!(windows, [(30.0, 210.0)]);
+    }
+
+    #[test]
+    fn a_restart_names_an_oms_service_inside_the_run_and_needs_the_cluster() {
+        assert_eq!(
+            Scenario::parse(EXAMPLE).expect("parse").needs_cluster(),
+            None
+        );
+        let restart = format!("{EXAMPLE}restarts:\n  - service: inventory\n    at_seconds: 20\n");
+        let s = Scenario::parse(&restart).expect("a restart");
+        assert_eq!(
+            s.restarts,
+            [Restart {
+                service: "inventory".into(),
+                at_seconds: 20.0
+            }]
+        );
+        assert!(
+            s.needs_cluster()
+                .expect("needs the cluster")
+                .contains("--cluster")
+        );
+        for (from, to, field) in [
+            (
+                "service: inventory",
+                "service: billing",
+                "restarts[0].service",
+            ),
+            (
+                "at_seconds: 20\n",
+                "at_seconds: 301\n",
+                "restarts[0].at_seconds",
+            ),
+        ] {
+            let err = Scenario::parse(&restart.replace(from, to)).expect_err(to);
+            assert!(err.to_string().contains(field), "{err}");
+        }
     }
 
     #[test]

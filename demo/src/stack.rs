@@ -171,6 +171,17 @@ impl Stack {
     }
 
     /// Injects a fault into `service` (every replica running now).
+    /// Restarts every replica of `service` as a deploy does (cluster only:
+    /// `Scenario::needs_cluster` keeps such a scenario off the local stack).
+    pub async fn restart(&self, service: &str) -> anyhow::Result<()> {
+        match &self.parts {
+            Parts::Local(_) => anyhow::bail!(
+                "cannot restart {service} on the local stack: the OMS is one process there"
+            ),
+            Parts::Cluster(cluster) => cluster.restart(service).await,
+        }
+    }
+
     pub async fn inject(&self, service: &str, body: &serde_json::Value) -> anyhow::Result<()> {
         match &self.parts {
             Parts::Local(local) => local.inject(service, body).await,

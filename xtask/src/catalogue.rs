@@ -1,6 +1,8 @@
 //! `cargo xtask catalogue [NAME...]`: plays the fault catalogue
-//! (tests/scenarios/catalogue/, or the named scenarios of it) on the local
-//! stack, one scenario after another, and prints per scenario and overall
+//! (tests/scenarios/catalogue/, or the named scenarios of it) one scenario
+//! after another — on the local stack, and those in catalogue/cluster/ (a
+//! bounded capacity, a rolling restart) on the one-node cluster — and
+//! prints per scenario and overall
 //! whether the first report named the faulted service (top-1 culprit
 //! accuracy, AC@1), the time to detect and the false reports. A scenario
 //! named `quiet-…` has no culprit: any report in it is false. Fails when
@@ -28,12 +30,16 @@ pub struct Row {
     pub ttd_seconds: Option<f64>,
     /// Reports naming a service the scenario did not fault (all of them in a quiet run).
     pub false_reports: u64,
+    /// Restarts the scenario made that did not replace every pod: a quiet
+    /// run whose restart never rolled proves nothing.
+    pub restarts_not_rolled: usize,
 }
 
 impl Row {
     /// Reads a demo outcome (the `--json` file).
     pub fn of(name: &str, outcome: &Value) -> Self {
-        let quiet = name.starts_with("quiet-");
+        let stem = name.rsplit('/').next().unwrap_or(name);
+        let quiet = stem.starts_with("quiet-");
         let reports = outcome["reports"].as_array().cloned().unwrap_or_default();
         let first = reports
             .iter()
@@ -52,17 +58,27 @@ impl Row {
             } else {
                 outcome["false_reports"].as_u64().unwrap_or(0)
             },
+            restarts_not_rolled: outcome["restarts"].as_array().map_or(0, |restarts| {
+                restarts.iter().filter(|r| !rolled(&r["rollout"])).count()
+            }),
         }
     }
 
     /// Whether the run did what it should: the right culprit first, or
-    /// nothing at all in a quiet run.
+    /// nothing at all in a quiet run; and its restarts rolled.
     pub fn passed(&self) -> bool {
-        match &self.expected {
+        let judged = match &self.expected {
             Some(service) => self.first_culprit.as_ref() == Some(service),
             None => self.false_reports == 0,
-        }
+        };
+        judged && self.restarts_not_rolled == 0
     }
+}
+
+/// A restart's rollout (the demo's `RolloutOutcome`) replaced every pod
+/// Ready at the restart with a Ready new one.
+fn rolled(rollout: &Value) -> bool {
+    rollout["done"].as_bool() == Some(true)
 }
 
 /// The catalogue's figures.
@@ -111,7 +127,11 @@ pub fn table(rows: &[Row], summary: &Summary) -> String {
             r.ttd_seconds
                 .map_or("—".to_owned(), |t| format!("{t:.1} s")),
             r.false_reports,
-            if r.passed() { "yes" } else { "**no**" },
+            match (r.passed(), r.restarts_not_rolled) {
+                (true, _) => "yes".to_owned(),
+                (false, 0) => "**no**".to_owned(),
+                (false, n) => format!("**no** ({n} restart(s) did not roll)"),
+            },
         ));
     }
     out.push_str(&format!(
@@ -128,14 +148,49 @@ pub fn table(rows: &[Row], summary: &Summary) -> String {
     out
 }
 
-fn scenarios(names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = workspace::root().join("tests/scenarios/catalogue");
-    let mut all: Vec<PathBuf> = std::fs::read_dir(&dir)
+/// A catalogue scenario and where it is played.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    path: PathBuf,
+    on_cluster: bool,
+}
+
+impl Entry {
+    /// `latency-tax`, or `cluster/surge-tax` for one played on the cluster.
+    fn name(&self) -> String {
+        let stem = stem(&self.path);
+        if self.on_cluster {
+            format!("cluster/{stem}")
+        } else {
+            stem.to_owned()
+        }
+    }
+}
+
+fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
-    all.sort();
+    files.sort();
+    Ok(files)
+}
+
+/// The catalogue in `dir`, local scenarios first; or the ones named (by
+/// file stem, or `cluster/stem`), in the order named.
+fn scenarios(dir: &Path, names: &[String]) -> anyhow::Result<Vec<Entry>> {
+    let local = yaml_files(dir)?.into_iter().map(|path| Entry {
+        path,
+        on_cluster: false,
+    });
+    let cluster = yaml_files(&dir.join("cluster"))?
+        .into_iter()
+        .map(|path| Entry {
+            path,
+            on_cluster: true,
+        });
+    let all: Vec<Entry> = local.chain(cluster).collect();
     if names.is_empty() {
         return Ok(all);
     }
@@ -143,7 +198,7 @@ fn scenarios(names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
         .iter()
         .map(|name| {
             all.iter()
-                .find(|p| stem(p) == name.as_str())
+                .find(|e| e.name() == *name || stem(&e.path) == name.as_str())
                 .cloned()
                 .with_context(|| format!("no scenario {name:?} in {}", dir.display()))
         })
@@ -156,36 +211,50 @@ fn stem(path: &Path) -> &str {
         .unwrap_or_default()
 }
 
+/// Plays one scenario with the prepared demo and reads its outcome.
+fn play(demo: &Command, entry: &Entry, out_dir: &Path) -> anyhow::Result<Row> {
+    let name = entry.name();
+    eprintln!("catalogue: {name}");
+    let json = out_dir.join(format!("{}.json", name.replace('/', "-")));
+    let _ = std::fs::remove_file(&json);
+    let mut player = Command::new(demo.get_program());
+    player
+        .envs(demo.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .args(demo.get_args())
+        .args(entry.on_cluster.then_some("--cluster"))
+        .arg("--scenario")
+        .arg(&entry.path)
+        .arg("--json")
+        .arg(&json);
+    let played = workspace::run(&mut player);
+    // A run that failed still wrote what it saw, when it got that far.
+    if let Err(error) = &played {
+        eprintln!("catalogue: {name}: {error:#}");
+    }
+    let text = std::fs::read_to_string(&json)
+        .with_context(|| format!("{name}: the demo wrote no outcome"))?;
+    let outcome: Value = serde_json::from_str(&text).with_context(|| format!("{name}: outcome"))?;
+    Ok(Row::of(&name, &outcome))
+}
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let files = scenarios(args)?;
+    let entries = scenarios(&workspace::root().join("tests/scenarios/catalogue"), args)?;
     let out_dir = workspace::root().join("target/catalogue");
     std::fs::create_dir_all(&out_dir)?;
-    // Built once: the binaries every scenario plays are the same.
-    let demo = demo::prepare(false)?;
     let mut rows = Vec::new();
-    for file in &files {
-        let name = stem(file);
-        eprintln!("catalogue: {name}");
-        let json = out_dir.join(format!("{name}.json"));
-        let _ = std::fs::remove_file(&json);
-        let mut player = Command::new(demo.get_program());
-        player
-            .envs(demo.get_envs().filter_map(|(k, v)| Some((k, v?))))
-            .args(demo.get_args())
-            .arg("--scenario")
-            .arg(file)
-            .arg("--json")
-            .arg(&json);
-        let played = workspace::run(&mut player);
-        // A run that failed still wrote what it saw, when it got that far.
-        if let Err(error) = &played {
-            eprintln!("catalogue: {name}: {error:#}");
+    // Prepared once for each place: the binaries (and images) are the same for every scenario.
+    for on_cluster in [false, true] {
+        let here: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.on_cluster == on_cluster)
+            .collect();
+        if here.is_empty() {
+            continue;
         }
-        let text = std::fs::read_to_string(&json)
-            .with_context(|| format!("{name}: the demo wrote no outcome"))?;
-        let outcome: Value =
-            serde_json::from_str(&text).with_context(|| format!("{name}: outcome"))?;
-        rows.push(Row::of(name, &outcome));
+        let demo = demo::prepare(on_cluster)?;
+        for entry in here {
+            rows.push(play(&demo, entry, &out_dir)?);
+        }
     }
     let summary = summarise(&rows);
     print!("{}", table(&rows, &summary));
@@ -248,6 +317,56 @@ mod tests {
         assert_eq!((row.expected.clone(), row.false_reports), (None, 1));
         assert!(!row.passed());
         assert!(Row::of("quiet-restart-tax", &outcome("tax", &[], 0)).passed());
+    }
+
+    #[test]
+    fn a_quiet_restart_passes_only_when_every_restart_rolled() {
+        let with_rollout = |left: u64| {
+            let mut o = json!({"reports": [], "false_reports": 0});
+            o["restarts"] = json!([{"service": "inventory", "rollout":
+                {"replaced": 1, "left": left, "started_ready": 1, "done": left == 0}}]);
+            o
+        };
+        let rolled = Row::of("cluster/quiet-restart", &with_rollout(0));
+        assert_eq!(
+            (rolled.expected.clone(), rolled.restarts_not_rolled),
+            (None, 0)
+        );
+        assert!(rolled.passed());
+        let stuck = Row::of("cluster/quiet-restart", &with_rollout(1));
+        assert_eq!(stuck.restarts_not_rolled, 1);
+        assert!(!stuck.passed());
+        let mut unjudged = with_rollout(0);
+        unjudged["restarts"][0]["rollout"] = Value::Null;
+        assert!(!Row::of("cluster/quiet-restart", &unjudged).passed());
+        let summary = summarise(std::slice::from_ref(&stuck));
+        assert!(table(&[stuck], &summary).contains("1 restart(s) did not roll"));
+    }
+
+    #[test]
+    fn scenarios_in_the_cluster_folder_are_played_on_the_cluster_after_the_local_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("cluster")).expect("mkdir");
+        for file in ["latency-tax.yaml", "cluster/surge-tax.yaml", "notes.md"] {
+            std::fs::write(dir.path().join(file), "").expect("write");
+        }
+        let all = scenarios(dir.path(), &[]).expect("the catalogue");
+        let names: Vec<(String, bool)> = all.iter().map(|e| (e.name(), e.on_cluster)).collect();
+        assert_eq!(
+            names,
+            [
+                ("latency-tax".to_owned(), false),
+                ("cluster/surge-tax".to_owned(), true)
+            ]
+        );
+        let named = scenarios(
+            dir.path(),
+            &["surge-tax".into(), "cluster/surge-tax".into()],
+        )
+        .expect("by name");
+        assert!(named.iter().all(|e| e.on_cluster));
+        let missing = scenarios(dir.path(), &["latency-orders".into()]).expect_err("missing");
+        assert!(missing.to_string().contains("latency-orders"), "{missing}");
     }
 
     #[test]

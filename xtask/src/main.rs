@@ -24,7 +24,8 @@ tasks:
                  CI version); fails if a process's memory or tasks grow, a report stays
                  open or an action is never undone
   catalogue [NAME...]
-                 play the fault catalogue (tests/scenarios/catalogue/) on the local stack;
+                 play the fault catalogue (tests/scenarios/catalogue/) on the local stack,
+                 and its cluster/ scenarios on the one-node cluster (as root);
                  print top-1 culprit accuracy, time to detect and false reports per
                  scenario; fail below AC@1 0.9 or on a report in a quiet run
   test           build test assets if missing, then fmt, clippy, every test, NAB
