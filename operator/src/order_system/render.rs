@@ -31,6 +31,18 @@ pub const FIELD_MANAGER: &str = "homeostat-order-system";
 pub const ROUTING_CONFIGMAP: &str = "oms-routing";
 /// Port every OMS service listens on in its container.
 pub const PORT: i32 = 8080;
+/// How long a deleted OMS pod keeps serving before it is told to stop.
+/// Its removal from the Service's endpoints and the node's forwarding rules
+/// races the stop: a pod that stopped listening at once refused the calls
+/// still sent to it meanwhile, and its callers retried them (seen in a
+/// rolling restart of tax: orders' p99 from 130 to 550 ms, a false report).
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
+/// How long an OMS pod finishes the requests in flight once told to stop
+/// (`--shutdown-grace-ms`).
+pub const DRAIN_SECONDS: i64 = 25;
+/// The pod's termination grace: the sleep, the drain and a margin before
+/// the kubelet kills it.
+pub const TERMINATION_GRACE_SECONDS: i64 = PRE_STOP_SLEEP_SECONDS + DRAIN_SECONDS + 5;
 
 /// One object to apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +181,7 @@ pub fn render(
             format!("0.0.0.0:{PORT}"),
             "--peers".into(),
             format!("http://{{service}}:{PORT}"),
+            format!("--shutdown-grace-ms={}", DRAIN_SECONDS * 1000),
         ];
         if service == "orders" {
             args.push("--routing-configmap".into());
@@ -185,6 +198,7 @@ pub fn render(
             "ports": [{"name": "http", "containerPort": PORT}],
             "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
             "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
         });
         if let Some(policy) = pull_policy {
             container["imagePullPolicy"] = json!(policy);
@@ -213,6 +227,7 @@ pub fn render(
                     "serviceAccountName": account,
                     // Only orders reads the API (the routing ConfigMap).
                     "automountServiceAccountToken": service == "orders",
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": to_value(&pod_security::pod(pod_security::NONROOT, false)),
                     "containers": [container],
                 }
@@ -411,6 +426,36 @@ mod tests {
             assert!(
                 env.as_array().expect("env").contains(&admin_env()),
                 "{service}: {env}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deleted_pod_serves_until_its_endpoints_are_gone_then_drains_within_its_grace() {
+        let children = render(&system(json!({})), &BTreeMap::new());
+        for service in OMS_SERVICES {
+            let pod = &find(&children, "Deployment", service).body["spec"]["template"]["spec"];
+            let container = &pod["containers"][0];
+            assert_eq!(
+                container["lifecycle"]["preStop"]["sleep"]["seconds"], PRE_STOP_SLEEP_SECONDS,
+                "{service}"
+            );
+            assert!(
+                container["args"]
+                    .as_array()
+                    .expect("args")
+                    .contains(&json!(format!(
+                        "--shutdown-grace-ms={}",
+                        DRAIN_SECONDS * 1000
+                    ))),
+                "{service}"
+            );
+            let grace = pod["terminationGracePeriodSeconds"]
+                .as_i64()
+                .expect("grace");
+            assert!(
+                grace > PRE_STOP_SLEEP_SECONDS + DRAIN_SECONDS,
+                "{service}: {grace}"
             );
         }
     }
