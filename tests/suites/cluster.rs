@@ -49,6 +49,22 @@ fn restricted_tax() -> serde_json::Value {
 }
 
 async fn exercise(cluster: &Cluster) {
+    // A second cluster would share the node's addresses: refused, by name.
+    let other = tempfile::tempdir().expect("tempdir");
+    let refused = Cluster::new(other.path().join("cluster"))
+        .up(&TestAssets::locate().expect("test assets"), &images_dir())
+        .await
+        .expect_err("a second cluster beside a running one");
+    assert!(
+        refused
+            .to_string()
+            .contains("another one-node cluster is running"),
+        "{refused}"
+    );
+    assert!(
+        !other.path().join("cluster").exists(),
+        "nothing written for it"
+    );
     let client = cluster.client().await.expect("client");
     let namespace: Namespace = serde_json::from_value(json!({
         "metadata": {"name": "probe", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}

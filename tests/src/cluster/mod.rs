@@ -107,6 +107,36 @@ impl Cluster {
         Ok(kube::Client::try_from(config)?)
     }
 
+    /// The node's addresses are fixed, so two clusters cannot run at once;
+    /// and a cluster of another state directory would answer this one's
+    /// health checks. Say so, rather than fail later on a port in use.
+    fn refuse_another_cluster(&self) -> Result<(), SupportError> {
+        let apiserver = format!("{NODE_IP}:{}", config::APISERVER_PORT);
+        let parts = [
+            ("etcd", ETCD_CLIENT.trim_start_matches("http://")),
+            ("kube-apiserver", apiserver.as_str()),
+        ];
+        // Bound, not connected to: no packet leaves, even when the bridge
+        // (and so the node's address) is not there yet.
+        let in_use = |address: &str| {
+            matches!(
+                std::net::TcpListener::bind(address),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+            )
+        };
+        let taken = parts
+            .into_iter()
+            .find(|(part, address)| self.daemon(part).running().is_none() && in_use(address));
+        match taken {
+            None => Ok(()),
+            Some((_, address)) => Err(SupportError::Failed(format!(
+                "another one-node cluster is running ({address} is in use, and not by {}): \
+                 stop it first (`cargo xtask cluster down` stops the one in target/cluster)",
+                self.state.display()
+            ))),
+        }
+    }
+
     /// Starts every part that is not running, imports the image archives in
     /// `images` (the pause image among them), and waits until the node is
     /// Ready. Safe to run again: what runs is left running.
@@ -116,6 +146,7 @@ impl Cluster {
         let progress = |what: &str| {
             eprintln!("cluster: {what} ({:.0} s)", started.elapsed().as_secs_f64());
         };
+        self.refuse_another_cluster()?;
         self.write_files()?;
         bridge_up()?;
 
