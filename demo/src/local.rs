@@ -3,7 +3,6 @@
 //! the operator, the OMS (`oms up`, one process standing in for the pods),
 //! Prometheus and, after warm-up, the detector.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -34,22 +33,6 @@ pub struct LocalStack {
     pub oms_base_port: u16,
     pub admin_token: String,
     pub detector_port: u16,
-}
-
-/// Eight consecutive free loopback ports for `oms up`.
-fn free_port_range(n: u16) -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let base = free_port()?;
-        if base > u16::MAX - n {
-            continue;
-        }
-        let all_free =
-            (base..base + n).all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
-        if all_free {
-            return Ok(base);
-        }
-    }
-    bail!("no {n} consecutive free loopback ports found")
 }
 
 fn random_token() -> String {
@@ -159,7 +142,7 @@ impl LocalStack {
         }
 
         say("starting the OMS on a throwaway PostgreSQL (its routing table follows the ConfigMap)");
-        let oms_base_port = free_port_range(OMS_SERVICES.len() as u16)?;
+        let oms_base_port = homeostat_test_support::free_port_block(OMS_SERVICES.len() as u16)?;
         let admin_token = random_token();
         let mut command = Command::new(&oms_bin);
         command

@@ -2,9 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use homeostat_api::oms::OMS_SERVICES;
@@ -20,23 +18,6 @@ pub struct Oms {
     pub base_port: u16,
     pub http: reqwest::Client,
     log: tempfile::NamedTempFile,
-}
-
-/// `count` consecutive free loopback ports, below Linux's ephemeral range
-/// (32768–60999): there, any outgoing connection or port-0 listener (the
-/// throwaway PostgreSQL and NATS take theirs so) may take one between our
-/// check and `oms up`'s bind.
-fn free_base_port(count: u16) -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (std::process::id() as u16 % 120) * 100;
-    for _ in 0..200 {
-        let base = 20_000 + (seed + NEXT.fetch_add(count, Ordering::SeqCst)) % 12_000;
-        let free = (0..count).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no {count} consecutive free loopback ports found");
 }
 
 fn append_to(path: &std::path::Path) -> std::fs::File {
@@ -61,7 +42,8 @@ impl Oms {
             .and_then(|i| extra.get(i + 1)?.parse().ok())
             .unwrap_or(1);
         let blocks = if replicas > 1 { replicas + 1 } else { 1 };
-        let base_port = free_base_port(OMS_SERVICES.len() as u16 * blocks);
+        let base_port = homeostat_test_support::free_port_block(OMS_SERVICES.len() as u16 * blocks)
+            .expect("free ports for oms up");
         let log = tempfile::NamedTempFile::new().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_oms"))
             .args([

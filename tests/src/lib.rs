@@ -27,7 +27,7 @@ pub mod wait;
 pub use assets::TestAssets;
 pub use control_plane::ControlPlane;
 pub use error::SupportError;
-pub use ports::free_port;
+pub use ports::{free_port, free_port_block};
 pub use process::ManagedProcess;
 pub use prometheus::{Prometheus, PrometheusConfig, ScrapeTarget};
 pub use scrape::metric_value;

@@ -1,4 +1,5 @@
 use std::net::{Ipv4Addr, TcpListener};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use crate::SupportError;
 
@@ -13,4 +14,23 @@ pub fn free_port() -> Result<u16, SupportError> {
         .map_err(SupportError::io("read the bound port"))?
         .port();
     Ok(port)
+}
+
+/// `count` consecutive free loopback ports, for `oms up --base-port`: below
+/// Linux's ephemeral range (32768–60999), where any outgoing connection or
+/// port-0 listener (`oms up`'s throwaway PostgreSQL and NATS take theirs so)
+/// may take one between this check and the OMS's bind.
+pub fn free_port_block(count: u16) -> Result<u16, SupportError> {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() % 120) as u16 * 100;
+    for _ in 0..200 {
+        let base = 20_000 + (seed + NEXT.fetch_add(count, Ordering::SeqCst)) % 12_000;
+        let free = (0..count).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
+        if free {
+            return Ok(base);
+        }
+    }
+    Err(SupportError::Failed(format!(
+        "no {count} consecutive free loopback ports below the ephemeral range"
+    )))
 }
