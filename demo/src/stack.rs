@@ -170,7 +170,6 @@ impl Stack {
         self.load.quote_surge(&url, rate, seconds)
     }
 
-    /// Injects a fault into `service` (every replica running now).
     /// Restarts every replica of `service` as a deploy does (cluster only:
     /// `Scenario::needs_cluster` keeps such a scenario off the local stack).
     pub async fn restart(&self, service: &str) -> anyhow::Result<()> {
@@ -182,6 +181,7 @@ impl Stack {
         }
     }
 
+    /// Injects a fault into `service` (every replica running now).
     pub async fn inject(&self, service: &str, body: &serde_json::Value) -> anyhow::Result<()> {
         match &self.parts {
             Parts::Local(local) => local.inject(service, body).await,

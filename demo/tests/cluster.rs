@@ -139,22 +139,28 @@ fn judge(outcome: &Value, context: &str) {
     );
 }
 
+/// The first of the outcome's `list` whose `field` is `value`.
+fn first_where<'a>(
+    outcome: &'a Value,
+    list: &str,
+    field: &str,
+    value: &str,
+    context: &str,
+) -> &'a Value {
+    outcome[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list}: {context}"))
+        .iter()
+        .find(|item| item[field] == value)
+        .unwrap_or_else(|| panic!("none of the {list} has {field} {value}: {context}"))
+}
+
 /// The slow consumer: named by its lag, scaled, and drained by the new
 /// replica while the fault was still on.
 fn judge_slow_consumer(outcome: &Value, actions: &[Value], context: &str) {
-    let fault = outcome["faults"]
-        .as_array()
-        .expect("faults")
-        .iter()
-        .find(|f| f["service"] == "notifications")
-        .unwrap_or_else(|| panic!("no notifications fault: {context}"));
+    let fault = first_where(outcome, "faults", "service", "notifications", context);
     let fault_end = time_of(&fault["ended_at"]).expect("the fault ended");
-    let report = outcome["reports"]
-        .as_array()
-        .expect("reports")
-        .iter()
-        .find(|r| r["culprit"] == "notifications")
-        .unwrap_or_else(|| panic!("the slow consumer was not reported: {context}"));
+    let report = first_where(outcome, "reports", "culprit", "notifications", context);
     assert_eq!(report["signal"], "consumer_lag", "{context}");
     let scale = actions
         .iter()
