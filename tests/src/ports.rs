@@ -19,12 +19,14 @@ pub fn free_port() -> Result<u16, SupportError> {
 /// `count` consecutive free loopback ports, for `oms up --base-port`: below
 /// Linux's ephemeral range (32768–60999), where any outgoing connection or
 /// port-0 listener (`oms up`'s throwaway PostgreSQL and NATS take theirs so)
-/// may take one between this check and the OMS's bind.
+/// may take one between this check and the OMS's bind; and above the
+/// one-node cluster's fixed etcd ports (23790, 23800), which a cluster
+/// brought up while an OMS test runs must find free.
 pub fn free_port_block(count: u16) -> Result<u16, SupportError> {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (std::process::id() % 120) as u16 * 100;
+    let seed = (std::process::id() % 80) as u16 * 100;
     for _ in 0..200 {
-        let base = 20_000 + (seed + NEXT.fetch_add(count, Ordering::SeqCst)) % 12_000;
+        let base = 24_000 + (seed + NEXT.fetch_add(count, Ordering::SeqCst)) % 8_000;
         let free = (0..count).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
         if free {
             return Ok(base);

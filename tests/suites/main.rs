@@ -1,8 +1,9 @@
 //! Integration suites against real servers: kube-apiserver + etcd from
 //! `cargo xtask test-assets`, Debian's Prometheus and containerd. Each test starts the
-//! servers it needs and stops them when it ends.
+//! servers it needs and stops them when it ends. The one-node cluster's
+//! checks are in the demo's cluster test (demo/tests/cluster/), which
+//! shares one bring-up with the demo played on it.
 
-mod cluster;
 mod common;
 mod control_plane;
 mod crds;
@@ -11,7 +12,6 @@ mod deployments;
 mod detector;
 mod images;
 mod metrics_source;
-mod overlays;
 mod prometheus;
 mod rbac;
 mod report_writer;

@@ -39,7 +39,7 @@ pub fn prepare(on_cluster: bool) -> anyhow::Result<Command> {
 }
 
 /// `cargo xtask soak [--quick] [--json FILE] [--html FILE]`: the 30-minute
-/// soak (tests/scenarios/soak.yaml), or with `--quick` the 5-minute one CI
+/// soak (tests/scenarios/soak.yaml), or with `--quick` the 6-minute one CI
 /// runs (tests/scenarios/ci-soak.yaml).
 pub fn soak(args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|a| a == "--quick");

@@ -10,6 +10,8 @@ mod nab;
 mod system;
 mod test;
 mod test_assets;
+mod test_lanes;
+mod test_plan;
 mod workspace;
 
 use std::process::ExitCode;
@@ -20,7 +22,7 @@ tasks:
   demo [--scenario FILE] [--json FILE] [--html FILE]
                  run the local self-healing demo (default: tests/scenarios/payment-latency.yaml)
   soak [--quick] [--json FILE]
-                 30 minutes of load with a fault every 4 minutes (--quick: the 5-minute
+                 30 minutes of load with a fault every 4 minutes (--quick: the 6-minute
                  CI version); fails if a process's memory or tasks grow, a report stays
                  open or an action is never undone
   catalogue [NAME...]
@@ -28,7 +30,10 @@ tasks:
                  and its cluster/ scenarios on the one-node cluster (as root);
                  print top-1 culprit accuracy, time to detect and false reports per
                  scenario; fail below AC@1 0.9 or on a report in a quiet run
-  test           build test assets if missing, then fmt, clippy, every test, NAB
+  test [--lane demo|suites] [FILTER...]
+                 build test assets if missing, then fmt, clippy, one optimised build,
+                 NAB, and every test executable in two lanes side by side (the demo's
+                 end-to-end runs one at a time; every other suite beside them)
   test-assets    build the Kubernetes commands, etcd, CoreDNS and Prometheus once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
   cluster up|down

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use crate::workspace;
 
 /// The target for the standard profile on the development set.
-const TARGET: f64 = 65.0;
+pub const TARGET: f64 = 65.0;
 
 /// The shared folder beside the checkout, or `HOMEOSTAT_SHARED`.
 fn shared_dir() -> PathBuf {
@@ -27,6 +27,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .with_context(|| format!("--min takes a number, got {value:?}"))?,
         _ => bail!("usage: cargo xtask nab [--min SCORE]"),
     };
+    let detector = workspace::build_release_bins()?.join("homeostat-detector");
+    check(&detector, min)
+}
+
+/// Scores `detector` (a built `homeostat-detector`); fails below `min`.
+pub fn check(detector: &std::path::Path, min: f64) -> anyhow::Result<()> {
     let shared = shared_dir();
     let scorer = shared.join("tools").join("nab_score.py");
     let data = shared.join("data").join("nab-dev");
@@ -43,7 +49,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !numpy.success() {
         bail!("the scorer needs numpy: pip install numpy");
     }
-    let detector = workspace::build_release_bins()?.join("homeostat-detector");
     let figure = score(
         &scorer,
         &data,

@@ -1,9 +1,11 @@
 //! Paths and commands shared by the tasks.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
+
+use crate::test_plan::{self, TestBinary};
 
 /// The workspace root (the parent of `xtask/`).
 pub fn root() -> PathBuf {
@@ -48,6 +50,32 @@ pub fn build_release_bins() -> anyhow::Result<PathBuf> {
     }
     run(&mut build)?;
     Ok(target_dir().join("release"))
+}
+
+/// Builds every target of the workspace optimised, once: the binaries the
+/// tasks run and the test executables, in cargo's test profile features
+/// (dev-dependencies included). Returns the binaries' directory and the
+/// test executables.
+pub fn build_release_tests() -> anyhow::Result<(PathBuf, Vec<TestBinary>)> {
+    let output = cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+        "--message-format=json-render-diagnostics",
+    ])
+    .stderr(Stdio::inherit())
+    .output()
+    .context("cannot start cargo build")?;
+    if !output.status.success() {
+        bail!(
+            "cargo build --release --workspace --all-targets failed: {}",
+            output.status
+        );
+    }
+    let binaries = test_plan::test_binaries(&String::from_utf8_lossy(&output.stdout));
+    Ok((target_dir().join("release"), binaries))
 }
 
 /// Runs a command with inherited output; fails with the command line when it fails.

@@ -5,7 +5,7 @@
 //! report (with an Event), the change itself, then the step as done (in the
 //! report, then in the policy). A restart between any two finds the pending
 //! step and finishes it with its recorded, absolute target: nothing is done
-//! twice and nothing is lost (`operator/tests/faults.rs` kills the operator
+//! twice and nothing is lost (`operator/tests/suites/faults.rs` kills the operator
 //! at each of these points).
 //!
 //! Every change and every restore is conditional on what the decision saw

@@ -3,9 +3,7 @@
 //! (TokenReview), every page what RBAC lets them read (SubjectAccessReview);
 //! the report's chart comes from a real Prometheus.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use homeostat_api::AnomalyReport;
 use homeostat_test_support::{free_port, rbac, reports};
 use k8s_openapi::api::core::v1::Namespace;

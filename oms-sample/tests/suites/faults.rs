@@ -1,9 +1,7 @@
 //! Fault injection seen from the outside: in the faulted service's server
 //! metrics, in its callers' client metrics, and gone when the fault ends.
 
-mod common;
-
-use common::{ADMIN_TOKEN, Oms, histogram_count, observations_above};
+use crate::common::{ADMIN_TOKEN, Oms, histogram_count, observations_above};
 use serde_json::json;
 
 const SERVER: &str = "http_server_request_duration_seconds";
@@ -149,9 +147,9 @@ async fn bad_requests_get_4xx_with_a_json_error_and_nothing_is_created() {
     let url = format!("{}/v1/orders", oms.url("orders"));
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (oms.http.post(&url).header("content-type", "application/json").body("{not json"), 400, "malformed_json"),
-        (oms.http.post(&url).json(&common::order_request("SKU-NOPE", 1, "tok_visa")), 422, "unknown_sku"),
+        (oms.http.post(&url).json(&crate::common::order_request("SKU-NOPE", 1, "tok_visa")), 422, "unknown_sku"),
         (oms.http.post(&url).json(&json!({"customer_id": "c", "lines": [{"sku": "SKU-MUG", "quantity": -3}], "region": "EAST", "card_token": "t"})), 422, "invalid_body"),
-        (oms.http.post(&url).json(&common::order_request("SKU-MUG", 0, "tok_visa")), 422, "invalid_quantity"),
+        (oms.http.post(&url).json(&crate::common::order_request("SKU-MUG", 0, "tok_visa")), 422, "invalid_quantity"),
         (oms.http.post(&url).json(&json!({"customer_id": "c", "lines": [], "region": "EAST", "card_token": "t"})), 422, "empty_basket"),
         (oms.http.post(&url).json(&json!({"customer_id": "c", "lines": [{"sku": "SKU-MUG", "quantity": 1}], "region": "EAST", "card_token": "t", "extra": 1})), 422, "invalid_body"),
         (oms.http.post(&url).header("content-type", "application/json").body(vec![b' '; 100 * 1024]), 413, "body_too_large"),

@@ -5,11 +5,9 @@
 //! surge of tax quotes (`oms loadgen --quotes 100`) beyond tax's capacity
 //! queues at tax and is served.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Oms, order_request};
+use crate::common::{Oms, order_request};
 use futures::future::join_all;
 use homeostat_test_support::wait_until;
 

@@ -7,11 +7,9 @@
 //! with no identity gets 401. Screenshots of the list and the detail page
 //! are written to `target/screenshots/` (the README shows them).
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use homeostat_api::{AnomalyReport, VerdictKind};
 use homeostat_test_support::browser::Browser;
 use homeostat_test_support::{free_port, rbac, reports};

@@ -3,9 +3,7 @@
 //! changes until a verdict is written to the report, as `homeostat
 //! approve|reject` and the console write it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use homeostat_api::{ApprovalState, ReportState};
 use kube::Api;
 use kube::api::{Patch, PatchParams};

@@ -4,11 +4,9 @@
 //! OMS keeps working; a request past its deadline is answered 503 and its
 //! order still completes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Oms, order_request};
+use crate::common::{Oms, order_request};
 use futures::future::join_all;
 use homeostat_test_support::wait_until;
 use serde_json::{Value, json};

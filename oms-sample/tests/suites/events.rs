@@ -2,12 +2,10 @@
 //! consumer exactly once, whatever restarts in between: real PostgreSQL, a
 //! real nats-server (Debian's), real `oms up` processes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, Backing, Oms, order_request};
+use crate::common::{ADMIN_TOKEN, Backing, Oms, order_request};
 use futures::future::join_all;
 use homeostat_oms::bus;
 use homeostat_test_support::wait_until;

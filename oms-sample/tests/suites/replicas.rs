@@ -3,11 +3,9 @@
 //! of each Deployment behind their Services would. Stock, money, idempotency
 //! keys and lookups must hold across them.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backing, Load, Oms, books_balance, more_orders, none_left, order_request};
+use crate::common::{Backing, Load, Oms, books_balance, more_orders, none_left, order_request};
 use futures::future::join_all;
 use homeostat_oms::bus::local::LocalNats;
 use homeostat_oms::db::local::LocalPostgres;
@@ -228,7 +226,7 @@ async fn a_refund_retried_with_its_id_is_paid_once() {
 
 /// API requests `metrics` shows served, health and metrics aside.
 fn api_requests(metrics: &str) -> f64 {
-    common::histogram_count(
+    crate::common::histogram_count(
         metrics,
         "http_server_request_duration_seconds",
         &["http_route=\"/v1/"],
@@ -341,7 +339,7 @@ async fn a_call_skips_a_replica_that_is_down() {
     }
     // Every call started at the other replica in turn: three found it down.
     let exported = metrics.encode();
-    let refused = common::histogram_count(
+    let refused = crate::common::histogram_count(
         &exported,
         "http_client_request_duration_seconds",
         &["error_type=\"connect\""],

@@ -2,12 +2,10 @@
 //! file, and from a ConfigMap on a real API server (the path a reroute
 //! remediation takes).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Oms, histogram_count, observations_above};
+use crate::common::{Oms, histogram_count, observations_above};
 use homeostat_api::routing::{payment_routing, render_routing_data};
 use homeostat_test_support::{ControlPlane, wait_until};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -193,7 +191,7 @@ async fn a_drained_provider_keeps_being_probed_so_its_health_stays_visible() {
     let fault = oms
         .http
         .post(format!("{}/admin/faults", oms.url("payment-primary")))
-        .bearer_auth(common::ADMIN_TOKEN)
+        .bearer_auth(crate::common::ADMIN_TOKEN)
         .json(&serde_json::json!({"kind": "latency", "latency_ms": 200, "jitter": 0, "duration_seconds": 60}))
         .send()
         .await

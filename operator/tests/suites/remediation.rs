@@ -1,9 +1,7 @@
 //! The RemediationPolicy controller against a real kube-apiserver, with the
 //! operator running as its own process.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use homeostat_api::ReportState;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;

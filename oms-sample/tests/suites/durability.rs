@@ -1,9 +1,7 @@
 //! The OMS's state outlives its processes, and a database outage is answered,
 //! not crashed on: real PostgreSQL, real `oms up` processes.
 
-mod common;
-
-use common::Oms;
+use crate::common::Oms;
 use homeostat_oms::db::local::LocalPostgres;
 
 #[tokio::test]

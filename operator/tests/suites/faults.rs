@@ -4,13 +4,11 @@
 //! workload is scaled exactly once (a doubled step would leave it one
 //! replica higher) and put back after the report resolves.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use homeostat_operator::crash::{CRASH_AT_ENV, CrashPoint};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};

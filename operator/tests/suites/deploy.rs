@@ -3,11 +3,9 @@
 //! use and nothing more: writes only where homeostat manages, and every
 //! rule used by the operator running under it (the audit log says so).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use homeostat_api::{OrderSystem, RemediationPolicy};
 use homeostat_test_support::{free_port, rbac};
 use k8s_openapi::api::apps::v1::StatefulSet;

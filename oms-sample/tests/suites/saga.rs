@@ -1,9 +1,7 @@
 //! The order saga against real `oms up` processes: every terminal state, the
 //! compensations, idempotency and returns.
 
-mod common;
-
-use common::{Oms, order_request};
+use crate::common::{Oms, order_request};
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -1,14 +1,12 @@
 //! The operator's own telemetry: OTLP traces when an endpoint is configured,
 //! each reconcile a span naming its object; the reconcile-duration histogram.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciles_are_exported_as_otlp_traces_when_configured() {

@@ -3,11 +3,9 @@
 //! is terminal and the books balance across orders, payments, inventory and
 //! fulfillment (checked in their databases).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backing, Oms, books_balance, none_left, order_request, orders_in};
+use crate::common::{Backing, Oms, books_balance, none_left, order_request, orders_in};
 use futures::future::join_all;
 use homeostat_test_support::wait_until;
 use serde_json::{Value, json};
@@ -26,7 +24,7 @@ async fn place(oms: &Oms, count: usize) -> Vec<(u16, Value)> {
 
 /// Calls of `orders` to `peer` whose answer was cut off.
 fn lost_calls(metrics: &str, peer: &str) -> f64 {
-    common::histogram_count(
+    crate::common::histogram_count(
         metrics,
         "http_client_request_duration_seconds",
         &[&format!("peer_service=\"{peer}\""), "error_type=\"lost\""],
@@ -213,7 +211,7 @@ async fn holds_no_saga_claims_expire_and_claimed_ones_stay() {
     .execute(&db)
     .await
     .expect("tamper with the books");
-    let (passed, report) = common::audit(backing.postgres.url(), 0);
+    let (passed, report) = crate::common::audit(backing.postgres.url(), 0);
     assert!(!passed, "{report}");
     let failed: Vec<&str> = report["checks"]
         .as_array()

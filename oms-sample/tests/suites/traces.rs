@@ -1,15 +1,13 @@
 //! Traces cross service calls: with an OTLP endpoint configured, the span of
 //! a callee's request is the child of the caller's client span, in one trace.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::Oms;
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
-use common::Oms;
 use homeostat_test_support::wait_until;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;

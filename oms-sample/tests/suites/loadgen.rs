@@ -1,10 +1,8 @@
 //! `oms loadgen` against `oms up`, as a user runs it.
 
-mod common;
-
 use std::process::Command;
 
-use common::Oms;
+use crate::common::Oms;
 
 #[tokio::test]
 async fn loadgen_holds_the_arrival_rate_and_reports_json() {

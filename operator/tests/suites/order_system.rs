@@ -1,9 +1,7 @@
 //! The OrderSystem controller against a real kube-apiserver, with the
 //! operator as a process.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use homeostat_api::OrderSystem;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;

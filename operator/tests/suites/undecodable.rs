@@ -2,9 +2,8 @@
 //! schema — are marked Invalid with the field that failed, and never stop
 //! the handling of the others (a typed list or watch fails whole on them).
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use homeostat_api::{OrderSystem, RemediationPolicy};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;

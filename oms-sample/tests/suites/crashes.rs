@@ -5,9 +5,7 @@
 //! shutdown, WAL replay on restart). After each comes back, every order
 //! reaches a terminal state and `oms audit` passes.
 
-mod common;
-
-use common::{
+use crate::common::{
     Backing, Load, Oms, PLENTIFUL, books_balance, histogram_count, more_orders, none_left,
 };
 use serde_json::json;

@@ -1,31 +1,37 @@
-//! The self-healing loop on the one-node cluster, as `cargo xtask demo
-//! --cluster` runs it: homeostat and the sample OMS as pods from
-//! deploy/overlays/local under Pod Security `restricted`, and the
-//! surge-then-slow-consumer scenario (tests/scenarios/surge-then-slow-consumer.yaml):
-//! first quotes beyond what tax's two replicas can work through — the scale
-//! action must start a pod that becomes Ready and serves requests, tax must
-//! come back inside its band while the surge is still on (the added
-//! capacity, nothing else, relieved it), and the replicas must be restored
-//! after the stable time; then a notifications consumer too slow for the
-//! order events — the report must name notifications by its consumer lag,
-//! and the replica the scale policy adds must drain the lag while the slow
-//! replica is still slow. Judged on
-//! the demo's JSON outcome and on the API server (the replicas, the
-//! policy's holds, and no `forbidden` in the operator's and the detector's
-//! logs: they ran under their own ServiceAccounts and the shipped RBAC).
-//! Uses the cluster's fixed
+//! The one-node cluster, brought up once for three things in turn:
+//! 1. the node itself (`node.rs`): restricted pods scheduled, run, served
+//!    through Services and DNS; a second cluster refused;
+//! 2. the self-healing loop, as `cargo xtask demo --cluster` runs it:
+//!    homeostat and the sample OMS as pods from deploy/overlays/local under
+//!    Pod Security `restricted`, and the surge-then-slow-consumer scenario
+//!    (tests/scenarios/surge-then-slow-consumer.yaml): first quotes beyond
+//!    what tax's two replicas can work through — the scale action must start
+//!    a pod that becomes Ready and serves requests, tax must come back inside
+//!    its band while the surge is still on (the added capacity, nothing else,
+//!    relieved it), and the replicas must be restored after the stable time;
+//!    then a notifications consumer too slow for the order events — the
+//!    report must name notifications by its consumer lag, and the replica
+//!    the scale policy adds must drain the lag while the slow replica is
+//!    still slow. Judged on the demo's JSON outcome and on the API server
+//!    (the replicas, the policy's holds);
+//! 3. the overlay the demo applied (`overlay.rs`): every pod Ready under
+//!    the shipped RBAC, never refused, orders taken, Prometheus scraping;
+//!
+//! then `down`, which must leave nothing behind. Uses the cluster's fixed
 //! addresses: no other cluster may run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use homeostat_api::RemediationPolicy;
-use homeostat_test_support::cluster::Cluster;
+use homeostat_test_support::TestAssets;
+use homeostat_test_support::cluster::{self, Cluster, config};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{ListParams, LogParams};
 use serde_json::Value;
+
+mod node;
+mod overlay;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -183,58 +189,41 @@ fn judge_slow_consumer(outcome: &Value, actions: &[Value], context: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tax_surge_on_the_cluster_is_relieved_by_a_new_pod_and_restored() {
+async fn the_cluster_runs_restricted_pods_heals_a_tax_surge_with_a_new_pod_and_down_leaves_nothing()
+{
     homeostat_test_support::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("cluster");
     let out = dir.path().join("demo");
-    let played = {
-        let (state, out) = (state.clone(), out.clone());
-        tokio::task::spawn_blocking(move || play_scenario(&state, &out))
-            .await
-            .expect("join")
-    };
+    let images = env_dir("HOMEOSTAT_IMAGES_DIR", "run `cargo xtask images`");
     let cluster = Cluster::new(&state);
-    // The API server's view, while the cluster still runs.
-    let after = async {
-        let client = cluster.client().await.map_err(|e| e.to_string())?;
-        let tax = Api::<Deployment>::namespaced(client.clone(), "shop")
-            .get("tax")
-            .await
-            .map_err(|e| e.to_string())?;
-        let holds = Api::<RemediationPolicy>::namespaced(client.clone(), "shop")
-            .get("scale-tax")
-            .await
-            .map_err(|e| e.to_string())?
-            .status
-            .map(|s| s.active.len())
-            .unwrap_or(0);
-        // The operator and the detector acted under their own
-        // ServiceAccounts and the shipped RBAC: never refused.
-        let pods = Api::<Pod>::namespaced(client.clone(), "homeostat-system");
-        let mut refused = Vec::new();
-        for pod in pods
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            let name = pod.metadata.name.unwrap_or_default();
-            if name.starts_with("homeostat-") {
-                let logs = pods
-                    .logs(&name, &LogParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                refused.extend(
-                    logs.lines()
-                        .filter(|l| l.contains("forbidden"))
-                        .map(|l| format!("{name}: {l}")),
-                );
-            }
-        }
-        Ok::<_, String>((tax.spec.and_then(|s| s.replicas), holds, refused))
-    }
-    .await;
-    // Keep the logs for a failure's post-mortem, then take the cluster down.
+    let assets = TestAssets::locate().expect("test assets");
+    // One bring-up for everything below: the node's own checks, the demo
+    // (which finds the cluster up and applies the overlay to it), then the
+    // overlay's checks on what the demo left running.
+    let up = cluster.up(&assets, &images).await;
+    let phases = match &up {
+        Ok(()) => Some(
+            tokio::spawn({
+                let (cluster, state, out) = (cluster.clone(), state.clone(), out.clone());
+                async move {
+                    node::exercise(&cluster, &images).await;
+                    let played = tokio::task::spawn_blocking(move || play_scenario(&state, &out))
+                        .await
+                        .expect("join");
+                    let after = after_the_demo(&cluster).await;
+                    if played.is_ok() {
+                        overlay::check(&cluster).await;
+                    }
+                    (played, after)
+                }
+            })
+            .await,
+        ),
+        Err(_) => None,
+    };
+    // Keep the logs for a failure's post-mortem, then take the cluster down
+    // whatever happened above, then judge.
     let kept = std::env::temp_dir().join("homeostat-e2e-cluster-logs");
     let _ = std::fs::remove_dir_all(&kept);
     let _ = Command::new("cp")
@@ -248,13 +237,61 @@ async fn a_tax_surge_on_the_cluster_is_relieved_by_a_new_pod_and_restored() {
         .arg(kept.join("cluster"))
         .status();
     cluster.down().await.expect("cluster down");
+    up.expect("cluster up");
+    let (played, after) = match phases.expect("phases ran") {
+        Ok(results) => results,
+        Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+    };
 
     let context = |outcome: &str| format!("{outcome}\nlogs in {}", kept.display());
     let outcome = played.unwrap_or_else(|e| panic!("{}", context(&e)));
     judge(&outcome, &context(&outcome.to_string()));
-    let (replicas, holds, refused) = after.unwrap_or_else(|e| panic!("{}", context(&e)));
-    assert_eq!(refused, Vec::<String>::new(), "refused by the API server");
+    let (replicas, holds) = after.unwrap_or_else(|e| panic!("{}", context(&e)));
     assert_eq!(replicas, Some(2), "tax restored to two replicas");
     assert_eq!(holds, 0, "the policy holds nothing once restored");
     assert!(out.join("report.html").is_file());
+
+    // Down left nothing: no process, mount, chain, link or namespace.
+    let state_text = state.display().to_string();
+    assert_eq!(
+        cluster::processes_mentioning(&state_text),
+        Vec::<u32>::new()
+    );
+    assert!(!state.exists(), "the state directory is gone");
+    assert_eq!(cluster::mounts_under(&state), Vec::<String>::new());
+    assert_eq!(cluster::leftover_chains(), Vec::<String>::new());
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains(config::BRIDGE), "{links}");
+    assert!(!links.contains("veth"), "{links}");
+    let netns: Vec<_> = std::fs::read_dir("/var/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !netns
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("cni-")),
+        "{netns:?}"
+    );
+}
+
+/// The API server's view once the demo is over, while the cluster still
+/// runs: tax's replicas and the scale policy's holds.
+async fn after_the_demo(cluster: &Cluster) -> Result<(Option<i32>, usize), String> {
+    let client = cluster.client().await.map_err(|e| e.to_string())?;
+    let tax = Api::<Deployment>::namespaced(client.clone(), "shop")
+        .get("tax")
+        .await
+        .map_err(|e| e.to_string())?;
+    let holds = Api::<RemediationPolicy>::namespaced(client.clone(), "shop")
+        .get("scale-tax")
+        .await
+        .map_err(|e| e.to_string())?
+        .status
+        .map(|s| s.active.len())
+        .unwrap_or(0);
+    Ok((tax.spec.and_then(|s| s.replicas), holds))
 }
