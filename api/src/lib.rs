@@ -6,6 +6,7 @@ mod anomaly_report;
 mod apply;
 mod approval;
 mod crds;
+pub mod decode;
 mod duration;
 pub mod oms;
 mod order_system;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use homeostat_api::{
     AnomalyReport, AnomalyReportSpec, AnomalyReportStatus, BaselineBand, Culprit, ReportState,
-    StatusWrite, TimelineEntry,
+    StatusWrite, TimelineEntry, decode,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -28,6 +28,7 @@ pub const SIGNAL_LABEL: &str = "homeostat.dev/signal";
 /// so a resolve that meets a flaky API server still lands.
 pub struct ReportWriter {
     api: Api<AnomalyReport>,
+    namespace: String,
     /// Events not written yet, oldest first.
     owed: Vec<ReportEvent>,
     /// Reports whose status this process has written: each is written at
@@ -71,18 +72,28 @@ impl ReportWriter {
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
             owed: Vec::new(),
             written: Default::default(),
         }
     }
 
     /// The detector's reports that are not resolved, oldest first.
+    /// Decoded one by one: a report this version cannot read is logged
+    /// and left alone, never a reason not to start.
     pub async fn open_reports(&self) -> Result<Vec<OpenReport>, kube::Error> {
         let params = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
-        let mut open: Vec<OpenReport> = self
-            .api
-            .list(&params)
-            .await?
+        let raw = Api::namespaced_with(
+            self.api.clone().into_client(),
+            &self.namespace,
+            &decode::resource::<AnomalyReport>(),
+        );
+        let listed = decode::list::<AnomalyReport>(&raw, &params).await?;
+        for bad in &listed.undecodable {
+            tracing::warn!(report = %bad.name, error = %bad.error, "an AnomalyReport this version cannot read: left alone");
+        }
+        let mut open: Vec<OpenReport> = listed
+            .objects
             .into_iter()
             .filter_map(|r| {
                 let status = r.status.as_ref()?;

@@ -1,57 +1,18 @@
-//! Custom resources read as raw objects and decoded one by one. The API
-//! server keeps what it stored under an older schema (or what a client
-//! wrote around validation), and a typed list or watch fails whole on the
-//! first object it cannot decode: one bad policy would stop the handling
-//! of every other. Read raw, a bad object is skipped by those that only
+//! Custom resources read as raw objects and decoded one by one
+//! ([`homeostat_api::decode`]): a bad object is skipped by those that only
 //! read it, and marked `Invalid` with the reason by its own controller.
 
 use homeostat_api::StatusWrite;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch};
+use kube::api::{DynamicObject, ListParams, Patch};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::remediation::record::set_condition;
 
-/// An object that is not a valid `K`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Undecodable {
-    pub name: String,
-    /// What did not decode, e.g. `spec.guards.cooldown: …`.
-    pub error: String,
-}
-
-/// The `ApiResource` of `K`, for raw access.
-pub fn resource<K: Resource<DynamicType = ()>>() -> ApiResource {
-    ApiResource::erase::<K>(&())
-}
-
-/// Raw access to `K` in `namespace`, or in every namespace.
-pub fn raw_api<K: Resource<DynamicType = ()>>(
-    client: &Client,
-    namespace: Option<&str>,
-) -> Api<DynamicObject> {
-    let ar = resource::<K>();
-    match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    }
-}
-
-/// `object` as a `K`, or why not (the path of the field that failed).
-pub fn decode<K: DeserializeOwned>(object: &DynamicObject) -> Result<K, Undecodable> {
-    let name = object.name_any();
-    let value = serde_json::to_value(object).map_err(|e| Undecodable {
-        name: name.clone(),
-        error: e.to_string(),
-    })?;
-    serde_path_to_error::deserialize(value).map_err(|e| Undecodable {
-        name,
-        error: e.to_string(),
-    })
-}
+pub use homeostat_api::decode::{Undecodable, decode, raw_api, resource};
 
 /// Every `K` in `namespace` that decodes; the ones that do not are logged
 /// and left out.
@@ -67,20 +28,13 @@ pub async fn list_in<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<
 where
     K: Resource<DynamicType = ()> + DeserializeOwned,
 {
-    let raw = raw_api::<K>(client, namespace)
-        .list(&ListParams::default())
-        .await?;
-    Ok(raw
-        .items
-        .iter()
-        .filter_map(|object| match decode::<K>(object) {
-            Ok(k) => Some(k),
-            Err(bad) => {
-                tracing::warn!(kind = %K::kind(&()), namespace = namespace.unwrap_or("*"), name = %bad.name, error = %bad.error, "skipped: cannot decode");
-                None
-            }
-        })
-        .collect())
+    let listed =
+        homeostat_api::decode::list::<K>(&raw_api::<K>(client, namespace), &ListParams::default())
+            .await?;
+    for bad in &listed.undecodable {
+        tracing::warn!(kind = %K::kind(&()), namespace = namespace.unwrap_or("*"), name = %bad.name, error = %bad.error, "skipped: cannot decode");
+    }
+    Ok(listed.objects)
 }
 
 /// The objects already marked, by uid and generation: a bad policy is

@@ -21,6 +21,7 @@ pub mod process;
 pub mod prometheus;
 pub mod rbac;
 pub mod reports;
+pub mod schema;
 pub mod scrape;
 pub mod wait;
 
@@ -30,6 +31,7 @@ pub use error::SupportError;
 pub use ports::{free_port, free_port_block};
 pub use process::ManagedProcess;
 pub use prometheus::{Prometheus, PrometheusConfig, ScrapeTarget};
+pub use schema::loosen_crd;
 pub use scrape::metric_value;
 pub use wait::{wait_for_ok, wait_until};
 

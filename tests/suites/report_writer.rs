@@ -1,12 +1,13 @@
 //! The detector's report writer on a real API server: a write that fails is
-//! owed and lands later, and an open report someone deleted comes back.
+//! owed and lands later, an open report someone deleted comes back, and a
+//! report it cannot read does not stop its start.
 
 use homeostat_api::{AnomalyReport, ReportState, Severity, Signal};
 use homeostat_detector::engine::{ReportEvent, ReportUpdate};
 use homeostat_detector::reports::{ReportWriter, report_name};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, PostParams};
 use serde_json::json;
 
 use crate::common::control_plane_with_crds;
@@ -83,4 +84,57 @@ async fn a_failed_write_is_owed_and_a_deleted_open_report_comes_back() {
         }])
         .await;
     assert_eq!(state(&reports, &name).await, Some(ReportState::Resolved));
+}
+
+#[tokio::test]
+async fn a_report_this_version_cannot_read_does_not_stop_the_start() {
+    let (_plane, client) = control_plane_with_crds().await;
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "incidents"}})).expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create the namespace");
+    let mut writer = ReportWriter::new(client.clone(), "incidents");
+    let written = writer
+        .write_all(vec![ReportEvent::Open(update(1_800_000_000))])
+        .await;
+    assert!(written[0].result.is_ok(), "{written:?}");
+
+    // One of the detector's own, stored while the schema let anything in.
+    homeostat_test_support::loosen_crd(&client, "anomalyreports.homeostat.dev")
+        .await
+        .expect("loosen the CRD");
+    let raw = homeostat_api::decode::raw_api::<AnomalyReport>(&client, Some("incidents"));
+    let unreadable: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+        "metadata": {
+            "name": "unreadable",
+            "labels": {"app.kubernetes.io/managed-by": "homeostat-detector"}
+        },
+        "spec": {"service": "tax", "signal": "a feeling"}
+    }))
+    .expect("object");
+    // The looser schema is served a moment after it is stored.
+    homeostat_test_support::wait_until(
+        "the loose schema served",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(250),
+        || async {
+            raw.create(&PostParams::default(), &unreadable)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+    .expect("create the unreadable report");
+
+    // A restarted detector finds its readable open report, and starts.
+    let open = ReportWriter::new(client.clone(), "incidents")
+        .open_reports()
+        .await
+        .expect("the start-up list");
+    let names: Vec<&str> = open.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, [report_name(&update(0))]);
 }

@@ -1,10 +1,11 @@
 //! Objects the operator cannot decode — stored under an older, looser
 //! schema — are marked Invalid with the field that failed, and never stop
-//! the handling of the others (a typed list or watch fails whole on them).
-
+//! the handling of the others (a typed list or watch fails whole on them):
+//! policies and OrderSystems it owns, and the Silences and reports a
+//! policy reads.
 
 use crate::common::*;
-use homeostat_api::{OrderSystem, RemediationPolicy};
+use homeostat_api::{AnomalyReport, OrderSystem, RemediationPolicy, Silence};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DynamicObject, PostParams};
@@ -99,6 +100,30 @@ async fn objects_the_operator_cannot_read_are_marked_invalid_and_stop_nothing() 
         }),
     )
     .await;
+    // A Silence and a report no version of homeostat could read: lists
+    // of them are decoded one by one too, so neither holds up the policy.
+    loosen(&client, "silences.homeostat.dev").await;
+    loosen(&client, "anomalyreports.homeostat.dev").await;
+    create_raw::<Silence>(
+        &client,
+        ns,
+        json!({
+            "apiVersion": "homeostat.dev/v1alpha1", "kind": "Silence",
+            "metadata": {"name": "unreadable-silence"},
+            "spec": {"services": "tax", "until": "tomorrow"}
+        }),
+    )
+    .await;
+    create_raw::<AnomalyReport>(
+        &client,
+        ns,
+        json!({
+            "apiVersion": "homeostat.dev/v1alpha1", "kind": "AnomalyReport",
+            "metadata": {"name": "unreadable-report"},
+            "spec": {"service": "tax", "signal": "a feeling"}
+        }),
+    )
+    .await;
     restore_crds(&client).await;
 
     policy(
@@ -117,7 +142,7 @@ async fn objects_the_operator_cannot_read_are_marked_invalid_and_stop_nothing() 
     let _operator = Operator::start(&plane, "a", &[]);
     let _report = open_report(&client, ns, "tax").await;
 
-    // The readable policy acts ...
+    // The readable policy acts, past the unreadable Silence and report ...
     wait_replicas(&client, ns, "tax", 2).await;
     // ... and each unreadable object is marked with the field that failed.
     let policy = undecodable_event(&client, ns, "unreadable").await;

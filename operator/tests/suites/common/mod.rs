@@ -596,19 +596,7 @@ impl Drop for Operator {
 /// The CRD named `name` with a schema that takes anything, as an older
 /// version of it might have.
 pub async fn loosen(client: &kube::Client, name: &str) {
-    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
-    let mut crd = api.get(name).await.expect("CRD");
-    crd.metadata.managed_fields = None;
-    for version in &mut crd.spec.versions {
-        version.schema = Some(
-            serde_json::from_value(json!({"openAPIV3Schema": {
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": true
-            }}))
-            .expect("schema"),
-        );
-    }
-    api.replace(name, &PostParams::default(), &crd)
+    homeostat_test_support::loosen_crd(client, name)
         .await
         .expect("loosen the CRD");
 }
