@@ -92,8 +92,8 @@ struct RunArgs {
     /// Label matcher added to every query, `name=value` (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
-    /// Evaluation interval.
-    #[arg(long, default_value = "5s")]
+    /// Evaluation interval (more than 0s).
+    #[arg(long, default_value = "5s", value_parser = parse_tick)]
     tick: homeostat_api::Duration,
     /// History the baselines are fitted from.
     #[arg(long, default_value = "3h")]
@@ -126,6 +126,18 @@ struct RunArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Source {
     Prometheus,
+}
+
+/// A tick of 0s would evaluate in a busy loop and query Prometheus
+/// without pause: refused.
+fn parse_tick(text: &str) -> Result<homeostat_api::Duration, String> {
+    let tick: homeostat_api::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    if tick.0.is_zero() {
+        return Err(format!(
+            "{text:?} is no interval: the detector evaluates once a tick (e.g. 5s)"
+        ));
+    }
+    Ok(tick)
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -256,4 +268,20 @@ fn bench(series: usize, history: usize, ticks: usize, json: bool) -> anyhow::Res
         println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_of_nothing_is_refused_with_the_reason() {
+        let refused = parse_tick("0s").expect_err("0s");
+        assert!(refused.contains("no interval"), "{refused}");
+        assert!(parse_tick("soon").is_err());
+        assert_eq!(
+            parse_tick("2s").expect("2s").0,
+            std::time::Duration::from_secs(2)
+        );
+    }
 }

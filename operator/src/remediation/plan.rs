@@ -27,7 +27,8 @@
 //!    `Degraded`: its score is stale), the kind's own guard (a scale of a workload a
 //!    HorizontalPodAutoscaler scales; a reroute towards a backend that is
 //!    itself anomalous), a target another policy holds (one policy per target
-//!    at a time), `maxActionsPerHour`, the cooldown, or `dryRun` (planned and
+//!    at a time), `maxActionsPerHour`, the cooldown (erring long: a second more than it
+//!    says, as times are whole seconds), or `dryRun` (planned and
 //!    recorded only). At most one step per policy per pass: the cooldown
 //!    paces the rest.
 
@@ -627,7 +628,9 @@ pub(super) fn guard(
     if in_last_hour >= guards.max_actions_per_hour.max(0) as usize {
         return Some(Guard::RateLimit);
     }
-    let cooldown = guards.cooldown.0.as_secs() as i64;
+    // Whole seconds on both sides: a step at 10.9 s reads as 10, so the
+    // cooldown errs long by the second it may have lost.
+    let cooldown = guards.cooldown.0.as_secs() as i64 + 1;
     if let Some(last) = &status.last_action_time
         && world.now - last.0.as_second() < cooldown
     {
@@ -949,6 +952,23 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn the_cooldown_errs_long_by_the_second_whole_seconds_may_lose() {
+        // scale_policy's cooldown is 60 s; times are whole seconds, so a
+        // step stored as NOW - 60 may be 59.1 s old.
+        let r = [report("tax")];
+        let at = |ago: i64| RemediationPolicyStatus {
+            last_action_time: Some(time(NOW - ago)),
+            ..Default::default()
+        };
+        let policy = scale_policy(json!({}));
+        assert_eq!(
+            only_block(&run(&policy, &at(60), &r, &world())),
+            Guard::Cooldown
+        );
+        only_act(&run(&policy, &at(61), &r, &world()));
     }
 
     #[test]

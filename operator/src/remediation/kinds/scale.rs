@@ -92,22 +92,31 @@ pub async fn read(
     }
 }
 
-/// Sets the replicas, with a JSON-Patch `test` of what the change found.
-pub async fn write(client: &Client, namespace: &str, change: &Change) -> Result<(), ExecuteError> {
-    let (State::Replicas(from), State::Replicas(to)) = (&change.before, &change.after) else {
-        return Err(ExecuteError::Mismatch(change.describe()));
-    };
-    // A Scale's JSON leaves out a count of zero, so from zero there is
-    // nothing to test and the write is unconditional.
-    let ops = if *from == 0 {
-        json!([{"op": "add", "path": "/spec/replicas", "value": to}])
+/// The JSON Patch that moves a Scale from `from` replicas to `to`, and
+/// fails (422) when the Scale no longer has `from`. A Scale's JSON leaves
+/// out a count of zero (`"spec": {}`), so from zero the test is of the
+/// whole, empty spec.
+fn scale_ops(from: i32, to: i32) -> serde_json::Value {
+    if from == 0 {
+        json!([
+            {"op": "test", "path": "/spec", "value": {}},
+            {"op": "add", "path": "/spec/replicas", "value": to},
+        ])
     } else {
         json!([
             {"op": "test", "path": "/spec/replicas", "value": from},
             {"op": "replace", "path": "/spec/replicas", "value": to},
         ])
+    }
+}
+
+/// Sets the replicas, with a JSON-Patch `test` of what the change found.
+pub async fn write(client: &Client, namespace: &str, change: &Change) -> Result<(), ExecuteError> {
+    let (State::Replicas(from), State::Replicas(to)) = (&change.before, &change.after) else {
+        return Err(ExecuteError::Mismatch(change.describe()));
     };
-    let ops: json_patch::Patch = serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
+    let ops: json_patch::Patch =
+        serde_json::from_value(scale_ops(*from, *to)).map_err(kube::Error::SerdeError)?;
     let patch = Patch::<()>::Json(ops);
     let params = crate::writes::patch();
     match &change.target {
@@ -180,6 +189,26 @@ mod tests {
         assert_eq!(next(&action(json!({})), 6), None);
         // From zero, straight to the minimum.
         assert_eq!(next(&action(json!({"minReplicas": 2})), 0), Some((0, 2)));
+    }
+
+    /// Applies `scale_ops` to a Scale's spec as the API server stores it.
+    fn patched(spec: serde_json::Value, from: i32, to: i32) -> Result<serde_json::Value, String> {
+        let mut scale = json!({"spec": spec});
+        let ops: json_patch::Patch = serde_json::from_value(scale_ops(from, to)).expect("ops");
+        json_patch::patch(&mut scale, &ops).map_err(|e| e.to_string())?;
+        Ok(scale["spec"].clone())
+    }
+
+    #[test]
+    fn every_scale_write_is_conditional_on_what_the_step_found() {
+        assert_eq!(
+            patched(json!({"replicas": 2}), 2, 3),
+            Ok(json!({"replicas": 3}))
+        );
+        assert!(patched(json!({"replicas": 4}), 2, 3).is_err());
+        // From zero too: a person who scaled it up meanwhile wins.
+        assert_eq!(patched(json!({}), 0, 2), Ok(json!({"replicas": 2})));
+        assert!(patched(json!({"replicas": 1}), 0, 2).is_err());
     }
 
     #[test]
