@@ -19,8 +19,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         [flag, lane, rest @ ..] if flag == "--lane" => (Some(lane.parse::<Lane>()?), rest),
         _ => (None, args),
     };
-    let assets = test_assets::ensure()?;
-    eprintln!("test assets: {}", assets.display());
+    // The Kubernetes commands (Go) build beside the workspace (cargo): each
+    // leaves a core idle for minutes at a time (one large crate, a link),
+    // and the other fills it.
+    let assets = std::thread::spawn(test_assets::ensure);
     system::ensure(&[
         &system::PROMETHEUS,
         &system::POSTGRESQL,
@@ -36,6 +38,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     workspace::run(&mut workspace::cargo(&["fmt", "--all", "--", "--check"]))?;
     let (release, binaries) = workspace::build_release_tests()?;
+    let assets = assets
+        .join()
+        .map_err(|_| anyhow::anyhow!("the test assets' build panicked"))??;
+    eprintln!("test assets: {}", assets.display());
     if args.is_empty() && only.is_none() {
         nab::check(&release.join("homeostat-detector"), nab::TARGET)?;
     }
