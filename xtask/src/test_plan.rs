@@ -108,13 +108,12 @@ pub fn test_binaries(messages: &str) -> Vec<TestBinary> {
 
 /// Seconds a test executable took in a cold CI run on 2 cores, for the
 /// order within a lane (rule 4); unknown ones count as short.
-const EXPECTED: [(&str, u32); 6] = [
+const EXPECTED: [(&str, u32); 5] = [
     ("demo/soak", 480),
     ("demo/cluster", 400),
     ("oms-sample/suites", 300),
     ("tests/integration", 240),
     ("operator/suites", 240),
-    ("demo/approval", 175),
 ];
 
 fn expected_seconds(label: &str) -> u32 {
