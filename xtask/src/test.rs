@@ -13,7 +13,7 @@ use crate::{images, nab, system, test_assets, test_lanes, test_plan, workspace};
 /// Everything is built once, optimised (`--release`): the tests, and the
 /// binaries the end-to-end tests run as processes (a debug OMS on 2 busy
 /// cores is slow enough to look like an incident). The test executables
-/// then run in two lanes side by side ([`test_plan`]).
+/// then run in two phases of two lanes side by side ([`test_plan`]).
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let (only, args) = match args {
         [flag, lane, rest @ ..] if flag == "--lane" => (Some(lane.parse::<Lane>()?), rest),
@@ -51,10 +51,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     test_lanes::run(
         &root,
         &workspace::target_dir().join("test-logs"),
-        test_plan::lanes(&root, binaries, vec![clippy()]).map(|(lane, jobs)| {
-            // A lane left out runs nothing.
-            let chosen = only.is_none_or(|only| only == lane);
-            (lane, if chosen { jobs } else { Vec::new() })
+        test_plan::phases(&root, binaries, vec![clippy()]).map(|phase| {
+            phase.map(|(lane, jobs)| {
+                // A lane left out runs nothing.
+                let chosen = only.is_none_or(|only| only == lane);
+                (lane, if chosen { jobs } else { Vec::new() })
+            })
         }),
         &[
             ("HOMEOSTAT_TEST_ASSETS", assets),
@@ -67,7 +69,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// `cargo clippy` on every target, warnings denied, at the lowest CPU
 /// priority: it runs beside the demo's end-to-end runs ([`test_plan`] rule
-/// 5) and takes only what they leave.
+/// 4) and takes only what they leave.
 fn clippy() -> Job {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut args = vec!["-n".to_owned(), "19".to_owned()];

@@ -1,5 +1,5 @@
-//! Runs the lanes of [`test_plan`](crate::test_plan) at once, each job
-//! after the other within its lane: a test executable as `cargo test` would
+//! Runs the phases of [`test_plan`](crate::test_plan) one after the other,
+//! the two lanes of each at once, each job after the other within its lane: a test executable as `cargo test` would
 //! run it (its package's directory, cargo's variables), a check as the
 //! command it is. Each job's output is kept in a file and printed whole when
 //! it ends, so two lanes never interleave; the closing line sums the tests.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::test_plan::{Job, Lane, Tally};
+use crate::test_plan::{Job, Lane, Phase, Tally};
 
 /// Longer than any executable takes on a busy machine (the soak, 7 min):
 /// one that hangs is stopped, and the run ends within CI's limit.
@@ -35,28 +35,31 @@ struct Ran {
 pub fn run(
     root: &Path,
     logs: &Path,
-    lanes: [(Lane, Vec<Job>); 2],
+    phases: [Phase; 2],
     env: &[(&str, PathBuf)],
     args: &[String],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(logs).with_context(|| format!("create {}", logs.display()))?;
     let started = Instant::now();
-    let ran: Vec<Ran> = std::thread::scope(|scope| {
-        let handles: Vec<_> = lanes
-            .into_iter()
-            .map(|(lane, jobs)| {
-                scope.spawn(move || {
-                    jobs.iter()
-                        .map(|job| run_one(root, logs, lane, job, env, args))
-                        .collect::<Vec<_>>()
+    let mut ran: Vec<Ran> = Vec::new();
+    for lanes in phases {
+        ran.extend(std::thread::scope(|scope| {
+            let handles: Vec<_> = lanes
+                .into_iter()
+                .map(|(lane, jobs)| {
+                    scope.spawn(move || {
+                        jobs.iter()
+                            .map(|job| run_one(root, logs, lane, job, env, args))
+                            .collect::<Vec<_>>()
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect::<Vec<_>>()
+        }));
+    }
 
     let mut total = Tally::default();
     let mut broken = Vec::new();
