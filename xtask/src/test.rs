@@ -6,7 +6,7 @@ use crate::{images, nab, system, test_assets, test_lanes, test_plan, workspace};
 /// Builds test assets and installs Prometheus, PostgreSQL, NATS, buildah,
 /// containerd and chromium (with its driver) when missing, then runs
 /// rustfmt, every test (with the container images built), clippy and the
-/// detector's NAB target check. `--lane demo|suites` first runs that lane
+/// detector's NAB target check. `--lane demo|suites` runs that lane
 /// alone; other arguments go to every test executable (e.g. a test name
 /// filter). With either, the NAB check is left out.
 ///
