@@ -32,7 +32,7 @@ const BINARIES: [&str; 9] = [
     "prometheus",
 ];
 /// The files that decide what gets built, under tests/.
-const INPUTS: [&str; 9] = [
+const INPUTS: [&str; 10] = [
     "control-plane/go.mod",
     "control-plane/go.sum",
     "control-plane/cmd/etcd/main.go",
@@ -42,6 +42,7 @@ const INPUTS: [&str; 9] = [
     "prometheus/go.mod",
     "prometheus/go.sum",
     "prometheus/tools.go",
+    "prometheus/plugins/plugins.go",
 ];
 const STAMP: &str = ".inputs-hash";
 
@@ -133,10 +134,13 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
         &read(&tests.join("prometheus/go.mod"))?,
         "github.com/prometheus/prometheus",
     )?)?;
+    let trimmed = trimmed_prometheus(&go, &tests.join("prometheus"), &staging)?;
     workspace::run(
         Command::new(&go)
             .current_dir(tests.join("prometheus"))
-            .args(["build", "-trimpath", "-ldflags"])
+            .arg("build")
+            .arg(format!("-modfile={}", trimmed.display()))
+            .args(["-trimpath", "-ldflags"])
             .arg(format!(
                 "-s -w -X github.com/prometheus/common/version.Version={prometheus_version}"
             ))
@@ -144,6 +148,10 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
             .arg(staging.join("prometheus"))
             .arg("github.com/prometheus/prometheus/cmd/prometheus"),
     )?;
+    let _ = std::fs::remove_dir_all(staging.join(TRIMMED));
+    for made in ["prometheus.mod", "prometheus.sum"] {
+        let _ = std::fs::remove_file(staging.join(made));
+    }
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 
     for command in KUBERNETES_COMMANDS {
@@ -181,6 +189,58 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
     std::fs::rename(&staging, dir)
         .with_context(|| format!("move the build to {}", dir.display()))?;
     Ok(())
+}
+
+/// Where, under the staging directory, the trimmed Prometheus module is made.
+const TRIMMED: &str = "prometheus-module";
+
+/// A copy of the Prometheus module whose `plugins/plugins.go` is
+/// `module/plugins/plugins.go` (the service discoveries the cluster uses),
+/// and a go.mod (with its go.sum beside it) that replaces the module with
+/// it: returns that go.mod, for `go build -modfile`. Go refuses overlays of
+/// files in its module cache, hence the copy.
+fn trimmed_prometheus(go: &Path, module: &Path, staging: &Path) -> anyhow::Result<PathBuf> {
+    let download = Command::new(go)
+        .current_dir(module)
+        .args([
+            "mod",
+            "download",
+            "-json",
+            "github.com/prometheus/prometheus",
+        ])
+        .output()
+        .context("go mod download github.com/prometheus/prometheus")?;
+    let info: serde_json::Value =
+        serde_json::from_slice(&download.stdout).context("read go mod download's answer")?;
+    let Some(source) = info["Dir"].as_str().filter(|_| download.status.success()) else {
+        bail!(
+            "go mod download github.com/prometheus/prometheus failed: {}{}",
+            String::from_utf8_lossy(&download.stdout),
+            String::from_utf8_lossy(&download.stderr)
+        );
+    };
+    let copy = staging.join(TRIMMED);
+    // Go's module cache is read-only: the copy must not be.
+    workspace::run(
+        Command::new("cp")
+            .args(["-R", "--no-preserve=mode"])
+            .arg(source)
+            .arg(&copy),
+    )?;
+    std::fs::copy(
+        module.join("plugins/plugins.go"),
+        copy.join("plugins/plugins.go"),
+    )
+    .context("replace Prometheus's plugins/plugins.go")?;
+    let go_mod = format!(
+        "{}\nreplace github.com/prometheus/prometheus => {}\n",
+        read(&module.join("go.mod"))?,
+        copy.display()
+    );
+    let modfile = staging.join("prometheus.mod");
+    std::fs::write(&modfile, go_mod).context("write the trimmed go.mod")?;
+    std::fs::copy(module.join("go.sum"), staging.join("prometheus.sum")).context("copy go.sum")?;
+    Ok(modfile)
 }
 
 fn verify_version(binary: &Path, args: &[&str], expected: &str) -> anyhow::Result<()> {
