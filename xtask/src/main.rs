@@ -31,9 +31,10 @@ tasks:
                  print top-1 culprit accuracy, time to detect and false reports per
                  scenario; fail below AC@1 0.9 or on a report in a quiet run
   test [--lane demo|suites] [FILTER...]
-                 build test assets if missing, then fmt, one optimised build, NAB, and
-                 every test executable: the local demo beside clippy (nice 19), then
-                 the cluster demo beside every other suite
+                 build test assets if missing, then fmt, one optimised build, and
+                 every test executable: the local demo beside the images and clippy,
+                 the cluster demo and NAB beside the light suites (at nice 19), then
+                 the suites that start servers, two at a time
   test-assets    build the Kubernetes commands, etcd, CoreDNS and Prometheus once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
   cluster up|down

@@ -1,8 +1,10 @@
 //! Runs the phases of [`test_plan`](crate::test_plan) one after the other,
-//! the two lanes of each at once, each job after the other within its lane: a test executable as `cargo test` would
-//! run it (its package's directory, cargo's variables), a check as the
-//! command it is. Each job's output is kept in a file and printed whole when
-//! it ends, so two lanes never interleave; the closing line sums the tests.
+//! the two lanes of each at once, each job after the other within its lane,
+//! at its lane's CPU priority: a test executable as `cargo test` would run
+//! it (its package's directory, cargo's variables), a check as the command
+//! it is, a task of xtask's own on the lane's thread. A test's or check's
+//! output is kept in a file and printed whole when it ends, so two lanes
+//! never interleave; the closing line sums the tests.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ struct Ran {
     success: bool,
     /// A test executable, not a check.
     is_test: bool,
+    prerequisite: bool,
 }
 
 /// Runs every lane to its end (a failure does not stop the others), then
@@ -35,7 +38,7 @@ struct Ran {
 pub fn run(
     root: &Path,
     logs: &Path,
-    phases: [Phase; 2],
+    phases: impl IntoIterator<Item = Phase>,
     env: &[(&str, PathBuf)],
     args: &[String],
 ) -> anyhow::Result<()> {
@@ -43,6 +46,13 @@ pub fn run(
     let started = Instant::now();
     let mut ran: Vec<Ran> = Vec::new();
     for lanes in phases {
+        if let Some(missing) = ran.iter().find(|r| r.prerequisite && !r.success) {
+            eprintln!(
+                "== the later phases do not run: {} failed, and their tests need it",
+                missing.label
+            );
+            break;
+        }
         ran.extend(std::thread::scope(|scope| {
             let handles: Vec<_> = lanes
                 .into_iter()
@@ -118,8 +128,25 @@ fn run_one(
     let started = Instant::now();
     eprintln!("== {label} ({lane:?} lane): started");
     let mut command = match job {
+        Job::Task(task) => {
+            let result = (task.run)();
+            let seconds = started.elapsed().as_secs_f64();
+            match &result {
+                Ok(()) => eprintln!("== {label} ({lane:?} lane, {seconds:.1} s): ok"),
+                Err(error) => eprintln!("== {label} ({lane:?} lane, {seconds:.1} s): {error:#}"),
+            }
+            return Ran {
+                label,
+                lane,
+                seconds,
+                tally: None,
+                success: result.is_ok(),
+                is_test: false,
+                prerequisite: task.prerequisite,
+            };
+        }
         Job::Test(binary) => {
-            let mut command = Command::new(&binary.executable);
+            let mut command = at_priority(lane, &binary.executable);
             command
                 .current_dir(&binary.package_dir)
                 .env("CARGO_MANIFEST_DIR", &binary.package_dir)
@@ -130,7 +157,7 @@ fn run_one(
             command
         }
         Job::Check { program, args, .. } => {
-            let mut command = Command::new(program);
+            let mut command = at_priority(lane, program);
             command.current_dir(root).args(args);
             command
         }
@@ -159,6 +186,19 @@ fn run_one(
         tally: Tally::of_output(&output),
         success,
         is_test: matches!(job, Job::Test(_)),
+        prerequisite: false,
+    }
+}
+
+/// `program`, run at `lane`'s CPU priority.
+fn at_priority(lane: Lane, program: &Path) -> Command {
+    match lane.niceness() {
+        0 => Command::new(program),
+        niceness => {
+            let mut command = Command::new("nice");
+            command.arg("-n").arg(niceness.to_string()).arg(program);
+            command
+        }
     }
 }
 

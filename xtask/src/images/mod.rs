@@ -189,11 +189,16 @@ pub fn build(release: &Path, assets: &Path) -> anyhow::Result<PathBuf> {
     Ok(build_images(release, assets)?.0)
 }
 
+/// Where [`build`] writes the images: `target/images/`.
+pub fn dir() -> PathBuf {
+    workspace::target_dir().join("images")
+}
+
 /// The packages the images are made of, then every image into
 /// `target/images/`: that directory and the images.
 fn build_images(release: &Path, assets: &Path) -> anyhow::Result<(PathBuf, Vec<Image>)> {
     system::ensure(&[&system::BUILDAH, &system::POSTGRESQL, &system::NATS])?;
-    let dir = workspace::target_dir().join("images");
+    let dir = dir();
     let images = build_all(release, assets, &dir)?;
     Ok((dir, images))
 }
