@@ -33,7 +33,7 @@ tasks:
   test [--lane demo|suites] [FILTER...]
                  build test assets if missing, then fmt, one optimised build, and
                  every test executable: the local demo beside the images and clippy,
-                 the cluster demo and NAB beside the light suites (at nice 19), then
+                 the cluster demo beside the light suites and NAB (at nice 19), then
                  the suites that start servers, two at a time
   test-assets    build the Kubernetes commands, etcd, CoreDNS and Prometheus once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)

@@ -1,6 +1,6 @@
 //! Runs the phases of [`test_plan`](crate::test_plan) one after the other,
 //! the two lanes of each at once, each job after the other within its lane,
-//! at its lane's CPU priority: a test executable as `cargo test` would run
+//! at its lane's CPU priority (the lane's thread takes it): a test executable as `cargo test` would run
 //! it (its package's directory, cargo's variables), a check as the command
 //! it is, a task of xtask's own on the lane's thread. A test's or check's
 //! output is kept in a file and printed whole when it ends, so two lanes
@@ -58,6 +58,7 @@ pub fn run(
                 .into_iter()
                 .map(|(lane, jobs)| {
                     scope.spawn(move || {
+                        take_priority(lane);
                         jobs.iter()
                             .map(|job| run_one(root, logs, lane, job, env, args))
                             .collect::<Vec<_>>()
@@ -146,7 +147,7 @@ fn run_one(
             };
         }
         Job::Test(binary) => {
-            let mut command = at_priority(lane, &binary.executable);
+            let mut command = Command::new(&binary.executable);
             command
                 .current_dir(&binary.package_dir)
                 .env("CARGO_MANIFEST_DIR", &binary.package_dir)
@@ -157,7 +158,7 @@ fn run_one(
             command
         }
         Job::Check { program, args, .. } => {
-            let mut command = at_priority(lane, program);
+            let mut command = Command::new(program);
             command.current_dir(root).args(args);
             command
         }
@@ -190,15 +191,30 @@ fn run_one(
     }
 }
 
-/// `program`, run at `lane`'s CPU priority.
-fn at_priority(lane: Lane, program: &Path) -> Command {
-    match lane.niceness() {
-        0 => Command::new(program),
-        niceness => {
-            let mut command = Command::new("nice");
-            command.arg("-n").arg(niceness.to_string()).arg(program);
-            command
-        }
+/// Gives the calling thread (a lane's) the lane's CPU priority: whatever it
+/// starts, and a task it runs, inherits it. On Linux the nice value is the
+/// thread's own, so the other lane keeps its priority; `renice` takes the
+/// thread's id (`/proc/thread-self` is `PID/task/TID`).
+fn take_priority(lane: Lane) {
+    let niceness = lane.niceness();
+    if niceness == 0 {
+        return;
+    }
+    let reniced = std::fs::read_link("/proc/thread-self")
+        .context("read /proc/thread-self")
+        .and_then(|link| {
+            let thread = link.file_name().context("no thread id")?.to_owned();
+            let status = Command::new("renice")
+                .args(["-n", &niceness.to_string(), "-p"])
+                .arg(thread)
+                .stdout(Stdio::null())
+                .status()
+                .context("run renice")?;
+            anyhow::ensure!(status.success(), "renice: {status}");
+            Ok(())
+        });
+    if let Err(error) = reniced {
+        eprintln!("== the {lane:?} lane keeps its parent's priority: {error:#}");
     }
 }
 
@@ -227,5 +243,46 @@ fn spawn_and_wait(command: &mut Command, log: &Path) -> anyhow::Result<bool> {
             );
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nice value in `/proc/self/stat` of a process the calling thread starts.
+    fn niceness_of_a_child() -> i32 {
+        let out = Command::new("cat")
+            .arg("/proc/self/stat")
+            .output()
+            .expect("run cat");
+        let stat = String::from_utf8_lossy(&out.stdout).into_owned();
+        // After the command's name in parentheses: state is field 3, nice 19.
+        let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+        after_name
+            .split_whitespace()
+            .nth(16)
+            .and_then(|n| n.parse().ok())
+            .expect("nice in stat")
+    }
+
+    #[test]
+    fn what_a_lane_starts_runs_at_the_lanes_priority_and_the_other_lane_keeps_its_own() {
+        let ours = niceness_of_a_child();
+        let suites = std::thread::spawn(|| {
+            take_priority(Lane::Suites);
+            niceness_of_a_child()
+        })
+        .join()
+        .expect("suites lane");
+        assert_eq!(suites, i32::from(Lane::Suites.niceness()));
+        let demo = std::thread::spawn(|| {
+            take_priority(Lane::Demo);
+            niceness_of_a_child()
+        })
+        .join()
+        .expect("demo lane");
+        assert_eq!(demo, ours);
+        assert_eq!(niceness_of_a_child(), ours);
     }
 }

@@ -14,10 +14,10 @@
 //!    Beside the suites, whose bursts of processes starting (PostgreSQL, API
 //!    servers) stall the demo's OMS on 2 cores, the local soak drew false
 //!    reports in one run of two (at equal priority: before rule 8).
-//! 5. Phase two: the demo on the one-node cluster, then the checks that
-//!    follow it (the NAB score), beside only the suites that start few
-//!    servers of ours. The cluster needs the images: a phase runs only when
-//!    every prerequisite before it succeeded.
+//! 5. Phase two: the demo on the one-node cluster, beside only the suites
+//!    that start few servers of ours and the checks that need none (the NAB
+//!    score). The cluster needs the images: a phase runs only when every
+//!    prerequisite before it succeeded.
 //! 6. Phase three: the suites that start servers by the dozen for minutes
 //!    ([`SERVER_SUITES`]: API servers with etcd, PostgreSQL, Prometheus,
 //!    containerd), in two lanes side by side. Their servers commit with
@@ -190,12 +190,12 @@ fn expected_seconds(label: &str) -> u32 {
 pub type Phase = [(Lane, Vec<Job>); 2];
 
 /// The phases (rules 2–7), in order: `beside_local_demo` is phase one's
-/// other lane, `after_cluster` follows the cluster demo.
+/// other lane, `beside_cluster` goes in phase two's.
 pub fn phases(
     root: &Path,
     binaries: Vec<TestBinary>,
     beside_local_demo: Vec<Job>,
-    after_cluster: Vec<Job>,
+    beside_cluster: Vec<Job>,
 ) -> [Phase; 3] {
     let demo_dir = root.join("demo");
     let (mut demo, mut suites): (Vec<_>, Vec<_>) = binaries
@@ -207,11 +207,11 @@ pub fn phases(
     }
     let (cluster, local): (Vec<_>, Vec<_>) = demo.into_iter().partition(|b| b.target == "cluster");
     let jobs = |binaries: Vec<TestBinary>| binaries.into_iter().map(Job::Test).collect::<Vec<_>>();
-    let mut cluster = jobs(cluster);
-    cluster.extend(after_cluster);
     let (servers, light): (Vec<_>, Vec<_>) = suites
         .into_iter()
         .partition(|b| SERVER_SUITES.contains(&b.label(root).as_str()));
+    let mut light = jobs(light);
+    light.extend(beside_cluster);
     // Longest first, each into the lane with less to do.
     let mut lanes: [(u32, Vec<Job>); 2] = Default::default();
     for binary in servers {
@@ -222,7 +222,7 @@ pub fn phases(
     let [(_, first), (_, second)] = lanes;
     [
         [(Lane::Demo, jobs(local)), (Lane::Suites, beside_local_demo)],
-        [(Lane::Demo, cluster), (Lane::Suites, jobs(light))],
+        [(Lane::Demo, jobs(cluster)), (Lane::Suites, light)],
         [(Lane::Suites, first), (Lane::Suites, second)],
     ]
 }
@@ -357,8 +357,11 @@ not json at all"#;
         assert_eq!(
             lanes(&second),
             [
-                (Lane::Demo, names(&["demo/cluster", "nab"])),
-                (Lane::Suites, names(&["cli/cli", "demo/homeostat_demo"])),
+                (Lane::Demo, names(&["demo/cluster"])),
+                (
+                    Lane::Suites,
+                    names(&["cli/cli", "demo/homeostat_demo", "nab"])
+                ),
             ]
         );
         // Longest first, each into the lane with less to do: the operator's
