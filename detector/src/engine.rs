@@ -17,6 +17,7 @@ use crate::model::{
     Baseline, DebounceConfig, Direction, FitError, JointModel, NoveltyConfig, NoveltyScorer, Phase,
     Scale, ScoringConfig, SeriesModel, Tick, Transition,
 };
+use crate::shared;
 
 /// One series: a service and a signal.
 pub type SeriesKey = (String, Signal);
@@ -264,6 +265,9 @@ pub struct Engine {
     symptoms: BTreeMap<String, SymptomOf>,
     /// When one of each service's series last left where it has been lately.
     last_news: BTreeMap<String, i64>,
+    /// Services whose deviation began with another's they have no calls
+    /// to or from (`shared`): held as long as one without news, until quiet.
+    shared_onset: BTreeSet<String>,
 }
 
 /// Why fitting produced no model for a series (the others still fit).
@@ -284,6 +288,7 @@ impl Engine {
             incidents: BTreeMap::new(),
             symptoms: BTreeMap::new(),
             last_news: BTreeMap::new(),
+            shared_onset: BTreeSet::new(),
         }
     }
 
@@ -417,6 +422,31 @@ impl Engine {
         subjects
     }
 
+    /// Marks the deviations about to open that began together with another
+    /// in a service no calls connect them to (`shared`, rules 1 and 2); a
+    /// mark lasts until its service is quiet again.
+    fn mark_shared_onsets(&mut self, now: i64, strongest: &BTreeMap<String, (Signal, f64)>) {
+        let phases = &self.phases;
+        self.shared_onset
+            .retain(|service| phases.get(service).is_some_and(|p| *p != Phase::Quiet));
+        let threshold = self.config.debounce.threshold;
+        let candidates: Vec<(String, i64)> = strongest
+            .iter()
+            .filter(|(_, (signal, score))| signal.is_latency() && *score >= threshold)
+            .filter(|(service, _)| !self.incidents.contains_key(*service))
+            .filter_map(
+                |(service, _)| match phases.get(service).copied().unwrap_or_default() {
+                    Phase::Open { .. } => None,
+                    Phase::Pending { since } => Some((service.clone(), since)),
+                    Phase::Quiet => Some((service.clone(), now)),
+                },
+            )
+            .collect();
+        let calls: Vec<EdgeKey> = self.edges.keys().cloned().collect();
+        self.shared_onset
+            .extend(shared::shared_onsets(&candidates, &calls));
+    }
+
     /// Whether any series has a model.
     pub fn is_fitted(&self) -> bool {
         !self.series.is_empty()
@@ -483,6 +513,7 @@ impl Engine {
                 self.last_news.insert(service.clone(), now);
             }
         }
+        self.mark_shared_onsets(now, &strongest);
         let mut resolved = Vec::new();
         for service in subjects {
             let score = strongest.get(&service).map(|s| s.1);
@@ -490,7 +521,7 @@ impl Engine {
                 .last_news
                 .get(&service)
                 .is_some_and(|at| now - at <= self.config.debounce.stale_hold_seconds);
-            let debounce = if newsworthy {
+            let debounce = if newsworthy && !self.shared_onset.contains(&service) {
                 self.config.debounce
             } else {
                 self.config.debounce.without_news()
@@ -1456,6 +1487,55 @@ mod tests {
         // Ten times: up by 54 to 162 ms, an incident.
         let large = stalled(10.0);
         assert!(opened_count(&large) >= 1, "{large:#?}");
+    }
+
+    /// Tick `i` with every service `factor` times slower, as when the node
+    /// or the database they share stalls.
+    fn stalled(i: usize, factor: f64) -> Observation {
+        let mut o = observe(i, factor);
+        for ((service, signal), v) in o.series.iter_mut() {
+            if service == "tax" && signal.is_latency() {
+                *v *= factor;
+            }
+        }
+        if let Some(v) = o.edges.get_mut(&("orders".to_owned(), "tax".to_owned())) {
+            *v *= factor;
+        }
+        o
+    }
+
+    #[test]
+    fn services_no_call_connects_slowing_together_for_a_window_open_nothing() {
+        let mut engine = fitted();
+        // Twenty seconds, a rate window: payment and tax are both callees
+        // of orders and neither calls the other.
+        let stall: Vec<ReportEvent> = (720..724)
+            .flat_map(|i| engine.tick(i as i64 * STEP, Some(&stalled(i, 6.0))).events)
+            .collect();
+        let after = run(&mut engine, 724..760, 1.0);
+        assert_eq!(opened_count(&stall) + opened_count(&after), 0, "{stall:#?}");
+        // The same slowdown of payment alone opens within the usual hold.
+        let alone = run(&mut fitted(), 720..724, 6.0);
+        assert_eq!(opened_count(&alone), 1, "{alone:#?}");
+    }
+
+    #[test]
+    fn services_slowing_together_for_longer_than_the_long_hold_are_reported() {
+        let mut engine = fitted();
+        let events: Vec<ReportEvent> = (720..740)
+            .flat_map(|i| engine.tick(i as i64 * STEP, Some(&stalled(i, 6.0))).events)
+            .collect();
+        let open = opened(&events);
+        let mut services: Vec<&str> = open.iter().map(|u| u.service.as_str()).collect();
+        services.sort();
+        assert_eq!(services, ["payment-primary", "tax"], "{open:#?}");
+        let stale_hold = engine.config.debounce.stale_hold_seconds;
+        for update in open {
+            assert!(
+                update.evaluated_at - update.opened_at >= stale_hold,
+                "{update:?}"
+            );
+        }
     }
 
     #[test]

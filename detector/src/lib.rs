@@ -16,4 +16,5 @@ pub mod naming;
 pub mod outage;
 pub mod promql;
 pub mod reports;
+pub mod shared;
 pub mod source;
