@@ -27,7 +27,9 @@ use homeostat_api::RemediationPolicy;
 use homeostat_test_support::TestAssets;
 use homeostat_test_support::cluster::{self, Cluster, config};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use kube::api::LogParams;
 use serde_json::Value;
 
 mod node;
@@ -236,6 +238,12 @@ async fn the_cluster_runs_restricted_pods_heals_a_tax_surge_with_a_new_pod_and_d
         .arg(state.join("logs"))
         .arg(kept.join("cluster"))
         .status();
+    for file in ["outcome.json", "report.html"] {
+        let _ = std::fs::copy(out.join(file), kept.join(file));
+    }
+    if up.is_ok() {
+        keep_pod_logs(&cluster, &kept.join("pods")).await;
+    }
     cluster.down().await.expect("cluster down");
     up.expect("cluster up");
     let (played, after) = match phases.expect("phases ran") {
@@ -280,6 +288,38 @@ async fn the_cluster_runs_restricted_pods_heals_a_tax_surge_with_a_new_pod_and_d
 
 /// The API server's view once the demo is over, while the cluster still
 /// runs: tax's replicas and the scale policy's holds.
+/// Every running container's log, as `namespace_pod_container.log` in
+/// `into`: the OMS's, the detector's and the operator's side of a failure.
+/// Best effort: a post-mortem must not hide the failure it explains.
+async fn keep_pod_logs(cluster: &Cluster, into: &Path) {
+    let Ok(client) = cluster.client().await else {
+        return;
+    };
+    let pods = Api::<Pod>::all(client.clone());
+    let Ok(list) = pods.list(&Default::default()).await else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(into);
+    for pod in list {
+        let (Some(namespace), Some(name)) = (pod.metadata.namespace, pod.metadata.name) else {
+            continue;
+        };
+        let containers = pod.spec.map(|s| s.containers).unwrap_or_default();
+        let api = Api::<Pod>::namespaced(client.clone(), &namespace);
+        for container in containers {
+            let params = LogParams {
+                container: Some(container.name.clone()),
+                timestamps: true,
+                ..Default::default()
+            };
+            if let Ok(text) = api.logs(&name, &params).await {
+                let file = into.join(format!("{namespace}_{name}_{}.log", container.name));
+                let _ = std::fs::write(file, text);
+            }
+        }
+    }
+}
+
 async fn after_the_demo(cluster: &Cluster) -> Result<(Option<i32>, usize), String> {
     let client = cluster.client().await.map_err(|e| e.to_string())?;
     let tax = Api::<Deployment>::namespaced(client.clone(), "shop")
