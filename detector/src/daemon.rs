@@ -232,6 +232,12 @@ impl<S: MetricsSource> Daemon<S> {
         self.metrics.degraded.set(if trusted { 0 } else { 1 });
         let observation = observation.filter(|_| trusted);
         let outcome = self.engine.tick(now, observation.as_ref());
+        if !outcome.held_as_shared.is_empty() {
+            tracing::info!(
+                services = ?outcome.held_as_shared,
+                "deviations began together in services no call connects: held for the stale hold as a shared cause (node, database)"
+            );
+        }
         self.metrics.ticks.inc();
         self.metrics.record(&outcome.scores);
         for Written { event, result } in self.writer.write_all(outcome.events).await {

@@ -251,6 +251,9 @@ pub struct TickScores {
 pub struct TickOutcome {
     pub scores: TickScores,
     pub events: Vec<ReportEvent>,
+    /// Services whose deviation this tick found began together with
+    /// another's no call connects (`shared`): held for the long hold.
+    pub held_as_shared: Vec<String>,
 }
 
 /// Models, debouncing state and open incidents.
@@ -424,8 +427,12 @@ impl Engine {
 
     /// Marks the deviations about to open that began together with another
     /// in a service no calls connect them to (`shared`, rules 1 and 2); a
-    /// mark lasts until its service is quiet again.
-    fn mark_shared_onsets(&mut self, now: i64, strongest: &BTreeMap<String, (Signal, f64)>) {
+    /// mark lasts until its service is quiet again. Returns the newly marked.
+    fn mark_shared_onsets(
+        &mut self,
+        now: i64,
+        strongest: &BTreeMap<String, (Signal, f64)>,
+    ) -> Vec<String> {
         let phases = &self.phases;
         self.shared_onset
             .retain(|service| phases.get(service).is_some_and(|p| *p != Phase::Quiet));
@@ -443,8 +450,10 @@ impl Engine {
             )
             .collect();
         let calls: Vec<EdgeKey> = self.edges.keys().cloned().collect();
-        self.shared_onset
-            .extend(shared::shared_onsets(&candidates, &calls));
+        shared::shared_onsets(&candidates, &calls)
+            .into_iter()
+            .filter(|service| self.shared_onset.insert(service.clone()))
+            .collect()
     }
 
     /// Whether any series has a model.
@@ -513,7 +522,7 @@ impl Engine {
                 self.last_news.insert(service.clone(), now);
             }
         }
-        self.mark_shared_onsets(now, &strongest);
+        let held_as_shared = self.mark_shared_onsets(now, &strongest);
         let mut resolved = Vec::new();
         for service in subjects {
             let score = strongest.get(&service).map(|s| s.1);
@@ -671,7 +680,11 @@ impl Engine {
                 events.push(ReportEvent::Resolve { update, at });
             }
         }
-        TickOutcome { scores, events }
+        TickOutcome {
+            scores,
+            events,
+            held_as_shared,
+        }
     }
 
     /// Keeps a symptom while its culprit's report is open and for
@@ -1509,9 +1522,16 @@ mod tests {
         let mut engine = fitted();
         // Twenty seconds, a rate window: payment and tax are both callees
         // of orders and neither calls the other.
+        let mut held = Vec::new();
         let stall: Vec<ReportEvent> = (720..724)
-            .flat_map(|i| engine.tick(i as i64 * STEP, Some(&stalled(i, 6.0))).events)
+            .flat_map(|i| {
+                let outcome = engine.tick(i as i64 * STEP, Some(&stalled(i, 6.0)));
+                held.extend(outcome.held_as_shared);
+                outcome.events
+            })
             .collect();
+        // Said once each, when their onsets were found together.
+        assert_eq!(held, ["payment-primary", "tax"]);
         let after = run(&mut engine, 724..760, 1.0);
         assert_eq!(opened_count(&stall) + opened_count(&after), 0, "{stall:#?}");
         // The same slowdown of payment alone opens within the usual hold.
