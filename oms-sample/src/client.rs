@@ -183,6 +183,11 @@ impl ServiceClient {
         }
     }
 
+    /// How long one call may take before it is given up.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Calls `call` on `peer` with `params` filling the path's `{…}` segments.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,

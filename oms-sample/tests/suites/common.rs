@@ -389,6 +389,18 @@ impl Oms {
             .await;
     }
 
+    /// Ends every fault in force on `service`.
+    pub async fn clear_faults(&self, service: &str) {
+        let response = self
+            .http
+            .delete(format!("{}/admin/faults", self.url(service)))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("delete the faults");
+        assert!(response.status().is_success(), "clear faults on {service}");
+    }
+
     async fn inject_at(&self, base: &str, fault: &Value) {
         let response = self
             .http

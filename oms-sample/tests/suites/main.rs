@@ -12,6 +12,7 @@ mod loadgen;
 mod overload;
 mod recovery;
 mod replicas;
+mod returns;
 mod routing;
 mod saga;
 mod traces;

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use self::outbox::OutboxSignal;
 use self::saga::Saga;
 use self::store::{Admission, Order, OrderState, OrderStore};
-use super::returns::{ReturnAuthorization, ReturnRequest};
+use super::returns::{ReturnAuthorization, ReturnRequest, ReturnState};
 use super::{Line, validate_lines};
 use crate::catalog;
 use crate::client::ServiceClient;
@@ -203,11 +203,12 @@ async fn get_order(
 
 /// Return some or all of an order: refund and restock.
 #[utoipa::path(post, path = "/v1/orders/{id}/returns", request_body = CreateReturnRequest, params(("id" = String, Path, description = "Order id")), responses(
-    (status = 201, description = "Refunded and restocked", body = ReturnAuthorization),
+    (status = 201, description = "Refunded and restocked: the order is returned", body = ReturnAuthorization),
+    (status = 202, description = "The return is being carried out by another request: the order is returned once its refund is recorded; ask again", body = ReturnAuthorization),
     (status = 404, description = "No such order", body = ErrorBody),
     (status = 409, description = "The order was not confirmed or shipped", body = ErrorBody),
     (status = 422, description = "Lines not in the order", body = ErrorBody),
-    (status = 502, description = "Returns failed", body = ErrorBody),
+    (status = 502, description = "Returns failed; if the refund may have gone through, the return is kept and asking again completes it", body = ErrorBody),
 ))]
 async fn create_return(
     State(state): State<AppState>,
@@ -289,6 +290,11 @@ async fn create_return(
             Some("refund_refused") => ApiError::conflict("refund_refused", e.to_string()),
             _ => ApiError::new(StatusCode::BAD_GATEWAY, "returns_failed", e.to_string()),
         })?;
+    // Returned only once the refund is recorded: a claim another request is
+    // still carrying out may yet fail.
+    if rma.state != ReturnState::Refunded {
+        return Ok((StatusCode::ACCEPTED, Json(rma)));
+    }
     state
         .store
         .transition(
