@@ -12,6 +12,19 @@ async fn order_state(oms: &Oms, id: &str) -> Value {
     order["state"].clone()
 }
 
+/// An OMS that ships nothing (orders stay returnable) and one confirmed
+/// order: the order, its provider and its total.
+async fn confirmed_order() -> (Oms, Value, String, Value) {
+    let oms = Oms::start(&["--ship-delay-ms", "3600000"]).await;
+    let order = oms.order("SKU-HOODIE", "tok_visa").await;
+    let provider = order["payment_provider"]
+        .as_str()
+        .expect("provider")
+        .to_owned();
+    let total = order["quote"]["total_cents"].clone();
+    (oms, order, provider, total)
+}
+
 async fn ask_return(oms: &Oms, id: &str) -> (u16, Value) {
     oms.post(
         "orders",
@@ -23,11 +36,8 @@ async fn ask_return(oms: &Oms, id: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn an_order_is_returned_only_once_its_refund_is_recorded_and_a_failed_return_is_resumed() {
-    let oms = Oms::start(&["--ship-delay-ms", "3600000"]).await;
-    let order = oms.order("SKU-HOODIE", "tok_visa").await;
-    let id = order["id"].as_str().expect("id");
-    let provider = order["payment_provider"].as_str().expect("provider");
-    let total = order["quote"]["total_cents"].clone();
+    let (oms, order, provider, total) = confirmed_order().await;
+    let (id, provider) = (order["id"].as_str().expect("id"), provider.as_str());
 
     // The provider answers every refund after a second, with an error: the
     // request that claims the return works on it for about three seconds
@@ -66,11 +76,8 @@ async fn an_order_is_returned_only_once_its_refund_is_recorded_and_a_failed_retu
 
 #[tokio::test]
 async fn a_refund_whose_answer_was_lost_is_kept_and_completed_once() {
-    let oms = Oms::start(&["--ship-delay-ms", "3600000"]).await;
-    let order = oms.order("SKU-HOODIE", "tok_visa").await;
-    let id = order["id"].as_str().expect("id");
-    let provider = order["payment_provider"].as_str().expect("provider");
-    let total = order["quote"]["total_cents"].clone();
+    let (oms, order, provider, total) = confirmed_order().await;
+    let (id, provider) = (order["id"].as_str().expect("id"), provider.as_str());
 
     // The provider refunds, and the answer is lost every time.
     oms.inject(
