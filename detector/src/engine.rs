@@ -426,12 +426,14 @@ impl Engine {
     }
 
     /// Marks the deviations about to open that began together with another
-    /// in a service no calls connect them to (`shared`, rules 1 and 2); a
-    /// mark lasts until its service is quiet again. Returns the newly marked.
+    /// in a service no slowed calls connect them to (`shared`, rules 1 and
+    /// 2); a mark lasts until its service is quiet again. Returns the newly
+    /// marked.
     fn mark_shared_onsets(
         &mut self,
         now: i64,
         strongest: &BTreeMap<String, (Signal, f64)>,
+        edges: &BTreeMap<EdgeKey, Tick>,
     ) -> Vec<String> {
         let phases = &self.phases;
         self.shared_onset
@@ -449,8 +451,12 @@ impl Engine {
                 },
             )
             .collect();
-        let calls: Vec<EdgeKey> = self.edges.keys().cloned().collect();
-        shared::shared_onsets(&candidates, &calls)
+        let slowed: Vec<EdgeKey> = edges
+            .iter()
+            .filter(|(_, tick)| tick.score >= self.config.edge_threshold)
+            .map(|(call, _)| call.clone())
+            .collect();
+        shared::shared_onsets(&candidates, &slowed)
             .into_iter()
             .filter(|service| self.shared_onset.insert(service.clone()))
             .collect()
@@ -522,7 +528,7 @@ impl Engine {
                 self.last_news.insert(service.clone(), now);
             }
         }
-        let held_as_shared = self.mark_shared_onsets(now, &strongest);
+        let held_as_shared = self.mark_shared_onsets(now, &strongest, &scores.edges);
         let mut resolved = Vec::new();
         for service in subjects {
             let score = strongest.get(&service).map(|s| s.1);
@@ -1537,6 +1543,25 @@ mod tests {
         // The same slowdown of payment alone opens within the usual hold.
         let alone = run(&mut fitted(), 720..724, 6.0);
         assert_eq!(opened_count(&alone), 1, "{alone:#?}");
+    }
+
+    #[test]
+    fn a_caller_whose_calls_did_not_slow_shares_the_onset_of_its_callee() {
+        let mut engine = fitted();
+        // Every service slower, every call as quick as ever: orders calls
+        // payment and tax, and neither explains it.
+        let mut held = Vec::new();
+        let events: Vec<ReportEvent> = (720..724)
+            .flat_map(|i| {
+                let mut o = stalled(i, 6.0);
+                o.edges = observe(i, 1.0).edges;
+                let outcome = engine.tick(i as i64 * STEP, Some(&o));
+                held.extend(outcome.held_as_shared);
+                outcome.events
+            })
+            .collect();
+        assert_eq!(held, ["orders", "payment-primary", "tax"]);
+        assert_eq!(opened_count(&events), 0, "{events:#?}");
     }
 
     #[test]

@@ -1,19 +1,21 @@
-//! Shared onsets: services that no chain of calls connects, slowing down
-//! together, point at something they share that the call graph does not
-//! show (the node they run on, the database they all write to), not at
-//! each of them. On the one-node cluster a pod starting or a backlog
+//! Shared onsets: services slowing down together that no chain of slowed
+//! calls connects point at something they share that the call graph does
+//! not show (the node they run on, the database they all write to), not
+//! at each of them. On the one-node cluster a pod starting or a backlog
 //! draining into PostgreSQL took fulfillment's, inventory's and payment's
 //! p99 up together for one rate window; each was reported, none was at
-//! fault.
+//! fault. Fulfillment calls inventory, but its calls had not slowed: a
+//! call connects two services only when it explains one by the other.
 //!
 //! Rules:
 //! 1. A candidate is a service whose strongest signal is a latency over
 //!    the threshold and whose deviation has not opened yet; its onset is
 //!    when that deviation began.
 //! 2. Two candidates share an onset when their onsets are at most
-//!    [`ONSET_WINDOW_SECONDS`] apart and no chain of calls, either way,
-//!    leads from one to the other (a caller slowed by its callee is the
-//!    culprit localisation's business, not this).
+//!    [`ONSET_WINDOW_SECONDS`] apart and no chain of slowed calls (the
+//!    localisation's edge threshold), either way, leads from one to the
+//!    other: a caller slowed by its callee is the culprit localisation's
+//!    business, not this.
 //! 3. The engine holds a shared deviation as long as one without news: a
 //!    stall of the node passes, a lasting problem still opens.
 
@@ -25,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const ONSET_WINDOW_SECONDS: i64 = 10;
 
 /// The candidates (service and onset, in Unix seconds) that share an onset
-/// with another (rules 1 and 2); `calls` are the caller → callee pairs of
-/// the call graph.
+/// with another (rules 1 and 2); `calls` are the caller → callee pairs whose
+/// calls have slowed.
 pub fn shared_onsets(candidates: &[(String, i64)], calls: &[(String, String)]) -> BTreeSet<String> {
     let graph = CallGraph::new(calls);
     let mut shared = BTreeSet::new();
