@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tokio::time::MissedTickBehavior;
 
+use crate::access::SourceAccess;
 use crate::engine::{Engine, EngineConfig, ReportEvent};
 use crate::metrics::{DetectorMetrics, router};
 use crate::naming::MetricNaming;
@@ -32,18 +33,18 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     /// Base URL of the query API, path prefix included (Mimir: `…/prometheus`).
     pub url: String,
-    /// Headers sent with every query, e.g. Mimir's `X-Scope-OrgID`.
-    pub headers: Vec<(String, String)>,
+    /// Headers, bearer token and CA of every query.
+    pub access: SourceAccess,
     pub naming: MetricNaming,
 }
 
 impl SourceConfig {
-    /// Prometheus at `url`, the OMS's names, no extra headers.
+    /// Prometheus at `url`, the OMS's names, plain access.
     pub fn prometheus(url: &str) -> Self {
         Self {
             kind: SourceKind::Prometheus,
             url: url.to_owned(),
-            headers: Vec::new(),
+            access: SourceAccess::default(),
             naming: MetricNaming::default(),
         }
     }
@@ -92,7 +93,7 @@ pub async fn run(
         SourceKind::Prometheus => {
             let source = PrometheusSource::new(
                 &config.source.url,
-                &config.source.headers,
+                &config.source.access,
                 queries,
                 config.services.iter().cloned(),
                 config.query_timeout,

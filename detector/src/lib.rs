@@ -4,6 +4,7 @@
 //! and localisation with no I/O. `csv` adapts the model to files for offline
 //! evaluation (`homeostat-detector score-csv`).
 
+pub mod access;
 pub mod availability;
 pub mod bench;
 pub mod csv;

@@ -8,11 +8,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use homeostat_api::oms::OMS_SERVICES;
+use homeostat_detector::access::SourceAccess;
 use homeostat_detector::csv::score_csv;
 use homeostat_detector::daemon::{self, DaemonConfig, SourceConfig, SourceKind};
 use homeostat_detector::engine::EngineConfig;
 use homeostat_detector::model::{DebounceConfig, NoveltyConfig, RunningConfig};
 use homeostat_detector::naming::MetricNaming;
+use homeostat_telemetry::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -75,25 +77,55 @@ struct RunArgs {
     /// `/prometheus` serve it; give the URL with its path prefix).
     #[arg(long, value_enum, default_value_t = Source::Prometheus)]
     source: Source,
-    /// Header sent with every query, `Name=value` (repeatable), e.g.
-    /// `X-Scope-OrgID=tenant` for Mimir.
-    #[arg(long = "metrics-header", value_parser = parse_label)]
+    /// Header sent with every query, `Name=value` (repeatable; in the
+    /// environment, comma-separated), e.g. `X-Scope-OrgID=tenant` for Mimir.
+    #[arg(
+        long = "metrics-header",
+        env = "HOMEOSTAT_METRICS_HEADERS",
+        value_delimiter = ',',
+        value_parser = parse_label
+    )]
     metrics_headers: Vec<(String, String)>,
+    /// File holding a bearer token for the metrics source, read again for
+    /// every query (a rotated token is picked up).
+    #[arg(long, env = "HOMEOSTAT_BEARER_TOKEN_FILE")]
+    bearer_token_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust besides the system's, for an
+    /// HTTPS metrics source with a private CA.
+    #[arg(long, env = "HOMEOSTAT_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// YAML file naming the metrics and labels to read, for metrics named by
     /// another convention than the OMS's (see deploy/metrics-naming/).
-    #[arg(long)]
+    #[arg(long, env = "HOMEOSTAT_METRICS_NAMING")]
     metrics_naming: Option<PathBuf>,
     /// Namespace of the AnomalyReports.
     #[arg(long, env = "HOMEOSTAT_NAMESPACE", default_value = "default")]
     namespace: String,
     /// Services to watch (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = OMS_SERVICES.map(String::from))]
+    #[arg(
+        long,
+        env = "HOMEOSTAT_SERVICES",
+        value_delimiter = ',',
+        default_values_t = OMS_SERVICES.map(String::from)
+    )]
     services: Vec<String>,
-    /// Label matcher added to every query, `name=value` (repeatable).
-    #[arg(long = "label", value_parser = parse_label)]
+    /// Label matcher added to every query, `name=value` (repeatable; in
+    /// the environment, comma-separated).
+    #[arg(
+        long = "label",
+        env = "HOMEOSTAT_LABELS",
+        value_delimiter = ',',
+        value_parser = parse_label
+    )]
     labels: Vec<(String, String)>,
-    /// Evaluation interval (more than 0s).
-    #[arg(long, default_value = "5s", value_parser = parse_tick)]
+    /// Evaluation interval (more than 0s): the scrape interval of the
+    /// Prometheus read.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_TICK",
+        default_value = "5s",
+        value_parser = parse_tick
+    )]
     tick: homeostat_api::Duration,
     /// History the baselines are fitted from.
     #[arg(long, default_value = "3h")]
@@ -121,6 +153,9 @@ struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9464")]
     listen: SocketAddr,
+    /// Log lines as `text` or `json`.
+    #[arg(long, env = "HOMEOSTAT_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -178,7 +213,11 @@ impl RunArgs {
                     Source::Prometheus => SourceKind::Prometheus,
                 },
                 url: self.prometheus_url,
-                headers: self.metrics_headers,
+                access: SourceAccess {
+                    headers: self.metrics_headers,
+                    bearer_token_file: self.bearer_token_file,
+                    ca_file: self.ca_file,
+                },
                 naming,
             },
             namespace: self.namespace,
@@ -239,7 +278,7 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let _telemetry = homeostat_telemetry::init("homeostat-detector", false)?;
+    let _telemetry = homeostat_telemetry::init("homeostat-detector", args.log_format)?;
     let config = args.into_config()?;
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {

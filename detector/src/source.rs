@@ -6,7 +6,9 @@ use std::time::Duration;
 use homeostat_api::Signal;
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 
+use crate::access::{AccessError, SourceAccess};
 use crate::availability::Reach;
 use crate::engine::{History, Observation};
 use crate::promql::Queries;
@@ -41,6 +43,8 @@ pub trait MetricsSource {
 #[derive(Clone)]
 pub struct PrometheusSource {
     client: Client,
+    /// For the bearer token, read again for each query.
+    access: SourceAccess,
     queries: Queries,
     /// Only these services are scored.
     services: BTreeSet<String>,
@@ -48,28 +52,24 @@ pub struct PrometheusSource {
 
 impl PrometheusSource {
     /// The query API at `url` (a path prefix such as Mimir's `/prometheus`
-    /// is kept), with `headers` on every request.
+    /// is kept), reached as `access` says.
     pub fn new(
         url: &str,
-        headers: &[(String, String)],
+        access: &SourceAccess,
         queries: Queries,
         services: impl IntoIterator<Item = String>,
         timeout: Duration,
     ) -> Result<Self, SourceError> {
-        let mut default_headers = reqwest::header::HeaderMap::new();
-        for (name, value) in headers {
-            let bad = |what: &str| SourceError::Client(format!("header {name:?}: invalid {what}"));
-            default_headers.insert(
-                reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| bad("name"))?,
-                reqwest::header::HeaderValue::from_str(value).map_err(|_| bad("value"))?,
-            );
-        }
+        let refused = |e: AccessError| SourceError::Client(e.to_string());
         let http = reqwest::Client::builder()
             .timeout(timeout)
-            .default_headers(default_headers)
+            .default_headers(access.header_map().map_err(refused)?)
+            .tls_certs_merge(access.roots().map_err(refused)?)
             .build()
             .map_err(|e| SourceError::Client(e.to_string()))?;
+        // A token that cannot be read now would fail every query: say so
+        // at start rather than on the first tick.
+        access.authorization().map_err(refused)?;
         // The API's paths are appended to the URL's path: a trailing slash
         // on a prefix would double.
         let mut base = reqwest::Url::parse(url)
@@ -82,9 +82,16 @@ impl PrometheusSource {
             Client::from(http, base.as_str()).map_err(|e| SourceError::Client(e.to_string()))?;
         Ok(Self {
             client,
+            access: access.clone(),
             queries,
             services: services.into_iter().collect(),
         })
+    }
+
+    fn authorization(&self) -> Result<Option<HeaderValue>, SourceError> {
+        self.access
+            .authorization()
+            .map_err(|e| SourceError::Client(e.to_string()))
     }
 
     fn wanted(&self, service: &str) -> bool {
@@ -92,7 +99,11 @@ impl PrometheusSource {
     }
 
     async fn instant(&self, query: String, at: i64) -> Result<Data, SourceError> {
-        let result = self.client.query(&query).at(at).get().await;
+        let mut request = self.client.query(&query).at(at);
+        if let Some(token) = self.authorization()? {
+            request = request.header(AUTHORIZATION, token);
+        }
+        let result = request.get().await;
         result
             .map(|r| r.data().clone())
             .map_err(|e| SourceError::Query {
@@ -129,11 +140,11 @@ impl PrometheusSource {
         end: i64,
         step: f64,
     ) -> Result<Data, SourceError> {
-        let result = self
-            .client
-            .query_range(&query, start, end, step)
-            .get()
-            .await;
+        let mut request = self.client.query_range(&query, start, end, step);
+        if let Some(token) = self.authorization()? {
+            request = request.header(AUTHORIZATION, token);
+        }
+        let result = request.get().await;
         result
             .map(|r| r.data().clone())
             .map_err(|e| SourceError::Query {

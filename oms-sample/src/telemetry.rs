@@ -1,4 +1,4 @@
-//! Logs and traces: `tracing` to stderr (JSON with `--log-format json`), and
+//! Logs and traces: `tracing` to stderr (JSON with `--log-json`), and
 //! OpenTelemetry traces over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is
 //! set. Trace context crosses service calls as W3C `traceparent` headers.
 
@@ -10,7 +10,12 @@ pub use homeostat_telemetry::TelemetryGuard;
 
 /// Installs the global subscriber. `service_name` becomes the OTel resource's `service.name`.
 pub fn init(service_name: &str, json_logs: bool) -> anyhow::Result<TelemetryGuard> {
-    homeostat_telemetry::init(service_name, json_logs)
+    let format = if json_logs {
+        homeostat_telemetry::LogFormat::Json
+    } else {
+        homeostat_telemetry::LogFormat::Text
+    };
+    homeostat_telemetry::init(service_name, format)
 }
 
 struct HeaderExtractor<'a>(&'a HeaderMap);

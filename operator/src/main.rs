@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use homeostat_operator::run::{OperatorConfig, run};
+use homeostat_telemetry::LogFormat;
 
 #[derive(Parser)]
 #[command(name = "homeostat-operator", version, about = "The homeostat operator")]
@@ -49,12 +50,15 @@ struct Cli {
     /// Grafana's base URL, for the console's links to a service's dashboard.
     #[arg(long, env = "HOMEOSTAT_CONSOLE_GRAFANA", requires = "console_listen")]
     console_grafana: Option<String>,
+    /// Log lines as `text` or `json`.
+    #[arg(long, env = "HOMEOSTAT_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let _telemetry = match homeostat_telemetry::init("homeostat-operator", false) {
+    let _telemetry = match homeostat_telemetry::init("homeostat-operator", cli.log_format) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!("homeostat-operator: {err:#}");

@@ -4,8 +4,11 @@
 //! [`shutdown`], when a process is asked to stop; and [`process`], its
 //! memory and tasks on `/metrics`.
 
+mod log_format;
 pub mod process;
 pub mod shutdown;
+
+pub use log_format::LogFormat;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -36,10 +39,10 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber. `service_name` becomes the OTel
 /// resource's `service.name` and the tracer's name.
-pub fn init(service_name: &str, json_logs: bool) -> anyhow::Result<TelemetryGuard> {
+pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = if json_logs {
+    let fmt = if format == LogFormat::Json {
         tracing_subscriber::fmt::layer()
             .json()
             .with_writer(std::io::stderr)

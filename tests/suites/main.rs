@@ -16,4 +16,5 @@ mod prometheus;
 mod rbac;
 mod report_writer;
 mod server_side_apply;
+mod source_access;
 mod validation;

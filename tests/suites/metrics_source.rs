@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use homeostat_api::Signal;
+use homeostat_detector::access::SourceAccess;
 use homeostat_detector::engine::Observation;
 use homeostat_detector::naming::MetricNaming;
 use homeostat_detector::promql::Queries;
@@ -147,11 +148,15 @@ fn unix_now() -> i64 {
 }
 
 fn source(url: &str, headers: &[(String, String)]) -> PrometheusSource {
+    let access = SourceAccess {
+        headers: headers.to_vec(),
+        ..SourceAccess::default()
+    };
     let naming = MetricNaming::from_yaml(ISTIO_NAMING).expect("mapping");
     let queries = Queries::new(&[("job".into(), "mesh".into())], 5, naming).expect("queries");
     PrometheusSource::new(
         url,
-        headers,
+        &access,
         queries,
         ["payment".to_owned(), "orders".to_owned()],
         Duration::from_secs(2),
@@ -262,7 +267,7 @@ async fn the_event_pipelines_gauges_read_as_signals_of_the_service_that_exports_
     let queries = Queries::oms(&[("job".into(), "oms".into())], 5).expect("queries");
     let source = PrometheusSource::new(
         prometheus.url(),
-        &[],
+        &SourceAccess::default(),
         queries,
         ["notifications".to_owned(), "orders".to_owned()],
         Duration::from_secs(2),

@@ -1,5 +1,6 @@
 //! The operator's own telemetry: OTLP traces when an endpoint is configured,
-//! each reconcile a span naming its object; the reconcile-duration histogram.
+//! each reconcile a span naming its object; the reconcile-duration histogram;
+//! JSON log lines when asked.
 
 use std::sync::{Arc, Mutex};
 
@@ -43,8 +44,14 @@ async fn reconciles_are_exported_as_otlp_traces_when_configured() {
         }),
     )
     .await;
-    let operator =
-        Operator::start_with_env(&plane, "a", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let operator = Operator::start_with_env(
+        &plane,
+        "a",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("HOMEOSTAT_LOG_FORMAT", "json"),
+        ],
+    );
     let has = |body: &Bytes, text: &[u8]| body.windows(text.len()).any(|w| w == text);
     eventually(
         "an OTLP export naming the operator and a reconcile of scale-tax",
@@ -68,4 +75,17 @@ async fn reconciles_are_exported_as_otlp_traces_when_configured() {
         .metric(r#"homeostat_operator_reconcile_duration_seconds_count{controller="remediationpolicy"}"#)
         .await;
     assert!(timed.as_ref().is_ok_and(|n| *n >= 1.0), "{timed:?}");
+
+    // Every log line is a JSON object a log pipeline can parse.
+    let log = std::fs::read_to_string(plane.dir().join("operator-a.log")).expect("the log");
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the operator logged nothing");
+    for line in lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["fields"].is_object(),
+            "{line}"
+        );
+    }
 }
