@@ -25,7 +25,7 @@ pub enum Source {
 }
 
 impl Source {
-    /// The in-cluster Prometheus of `deploy/base`.
+    /// The sample's in-cluster Prometheus (`deploy/samples`).
     pub fn in_cluster() -> Self {
         Source::ServiceProxy {
             namespace: "homeostat-system".into(),

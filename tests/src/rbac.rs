@@ -24,7 +24,7 @@ pub fn shipped_manifests() -> Vec<PathBuf> {
     vec![
         root.join("deploy/base/rbac.yaml"),
         root.join("deploy/samples/access.yaml"),
-        root.join("deploy/base/prometheus.yaml"),
+        root.join("deploy/samples/prometheus.yaml"),
     ]
 }
 

@@ -1,5 +1,5 @@
 //! Prometheus's discovery under the Roles it is shipped with: the scrape
-//! configuration of `deploy/base/prometheus.yaml`, pointed at a real API
+//! configuration of `deploy/samples/prometheus.yaml`, pointed at a real API
 //! server with the `prometheus` ServiceAccount's token, finds the pods of both
 //! namespaces; the audit log shows nothing refused and every granted verb
 //! used. (The operator's and the detector's runs are checked the same way in
@@ -24,7 +24,7 @@ const NAMESPACES: [&str; 2] = ["shop", "homeostat-system"];
 /// discovery given the API server's address and credentials (in a pod they
 /// come from the ServiceAccount's mounted token and CA).
 fn shipped_config(api_server: &str, token_file: &Path, ca_file: &Path) -> String {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/prometheus.yaml");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/samples/prometheus.yaml");
     let text = std::fs::read_to_string(&manifest).expect("read prometheus.yaml");
     let config = serde_norway::Deserializer::from_str(&text)
         .map(|document| serde_norway::Value::deserialize(document).expect("YAML"))

@@ -1,7 +1,8 @@
 //! `cargo xtask test-assets`: the Kubernetes commands (control plane, node,
 //! kubectl) and etcd built from their Go modules (tests/control-plane), and
-//! the cluster's CoreDNS (tests/cluster-dns) and the in-cluster Prometheus
-//! (tests/prometheus), once, into a cache under target/.
+//! the cluster's CoreDNS (tests/cluster-dns), the in-cluster Prometheus
+//! (tests/prometheus) and helm for the chart's tests (tests/helm), once,
+//! into a cache under target/.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,7 +21,7 @@ const KUBERNETES_COMMANDS: [&str; 6] = [
     "kube-proxy",
     "kubectl",
 ];
-const BINARIES: [&str; 9] = [
+const BINARIES: [&str; 10] = [
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
@@ -30,9 +31,10 @@ const BINARIES: [&str; 9] = [
     "etcd",
     "coredns",
     "prometheus",
+    "helm",
 ];
 /// The files that decide what gets built, under tests/.
-const INPUTS: [&str; 10] = [
+const INPUTS: [&str; 13] = [
     "control-plane/go.mod",
     "control-plane/go.sum",
     "control-plane/cmd/etcd/main.go",
@@ -43,8 +45,14 @@ const INPUTS: [&str; 10] = [
     "prometheus/go.sum",
     "prometheus/tools.go",
     "prometheus/plugins/plugins.go",
+    "helm/go.mod",
+    "helm/go.sum",
+    "helm/tools.go",
 ];
 const STAMP: &str = ".inputs-hash";
+/// No debug information compiled at all (`-s -w` only drops it at the
+/// link): nobody debugs these, and the compile is that much shorter.
+const NO_DWARF: &str = "-gcflags=all=-dwarf=false";
 
 /// Returns the asset directory, building it first when it is missing or was
 /// built from other inputs.
@@ -103,7 +111,7 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
     eprintln!(
-        "building {} ({version}), etcd, CoreDNS and Prometheus with {} into {} (a cold build, Go caches empty, took 8 minutes on 2 cores)",
+        "building {} ({version}), etcd, CoreDNS, Prometheus and helm with {} into {} (a cold build, Go caches empty, took 8 minutes on 2 cores)",
         KUBERNETES_COMMANDS.join(", "),
         go.display(),
         dir.display()
@@ -114,7 +122,7 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
     workspace::run(
         Command::new(&go)
             .current_dir(&module)
-            .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
+            .args(["build", "-trimpath", NO_DWARF, "-ldflags", &ldflags, "-o"])
             .arg(&out_dir)
             .args(
                 KUBERNETES_COMMANDS
@@ -126,7 +134,7 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
     workspace::run(
         Command::new(&go)
             .current_dir(tests.join("cluster-dns"))
-            .args(["build", "-trimpath", "-o"])
+            .args(["build", "-trimpath", NO_DWARF, "-o"])
             .arg(staging.join("coredns"))
             .arg("."),
     )?;
@@ -140,13 +148,25 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
             .current_dir(tests.join("prometheus"))
             .arg("build")
             .arg(format!("-modfile={}", trimmed.display()))
-            .args(["-trimpath", "-ldflags"])
+            .args(["-trimpath", NO_DWARF, "-ldflags"])
             .arg(format!(
                 "-s -w -X github.com/prometheus/common/version.Version={prometheus_version}"
             ))
             .arg("-o")
             .arg(staging.join("prometheus"))
             .arg("github.com/prometheus/prometheus/cmd/prometheus"),
+    )?;
+    let helm_version = required_version(&read(&tests.join("helm/go.mod"))?, "helm.sh/helm/v4")?;
+    workspace::run(
+        Command::new(&go)
+            .current_dir(tests.join("helm"))
+            .args(["build", "-trimpath", NO_DWARF, "-ldflags"])
+            .arg(format!(
+                "-s -w -X helm.sh/helm/v4/internal/version.version={helm_version}"
+            ))
+            .arg("-o")
+            .arg(staging.join("helm"))
+            .arg("helm.sh/helm/v4/cmd/helm"),
     )?;
     let _ = std::fs::remove_dir_all(staging.join(TRIMMED));
     for made in ["prometheus.mod", "prometheus.sum"] {
@@ -182,6 +202,12 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
         &staging.join("prometheus"),
         &["--version"],
         &format!("version {prometheus_version}"),
+    )?;
+
+    verify_version(
+        &staging.join("helm"),
+        &["version", "--template", "{{.Version}}"],
+        &helm_version,
     )?;
 
     std::fs::write(staging.join(STAMP), inputs).context("write the inputs stamp")?;

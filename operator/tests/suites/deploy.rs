@@ -21,20 +21,20 @@ fn deploy_dir() -> std::path::PathBuf {
 async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
     let (plane, _client) = plane().await;
     let dir = deploy_dir();
-    let mut kubectl = plane.kubectl().unwrap_or_else(|e| panic!("kubectl: {e}"));
-    // The base, as every overlay includes it (the CRDs are installed).
-    let out = kubectl
-        .args(["apply", "--server-side", "-k"])
-        .arg(dir.join("base"))
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-
+    let apply = |kustomization: &str| {
+        let mut kubectl = plane.kubectl().unwrap_or_else(|e| panic!("kubectl: {e}"));
+        let out = kubectl
+            .args(["apply", "--server-side", "-k"])
+            .arg(dir.join(kustomization))
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl apply -k {kustomization}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     let can_as = |account: &str, verb: &str, what: &str, ns: &str| {
         let mut kubectl = plane.kubectl().unwrap_or_else(|e| panic!("kubectl: {e}"));
         let (resource, subresource) = match what.split_once('/') {
@@ -56,6 +56,20 @@ async fn deploy_manifests_apply_and_rbac_is_least_privilege() {
     let can = |who: &str, verb: &str, what: &str, ns: &str| {
         can_as(&format!("homeostat-{who}"), verb, what, ns)
     };
+    // homeostat alone (the CRDs are installed): it writes nowhere until a
+    // namespace binds its roles, and brings no Prometheus.
+    apply("base");
+    assert!(!can("operator", "patch", "deployments.apps/scale", "shop"));
+    assert!(!can(
+        "detector",
+        "create",
+        "anomalyreports.homeostat.dev",
+        "shop"
+    ));
+    assert!(can("operator", "watch", "deployments.apps", "shop"));
+    assert!(!can_as("prometheus", "list", "pods", "shop"));
+    // The base with the sample beside it, as the overlays compose them.
+    apply("overlays/local");
     // What the operator does.
     assert!(can("operator", "patch", "deployments.apps/scale", "shop"));
     assert!(can("operator", "patch", "configmaps", "shop"));
