@@ -87,3 +87,35 @@ pub fn api_error_message(
         Err(other) => panic!("{expected}: unexpected error {other}"),
     }
 }
+
+/// A gateway to Prometheus (`http://host:port`): its API under
+/// `/prometheus`, for the requests `admits` lets through (401 for the
+/// others), as Mimir's and Thanos's gateways serve it.
+pub fn prometheus_gateway(
+    prometheus: String,
+    admits: impl Fn(&axum::http::HeaderMap) -> bool + Clone + Send + Sync + 'static,
+) -> axum::Router {
+    use axum::extract::{Path, RawQuery};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+
+    let forward = move |Path(path): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap| {
+        let (prometheus, admits) = (prometheus.clone(), admits.clone());
+        async move {
+            if !admits(&headers) {
+                return (StatusCode::UNAUTHORIZED, "refused by the gateway").into_response();
+            }
+            let url = format!("{prometheus}/{path}?{}", query.unwrap_or_default());
+            match reqwest::get(&url).await {
+                Ok(answer) => {
+                    let status = StatusCode::from_u16(answer.status().as_u16())
+                        .unwrap_or(StatusCode::BAD_GATEWAY);
+                    let body = answer.text().await.unwrap_or_default();
+                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                }
+                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            }
+        }
+    };
+    axum::Router::new().route("/prometheus/{*path}", axum::routing::get(forward))
+}

@@ -9,9 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Path, RawQuery};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
 use axum::routing::get;
 use homeostat_api::Signal;
 use homeostat_detector::access::SourceAccess;
@@ -20,6 +17,8 @@ use homeostat_detector::naming::MetricNaming;
 use homeostat_detector::promql::Queries;
 use homeostat_detector::source::{MetricsSource, PrometheusSource};
 use homeostat_test_support::{Prometheus, PrometheusConfig, ScrapeTarget, wait_until};
+
+use crate::common::prometheus_gateway;
 
 /// The mapping shipped for Istio's standard metrics.
 const ISTIO_NAMING: &str = include_str!("../../deploy/metrics-naming/istio.yaml");
@@ -117,27 +116,9 @@ async fn start_mesh() -> String {
 
 /// Prometheus's API under `/prometheus`, for the tenant's requests only.
 async fn start_gateway(prometheus: String) -> String {
-    let forward = move |Path(path): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap| {
-        let prometheus = prometheus.clone();
-        async move {
-            if headers.get("X-Scope-OrgID").and_then(|v| v.to_str().ok()) != Some(TENANT) {
-                return (StatusCode::UNAUTHORIZED, "no org id").into_response();
-            }
-            let url = format!("{prometheus}/{path}?{}", query.unwrap_or_default());
-            match reqwest::get(&url).await {
-                Ok(answer) => {
-                    let status = StatusCode::from_u16(answer.status().as_u16())
-                        .unwrap_or(StatusCode::BAD_GATEWAY);
-                    let body = answer.text().await.unwrap_or_default();
-                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-                }
-                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-            }
-        }
-    };
-    let router = Router::new()
-        .route("/prometheus/{*path}", get(forward))
-        .with_state(());
+    let router = prometheus_gateway(prometheus, |headers| {
+        headers.get("X-Scope-OrgID").and_then(|v| v.to_str().ok()) == Some(TENANT)
+    });
     format!("http://{}/prometheus", serve(router).await)
 }
 

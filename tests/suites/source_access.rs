@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Path, RawQuery};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::header;
 use axum::routing::get;
 use homeostat_api::Signal;
 use homeostat_detector::access::SourceAccess;
@@ -17,6 +15,8 @@ use homeostat_detector::source::{MetricsSource, PrometheusSource, SourceError};
 use homeostat_test_support::{Prometheus, PrometheusConfig, ScrapeTarget, wait_until};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::common::prometheus_gateway;
 
 /// A CA of the test's own and a serving certificate for 127.0.0.1 it
 /// signed: (CA PEM, certificate DER, key DER).
@@ -39,30 +39,13 @@ fn private_pki() -> (String, Vec<u8>, Vec<u8>) {
 /// Prometheus's API under `/prometheus` over HTTPS, for requests that
 /// carry `Bearer <accepted>` only.
 async fn start_gateway(prometheus: String, accepted: Arc<Mutex<String>>) -> (String, String) {
-    let forward = move |Path(path): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap| {
-        let (prometheus, accepted) = (prometheus.clone(), accepted.clone());
-        async move {
-            let wanted = format!("Bearer {}", accepted.lock().expect("lock"));
-            if headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                != Some(wanted.as_str())
-            {
-                return (StatusCode::UNAUTHORIZED, "bad token").into_response();
-            }
-            let url = format!("{prometheus}/{path}?{}", query.unwrap_or_default());
-            match reqwest::get(&url).await {
-                Ok(answer) => {
-                    let status = StatusCode::from_u16(answer.status().as_u16())
-                        .unwrap_or(StatusCode::BAD_GATEWAY);
-                    let body = answer.text().await.unwrap_or_default();
-                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-                }
-                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-            }
-        }
-    };
-    let router = Router::new().route("/prometheus/{*path}", get(forward));
+    let router = prometheus_gateway(prometheus, move |headers| {
+        let wanted = format!("Bearer {}", accepted.lock().expect("lock"));
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            == Some(wanted.as_str())
+    });
 
     let (ca_pem, cert, key) = private_pki();
     let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
