@@ -119,3 +119,13 @@ pub fn prometheus_gateway(
     };
     axum::Router::new().route("/prometheus/{*path}", axum::routing::get(forward))
 }
+
+/// Serves `router` on a free loopback port; returns `127.0.0.1:PORT`.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    address
+}

@@ -18,7 +18,7 @@ use homeostat_detector::promql::Queries;
 use homeostat_detector::source::{MetricsSource, PrometheusSource};
 use homeostat_test_support::{Prometheus, PrometheusConfig, ScrapeTarget, wait_until};
 
-use crate::common::prometheus_gateway;
+use crate::common::{prometheus_gateway, serve};
 
 /// The mapping shipped for Istio's standard metrics.
 const ISTIO_NAMING: &str = include_str!("../../deploy/metrics-naming/istio.yaml");
@@ -83,15 +83,6 @@ impl Mesh {
         );
         out
     }
-}
-
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    address
 }
 
 /// `/metrics` of the mesh, 40 more requests every 250 ms.

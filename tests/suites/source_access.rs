@@ -16,7 +16,7 @@ use homeostat_test_support::{Prometheus, PrometheusConfig, ScrapeTarget, wait_un
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::common::prometheus_gateway;
+use crate::common::{prometheus_gateway, serve};
 
 /// A CA of the test's own and a serving certificate for 127.0.0.1 it
 /// signed: (CA PEM, certificate DER, key DER).
@@ -114,12 +114,7 @@ async fn start_service() -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    address
+    serve(router).await
 }
 
 fn unix_now() -> i64 {
