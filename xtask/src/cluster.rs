@@ -4,7 +4,8 @@
 //! kubeconfig live in `target/cluster/`; `up` prints the kubeconfig path as
 //! its last line.
 
-use crate::{images, system, test_assets, workspace};
+use crate::test_assets::{self, Assets};
+use crate::{images, system, workspace};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let command = match args {
@@ -18,7 +19,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     cluster.args([command, "--state"]).arg(&state);
     if command == "up" {
         system::ensure(&system::NODE)?;
-        let assets = test_assets::ensure()?;
+        let assets = test_assets::ensure(&[Assets::ControlPlane, Assets::Node])?;
         eprintln!("cluster: building the images");
         let images = images::build(&release, &assets)?;
         cluster

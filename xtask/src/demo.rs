@@ -6,7 +6,8 @@
 
 use std::process::Command;
 
-use crate::{images, system, test_assets, workspace};
+use crate::test_assets::{self, Assets};
+use crate::{images, system, workspace};
 
 /// The demo's processes: the OMS, the operator, the detector and the player.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -18,7 +19,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// Builds and installs what the demo needs; the player command, ready for
 /// its arguments. Callers that play several scenarios build once.
 pub fn prepare(on_cluster: bool) -> anyhow::Result<Command> {
-    let assets = test_assets::ensure()?;
+    let assets = if on_cluster {
+        test_assets::ensure(&[Assets::ControlPlane, Assets::Node])?
+    } else {
+        test_assets::ensure(&[Assets::ControlPlane])?
+    };
     if on_cluster {
         // The pods bring their own PostgreSQL, NATS and Prometheus images.
         system::ensure(&system::NODE)?;

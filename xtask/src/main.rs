@@ -1,5 +1,6 @@
 //! Developer tasks for homeostat, run as `cargo xtask <task>`.
 
+mod cargo_messages;
 mod catalogue;
 mod cluster;
 mod crds;
@@ -31,11 +32,11 @@ tasks:
                  print top-1 culprit accuracy, time to detect and false reports per
                  scenario; fail below AC@1 0.9 or on a report in a quiet run
   test [--lane demo|suites] [FILTER...]
-                 build test assets if missing, then fmt, one optimised build, and
-                 every test executable: the local demo beside the images and clippy,
-                 the cluster demo beside the light suites and NAB (at nice 19), then
-                 the suites that start servers, two at a time
-  test-assets    build the Kubernetes commands, etcd, CoreDNS and Prometheus once; print their directory
+                 fmt, then one optimised build (clippy's lints with it) in stages:
+                 what the local demo needs, then the rest beside the demo runs (at
+                 nice 19); the local demo, the cluster demo, then every other test
+                 executable and NAB, three at a time
+  test-assets    build the Kubernetes commands, etcd, CoreDNS, Prometheus and helm once; print their directory
   control-plane  run etcd + kube-apiserver in the foreground (Ctrl-C stops it)
   cluster up|down
                  a real one-node cluster (kubelet, containerd) on this machine, as root;
@@ -52,7 +53,7 @@ tasks:
 /// running it never rebuilds what another task built (a `cargo run` of one
 /// package unifies features differently and recompiled shared crates).
 fn control_plane(args: &[String]) -> anyhow::Result<()> {
-    let assets = test_assets::ensure()?;
+    let assets = test_assets::ensure(&[test_assets::Assets::ControlPlane])?;
     let release = workspace::build_release_bins()?;
     workspace::run(
         std::process::Command::new(release.join("homeostat-control-plane"))
@@ -69,7 +70,7 @@ fn main() -> ExitCode {
     };
     let result = match task.as_str() {
         "crds" => crds::run(rest),
-        "test-assets" => test_assets::ensure().map(|dir| println!("{}", dir.display())),
+        "test-assets" => test_assets::ensure_all().map(|dir| println!("{}", dir.display())),
         "control-plane" => control_plane(rest),
         "test" => test::run(rest),
         "nab" => nab::run(rest),

@@ -1,30 +1,35 @@
 //! `cargo xtask test`: the whole check, as CI runs it.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use crate::test_plan::{Job, Lane, Task};
-use crate::{images, nab, system, test_assets, test_lanes, test_plan, workspace};
+use crate::test_assets::{self, Assets};
+use crate::test_plan::{Job, Lane, Phase, Task};
+use crate::workspace::{self, Built, Targets};
+use crate::{images, nab, system, test_lanes, test_plan};
 
-/// Builds test assets and installs Prometheus, PostgreSQL, NATS, buildah,
-/// containerd and chromium (with its driver) when missing, then runs
-/// rustfmt, then every test, the container images' build, clippy and the
-/// detector's NAB target check in the lanes of [`test_plan`]. `--lane demo|suites` runs that lane
-/// alone; other arguments go to every test executable (e.g. a test name
-/// filter). With either, the NAB check is left out.
+/// Installs Prometheus, PostgreSQL, NATS, buildah, containerd and chromium
+/// (with its driver) when missing, runs rustfmt, then builds and runs every
+/// test, the container images' build, clippy's lints and the detector's NAB
+/// target check in the phases of [`test_plan`]. `--lane demo|suites` runs
+/// that lane alone (and what it needs); other arguments go to every test
+/// executable (e.g. a test name filter). With either, the NAB check is left
+/// out.
 ///
 /// Everything is built once, optimised (`--release`): the tests, and the
 /// binaries the end-to-end tests run as processes (a debug OMS on 2 busy
-/// cores is slow enough to look like an incident). The test executables
-/// then run in three phases of two lanes side by side ([`test_plan`]).
+/// cores is slow enough to look like an incident). What the local demo
+/// needs is built first; the rest beside the demo runs ([`test_plan`]
+/// rules 3–5).
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let (only, args) = match args {
         [flag, lane, rest @ ..] if flag == "--lane" => (Some(lane.parse::<Lane>()?), rest),
         _ => (None, args),
     };
-    // The Kubernetes commands (Go) build beside the workspace (cargo): each
-    // leaves a core idle for minutes at a time (one large crate, a link),
-    // and the other fills it.
-    let assets = std::thread::spawn(test_assets::ensure);
+    // The control plane's Go commands build beside the workspace (cargo):
+    // each leaves a core idle for minutes at a time (one large crate, a
+    // link), and the other fills it.
+    let control_plane = std::thread::spawn(|| test_assets::ensure(&[Assets::ControlPlane]));
     system::ensure(&[
         &system::PROMETHEUS,
         &system::POSTGRESQL,
@@ -39,36 +44,58 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     ])?;
 
     workspace::run(&mut workspace::cargo(&["fmt", "--all", "--", "--check"]))?;
-    let (release, binaries) = workspace::build_release_tests()?;
-    let assets = assets
+    let first = workspace::build_release(Targets::Tests(&["soak"]))?;
+    let assets = control_plane
         .join()
-        .map_err(|_| anyhow::anyhow!("the test assets' build panicked"))??;
+        .map_err(|_| anyhow::anyhow!("the control plane's build panicked"))??;
     eprintln!("test assets: {}", assets.display());
-    // The images test and the cluster test run what `cargo xtask images`
-    // builds: built beside the local demo, before the phase that needs them.
-    let images = {
-        let (release, assets) = (release.clone(), assets.clone());
-        Job::Task(Task {
-            label: "images".to_owned(),
-            prerequisite: true,
-            run: Arc::new(move || images::build(&release, &assets).map(drop)),
-        })
-    };
-    let nab = (args.is_empty() && only.is_none()).then(|| {
-        let detector = release.join("homeostat-detector");
-        Job::Task(Task {
-            label: "nab".to_owned(),
-            prerequisite: false,
-            run: Arc::new(move || nab::check(&detector, nab::TARGET)),
-        })
-    });
+    let release = workspace::release_dir();
     let root = workspace::root();
-    test_lanes::run(
-        &root,
-        &workspace::target_dir().join("test-logs"),
-        test_plan::phases(&root, binaries, vec![images, clippy()], Vec::from_iter(nab)).map(
-            |phase| {
-                phase.map(|(lane, jobs)| {
+
+    let for_cluster = Stage::default();
+    let everything = Stage::default();
+    let phase_one = test_plan::demo_phase(
+        test_plan::sort(&root, first.tests).local_demo,
+        vec![
+            for_cluster.task("build for the cluster", Assets::Node, &["cluster"]),
+            images(release.clone(), assets.clone()),
+        ],
+    );
+    let phase_two = {
+        let (root, for_cluster, everything) =
+            (root.clone(), for_cluster.clone(), everything.clone());
+        move || -> Phase {
+            test_plan::demo_phase(
+                test_plan::sort(&root, for_cluster.tests()).cluster_demo,
+                vec![
+                    everything.task("build everything else", Assets::Helm, &[]),
+                    everything.lints(),
+                ],
+            )
+        }
+    };
+    let phase_three = {
+        let root = root.clone();
+        let nab = (args.is_empty() && only.is_none()).then(|| {
+            let detector = release.join("homeostat-detector");
+            Job::Task(Task {
+                label: "nab".to_owned(),
+                prerequisite: false,
+                run: Arc::new(move || nab::check(&detector, nab::TARGET)),
+            })
+        });
+        move || -> Phase {
+            let suites = test_plan::sort(&root, everything.tests()).suites;
+            test_plan::suites_phase(&root, suites, Vec::from_iter(nab))
+        }
+    };
+    let phases = std::iter::once(phase_one)
+        .chain(std::iter::once_with(phase_two))
+        .chain(std::iter::once_with(phase_three))
+        .map(|phase| {
+            phase
+                .into_iter()
+                .map(|(lane, jobs)| {
                     // A lane left out runs nothing but what the other needs.
                     let chosen = only.is_none_or(|only| only == lane);
                     let jobs = jobs
@@ -77,8 +104,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                         .collect();
                     (lane, jobs)
                 })
-            },
-        ),
+                .collect()
+        });
+    test_lanes::run(
+        &root,
+        &workspace::target_dir().join("test-logs"),
+        phases,
         &[
             ("HOMEOSTAT_TEST_ASSETS", assets),
             ("HOMEOSTAT_DEMO_BIN_DIR", release),
@@ -88,23 +119,74 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     )
 }
 
-/// `cargo clippy` on every target, warnings denied: in the suites lane, at
-/// its lowest CPU priority, beside the local demo ([`test_plan`] rule 4).
-fn clippy() -> Job {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    Job::Check {
-        label: "clippy".to_owned(),
-        program: cargo.into(),
-        args: [
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--",
-            "-D",
-            "warnings",
-        ]
-        .map(String::from)
-        .to_vec(),
+/// One later stage of the build: what it built, once it has.
+#[derive(Clone, Default)]
+struct Stage(Arc<Mutex<Option<Built>>>);
+
+impl Stage {
+    /// Builds `assets` (Go) and, beside them, every binary and `tests`
+    /// (every target when empty), at the lane's priority; a prerequisite of
+    /// the later phases.
+    fn task(&self, label: &str, assets: Assets, tests: &'static [&'static str]) -> Job {
+        let stage = self.clone();
+        Job::Task(Task {
+            label: label.to_owned(),
+            prerequisite: true,
+            run: Arc::new(move || {
+                let go = std::thread::spawn(move || test_assets::ensure(&[assets]));
+                let built = workspace::build_release(if tests.is_empty() {
+                    Targets::All
+                } else {
+                    Targets::Tests(tests)
+                });
+                go.join()
+                    .map_err(|_| anyhow::anyhow!("the Go build panicked"))??;
+                *stage.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(built?);
+                Ok(())
+            }),
+        })
     }
+
+    /// The test executables it built; none when it failed or did not run.
+    fn tests(&self) -> Vec<test_plan::TestBinary> {
+        let built = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        built.as_ref().map(|b| b.tests.clone()).unwrap_or_default()
+    }
+
+    /// clippy's lints and rustc's warnings on our crates, which the build
+    /// of every target compiled with it (`workspace::build_release`): fails
+    /// when there is one, as `cargo clippy -- -D warnings` would.
+    fn lints(&self) -> Job {
+        let stage = self.clone();
+        Job::Task(Task {
+            label: "clippy".to_owned(),
+            prerequisite: false,
+            run: Arc::new(move || {
+                workspace::clippy_driver()?;
+                let built = stage.0.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(built) = built.as_ref() else {
+                    anyhow::bail!("the build of every target did not finish");
+                };
+                for warning in &built.warnings {
+                    eprint!("{warning}");
+                }
+                anyhow::ensure!(
+                    built.warnings.is_empty(),
+                    "{} warnings on our crates (clippy's lints among them; printed above)",
+                    built.warnings.len()
+                );
+                Ok(())
+            }),
+        })
+    }
+}
+
+/// The container images the images test and the cluster test run: built
+/// beside the local demo, before the phase that needs them.
+fn images(release: PathBuf, assets: PathBuf) -> Job {
+    Job::Task(Task {
+        label: "images".to_owned(),
+        prerequisite: true,
+        run: Arc::new(move || images::build(&release, &assets).map(drop)),
+    })
 }

@@ -1,8 +1,13 @@
 //! `cargo xtask test-assets`: the Kubernetes commands (control plane, node,
-//! kubectl) and etcd built from their Go modules (tests/control-plane), and
-//! the cluster's CoreDNS (tests/cluster-dns), the in-cluster Prometheus
+//! kubectl) and etcd built from their Go modules (tests/control-plane), the
+//! cluster's CoreDNS (tests/cluster-dns), the in-cluster Prometheus
 //! (tests/prometheus) and helm for the chart's tests (tests/helm), once,
 //! into a cache under target/.
+//!
+//! They are built in three groups ([`Assets`]), each when first needed:
+//! the local demo and the API-server tests need the control plane alone,
+//! and `cargo xtask test` builds the node's commands and helm beside the
+//! first tests instead of before them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,82 +17,188 @@ use anyhow::{Context, bail};
 
 use crate::workspace;
 
-/// The control plane of the tests, and the node of `cargo xtask cluster`.
-const KUBERNETES_COMMANDS: [&str; 6] = [
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-    "kubectl",
-];
-const BINARIES: [&str; 10] = [
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-    "kubectl",
-    "etcd",
-    "coredns",
-    "prometheus",
-    "helm",
-];
-/// The files that decide what gets built, under tests/.
-const INPUTS: [&str; 13] = [
-    "control-plane/go.mod",
-    "control-plane/go.sum",
-    "control-plane/cmd/etcd/main.go",
-    "cluster-dns/go.mod",
-    "cluster-dns/go.sum",
-    "cluster-dns/main.go",
-    "prometheus/go.mod",
-    "prometheus/go.sum",
-    "prometheus/tools.go",
-    "prometheus/plugins/plugins.go",
-    "helm/go.mod",
-    "helm/go.sum",
-    "helm/tools.go",
-];
-const STAMP: &str = ".inputs-hash";
+/// A group of assets built together, named by what needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assets {
+    /// etcd, kube-apiserver, kube-controller-manager and kubectl: every
+    /// API-server test and the local demo.
+    ControlPlane,
+    /// The one-node cluster's kubelet, kube-scheduler and kube-proxy, its
+    /// CoreDNS, and the Prometheus its images carry.
+    Node,
+    /// helm, for the chart's tests.
+    Helm,
+}
+
+/// Every group: what `cargo xtask test-assets` builds.
+pub const ALL: [Assets; 3] = [Assets::ControlPlane, Assets::Node, Assets::Helm];
+
+impl Assets {
+    /// The Kubernetes commands of the group (from tests/control-plane).
+    fn kubernetes_commands(self) -> &'static [&'static str] {
+        match self {
+            Assets::ControlPlane => &["kube-apiserver", "kube-controller-manager", "kubectl"],
+            Assets::Node => &["kube-scheduler", "kubelet", "kube-proxy"],
+            Assets::Helm => &[],
+        }
+    }
+
+    /// Every binary the group puts in the assets' directory.
+    fn binaries(self) -> Vec<&'static str> {
+        let others: &[&str] = match self {
+            Assets::ControlPlane => &["etcd"],
+            Assets::Node => &["coredns", "prometheus"],
+            Assets::Helm => &["helm"],
+        };
+        [self.kubernetes_commands(), others].concat()
+    }
+
+    /// The files under tests/ that decide what the group's build makes.
+    fn inputs(self) -> &'static [&'static str] {
+        match self {
+            Assets::ControlPlane => &[
+                "control-plane/go.mod",
+                "control-plane/go.sum",
+                "control-plane/cmd/etcd/main.go",
+            ],
+            Assets::Node => &[
+                "control-plane/go.mod",
+                "control-plane/go.sum",
+                "cluster-dns/go.mod",
+                "cluster-dns/go.sum",
+                "cluster-dns/main.go",
+                "prometheus/go.mod",
+                "prometheus/go.sum",
+                "prometheus/tools.go",
+                "prometheus/plugins/plugins.go",
+            ],
+            Assets::Helm => &["helm/go.mod", "helm/go.sum", "helm/tools.go"],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Assets::ControlPlane => "control-plane",
+            Assets::Node => "node",
+            Assets::Helm => "helm",
+        }
+    }
+
+    /// The file that records the inputs the group was built from.
+    fn stamp(self) -> String {
+        format!(".{}.inputs-hash", self.name())
+    }
+}
+
 /// No debug information compiled at all (`-s -w` only drops it at the
 /// link): nobody debugs these, and the compile is that much shorter.
 const NO_DWARF: &str = "-gcflags=all=-dwarf=false";
 
-/// Returns the asset directory, building it first when it is missing or was
-/// built from other inputs.
-pub fn ensure() -> anyhow::Result<PathBuf> {
-    let tests = workspace::root().join("tests");
-    let go_mod = read(&tests.join("control-plane/go.mod"))?;
-    let version = required_version(&go_mod, "k8s.io/kubernetes")?;
-    let inputs = inputs_hash(&tests)?;
-    let dir = workspace::target_dir()
-        .join("test-assets")
-        .join(format!("kubernetes-{version}"));
+/// Every group: the assets' directory.
+pub fn ensure_all() -> anyhow::Result<PathBuf> {
+    ensure(&ALL)
+}
 
-    if is_complete(&dir, &inputs) {
-        return Ok(dir);
+/// Returns the assets' directory, building first each of `groups` that is
+/// missing there or was built from other inputs.
+pub fn ensure(groups: &[Assets]) -> anyhow::Result<PathBuf> {
+    let tests = workspace::root().join("tests");
+    let version = required_version(
+        &read(&tests.join("control-plane/go.mod"))?,
+        "k8s.io/kubernetes",
+    )?;
+    let dir = dir(&version);
+    for &group in groups {
+        let inputs = inputs_hash(&tests, group.inputs())?;
+        if !is_complete(&dir, group, &inputs) {
+            build(&tests, &dir, &version, group, &inputs)?;
+        }
     }
-    build(&tests, &dir, &version, &inputs)?;
     Ok(dir)
 }
 
-fn is_complete(dir: &Path, inputs: &str) -> bool {
-    BINARIES.iter().all(|b| dir.join(b).is_file())
-        && std::fs::read_to_string(dir.join(STAMP)).is_ok_and(|stamp| stamp == inputs)
+fn dir(version: &str) -> PathBuf {
+    workspace::target_dir()
+        .join("test-assets")
+        .join(format!("kubernetes-{version}"))
 }
 
-fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Result<()> {
-    let module = tests.join("control-plane");
+fn is_complete(dir: &Path, group: Assets, inputs: &str) -> bool {
+    group.binaries().iter().all(|b| dir.join(b).is_file())
+        && std::fs::read_to_string(dir.join(group.stamp())).is_ok_and(|stamp| stamp == inputs)
+}
+
+/// Builds the group into a staging directory, checks the version each
+/// binary prints, then moves them into `dir` and writes the stamp last.
+fn build(
+    tests: &Path,
+    dir: &Path,
+    version: &str,
+    group: Assets,
+    inputs: &str,
+) -> anyhow::Result<()> {
     let go = workspace::which("go").context(
         "the Go toolchain is needed to build kube-apiserver and etcd: install Go 1.24 or newer and put `go` on the PATH",
     )?;
+    let staging = dir.join(format!(".{}.building", group.name()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
+    eprintln!(
+        "building {} with {} into {}",
+        group.binaries().join(", "),
+        go.display(),
+        dir.display()
+    );
+    let started = Instant::now();
+    match group {
+        Assets::ControlPlane => {
+            build_kubernetes(&go, tests, &staging, version, group, &["./cmd/etcd"])?;
+            let etcd = required_version(
+                &read(&tests.join("control-plane/go.mod"))?,
+                "go.etcd.io/etcd/server/v3",
+            )?;
+            verify_version(
+                &staging.join("etcd"),
+                &["--version"],
+                etcd.trim_start_matches('v'),
+            )?;
+        }
+        Assets::Node => {
+            build_kubernetes(&go, tests, &staging, version, group, &[])?;
+            build_coredns(&go, tests, &staging)?;
+            build_prometheus(&go, tests, &staging)?;
+        }
+        Assets::Helm => build_helm(&go, tests, &staging)?,
+    }
+    eprintln!(
+        "built the {} group in {:.0} s",
+        group.name(),
+        started.elapsed().as_secs_f64()
+    );
+    for binary in group.binaries() {
+        std::fs::rename(staging.join(binary), dir.join(binary))
+            .with_context(|| format!("move {binary} to {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::write(dir.join(group.stamp()), inputs).context("write the inputs stamp")?;
+    Ok(())
+}
+
+/// The group's Kubernetes commands, and `extra` packages of the same
+/// module, stamped with the release as Kubernetes' own build does.
+fn build_kubernetes(
+    go: &Path,
+    tests: &Path,
+    staging: &Path,
+    version: &str,
+    group: Assets,
+    extra: &[&str],
+) -> anyhow::Result<()> {
     let minor = version
         .trim_start_matches('v')
         .split('.')
         .nth(1)
         .context("cannot read the minor version")?;
-    // Stamp the release into the binaries, as Kubernetes' own build does.
     let ldflags = [
         ("k8s.io/component-base/version", "gitVersion", version),
         ("k8s.io/component-base/version", "gitMajor", "1"),
@@ -104,117 +215,94 @@ fn build(tests: &Path, dir: &Path, version: &str, inputs: &str) -> anyhow::Resul
     .chain(["-s -w".to_owned()])
     .collect::<Vec<_>>()
     .join(" ");
-
-    let mut staging = dir.to_path_buf().into_os_string();
-    staging.push(".building");
-    let staging = PathBuf::from(staging);
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
-    eprintln!(
-        "building {} ({version}), etcd, CoreDNS, Prometheus and helm with {} into {} (a cold build, Go caches empty, took 8 minutes on 2 cores)",
-        KUBERNETES_COMMANDS.join(", "),
-        go.display(),
-        dir.display()
-    );
-    let started = Instant::now();
-    let mut out_dir = staging.clone().into_os_string();
+    let mut out_dir = staging.as_os_str().to_owned();
     out_dir.push("/");
+    let commands = group.kubernetes_commands();
     workspace::run(
-        Command::new(&go)
-            .current_dir(&module)
+        Command::new(go)
+            .current_dir(tests.join("control-plane"))
             .args(["build", "-trimpath", NO_DWARF, "-ldflags", &ldflags, "-o"])
             .arg(&out_dir)
             .args(
-                KUBERNETES_COMMANDS
+                commands
                     .iter()
                     .map(|c| format!("k8s.io/kubernetes/cmd/{c}")),
             )
-            .arg("./cmd/etcd"),
+            .args(extra),
     )?;
-    workspace::run(
-        Command::new(&go)
-            .current_dir(tests.join("cluster-dns"))
-            .args(["build", "-trimpath", NO_DWARF, "-o"])
-            .arg(staging.join("coredns"))
-            .arg("."),
-    )?;
-    let prometheus_version = prometheus_release(&required_version(
-        &read(&tests.join("prometheus/go.mod"))?,
-        "github.com/prometheus/prometheus",
-    )?)?;
-    let trimmed = trimmed_prometheus(&go, &tests.join("prometheus"), &staging)?;
-    workspace::run(
-        Command::new(&go)
-            .current_dir(tests.join("prometheus"))
-            .arg("build")
-            .arg(format!("-modfile={}", trimmed.display()))
-            .args(["-trimpath", NO_DWARF, "-ldflags"])
-            .arg(format!(
-                "-s -w -X github.com/prometheus/common/version.Version={prometheus_version}"
-            ))
-            .arg("-o")
-            .arg(staging.join("prometheus"))
-            .arg("github.com/prometheus/prometheus/cmd/prometheus"),
-    )?;
-    let helm_version = required_version(&read(&tests.join("helm/go.mod"))?, "helm.sh/helm/v4")?;
-    workspace::run(
-        Command::new(&go)
-            .current_dir(tests.join("helm"))
-            .args(["build", "-trimpath", NO_DWARF, "-ldflags"])
-            .arg(format!(
-                "-s -w -X helm.sh/helm/v4/internal/version.version={helm_version}"
-            ))
-            .arg("-o")
-            .arg(staging.join("helm"))
-            .arg("helm.sh/helm/v4/cmd/helm"),
-    )?;
-    let _ = std::fs::remove_dir_all(staging.join(TRIMMED));
-    for made in ["prometheus.mod", "prometheus.sum"] {
-        let _ = std::fs::remove_file(staging.join(made));
-    }
-    eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
-
-    for command in KUBERNETES_COMMANDS {
-        let args: &[&str] = match command {
+    for command in commands {
+        let args: &[&str] = match *command {
             "kubectl" => &["version", "--client"],
             _ => &["--version"],
         };
         verify_version(&staging.join(command), args, version)?;
     }
-    let etcd_version =
-        required_version(&read(&module.join("go.mod"))?, "go.etcd.io/etcd/server/v3")?;
-    verify_version(
-        &staging.join("etcd"),
-        &["--version"],
-        etcd_version.trim_start_matches('v'),
+    Ok(())
+}
+
+fn build_coredns(go: &Path, tests: &Path, staging: &Path) -> anyhow::Result<()> {
+    workspace::run(
+        Command::new(go)
+            .current_dir(tests.join("cluster-dns"))
+            .args(["build", "-trimpath", NO_DWARF, "-o"])
+            .arg(staging.join("coredns"))
+            .arg("."),
     )?;
-    let coredns_version = required_version(
+    let version = required_version(
         &read(&tests.join("cluster-dns/go.mod"))?,
         "github.com/coredns/coredns",
     )?;
     verify_version(
         &staging.join("coredns"),
         &["-version"],
-        &format!("CoreDNS-{}", coredns_version.trim_start_matches('v')),
-    )?;
+        &format!("CoreDNS-{}", version.trim_start_matches('v')),
+    )
+}
 
+fn build_prometheus(go: &Path, tests: &Path, staging: &Path) -> anyhow::Result<()> {
+    let version = prometheus_release(&required_version(
+        &read(&tests.join("prometheus/go.mod"))?,
+        "github.com/prometheus/prometheus",
+    )?)?;
+    let trimmed = trimmed_prometheus(go, &tests.join("prometheus"), staging)?;
+    workspace::run(
+        Command::new(go)
+            .current_dir(tests.join("prometheus"))
+            .arg("build")
+            .arg(format!("-modfile={}", trimmed.display()))
+            .args(["-trimpath", NO_DWARF, "-ldflags"])
+            .arg(format!(
+                "-s -w -X github.com/prometheus/common/version.Version={version}"
+            ))
+            .arg("-o")
+            .arg(staging.join("prometheus"))
+            .arg("github.com/prometheus/prometheus/cmd/prometheus"),
+    )?;
     verify_version(
         &staging.join("prometheus"),
         &["--version"],
-        &format!("version {prometheus_version}"),
-    )?;
+        &format!("version {version}"),
+    )
+}
 
+fn build_helm(go: &Path, tests: &Path, staging: &Path) -> anyhow::Result<()> {
+    let version = required_version(&read(&tests.join("helm/go.mod"))?, "helm.sh/helm/v4")?;
+    workspace::run(
+        Command::new(go)
+            .current_dir(tests.join("helm"))
+            .args(["build", "-trimpath", NO_DWARF, "-ldflags"])
+            .arg(format!(
+                "-s -w -X helm.sh/helm/v4/internal/version.version={version}"
+            ))
+            .arg("-o")
+            .arg(staging.join("helm"))
+            .arg("helm.sh/helm/v4/cmd/helm"),
+    )?;
     verify_version(
         &staging.join("helm"),
         &["version", "--template", "{{.Version}}"],
-        &helm_version,
-    )?;
-
-    std::fs::write(staging.join(STAMP), inputs).context("write the inputs stamp")?;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&staging, dir)
-        .with_context(|| format!("move the build to {}", dir.display()))?;
-    Ok(())
+        &version,
+    )
 }
 
 /// Where, under the staging directory, the trimmed Prometheus module is made.
@@ -303,9 +391,9 @@ fn required_version(go_mod: &str, module: &str) -> anyhow::Result<String> {
 }
 
 /// FNV-1a over the files that decide what gets built.
-fn inputs_hash(tests: &Path) -> anyhow::Result<String> {
+fn inputs_hash(tests: &Path, inputs: &[&str]) -> anyhow::Result<String> {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for file in INPUTS {
+    for file in inputs {
         for byte in read(&tests.join(file))?.bytes().chain(file.bytes()) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
@@ -352,5 +440,43 @@ mod tests {
             .ok(),
             Some("v1.12.0".into())
         );
+    }
+
+    #[test]
+    fn every_asset_is_built_by_one_group_from_inputs_that_exist() {
+        let mut binaries: Vec<_> = ALL.iter().flat_map(|group| group.binaries()).collect();
+        binaries.sort_unstable();
+        let count = binaries.len();
+        binaries.dedup();
+        assert_eq!(binaries.len(), count, "a binary in two groups");
+        for needed in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "kube-proxy",
+            "kubectl",
+            "etcd",
+            "coredns",
+            "prometheus",
+            "helm",
+        ] {
+            assert!(binaries.contains(&needed), "no group builds {needed}");
+        }
+        // What the tests' `TestAssets::locate` asks for, the control plane has.
+        for needed in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "etcd",
+            "kubectl",
+        ] {
+            assert!(Assets::ControlPlane.binaries().contains(&needed));
+        }
+        let tests = workspace::root().join("tests");
+        for group in ALL {
+            for input in group.inputs() {
+                assert!(tests.join(input).is_file(), "{input} is missing");
+            }
+        }
     }
 }

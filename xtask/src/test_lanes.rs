@@ -1,9 +1,8 @@
 //! Runs the phases of [`test_plan`](crate::test_plan) one after the other,
-//! the two lanes of each at once, each job after the other within its lane,
+//! the lanes of each at once, each job after the other within its lane,
 //! at its lane's CPU priority (the lane's thread takes it): a test executable as `cargo test` would run
-//! it (its package's directory, cargo's variables), a check as the command
-//! it is, a task of xtask's own on the lane's thread. A test's or check's
-//! output is kept in a file and printed whole when it ends, so two lanes
+//! it (its package's directory, cargo's variables), a task of xtask's own
+//! on the lane's thread. A test's output is kept in a file and printed whole when it ends, so two lanes
 //! never interleave; the closing line sums the tests.
 
 use std::fs::File;
@@ -24,10 +23,10 @@ struct Ran {
     label: String,
     lane: Lane,
     seconds: f64,
-    /// `None` when its harness printed no closing line, or for a check.
+    /// `None` when its harness printed no closing line, or for a task.
     tally: Option<Tally>,
     success: bool,
-    /// A test executable, not a check.
+    /// A test executable, not a task.
     is_test: bool,
     prerequisite: bool,
 }
@@ -98,7 +97,7 @@ pub fn run(
             broken.push(r.label.clone());
         }
     }
-    // A check that failed, or an executable that died before its closing
+    // A task that failed, or an executable that died before its closing
     // line, counts as one failure.
     let died = ran
         .iter()
@@ -155,11 +154,6 @@ fn run_one(
             for (name, value) in env {
                 command.env(name, value);
             }
-            command
-        }
-        Job::Check { program, args, .. } => {
-            let mut command = Command::new(program);
-            command.current_dir(root).args(args);
             command
         }
     };

@@ -1,54 +1,66 @@
-//! What `cargo xtask test` runs after its one build, and when: the test
-//! executables cargo built (read from its JSON messages) in three phases of
-//! two lanes side by side; and the tally of what they printed.
+//! What `cargo xtask test` runs, and when: the test executables cargo
+//! built (read from its JSON messages) in three phases of lanes side by
+//! side, with the build itself staged between them; and the tally of what
+//! they printed.
 //!
 //! Rules:
-//! 1. An executable is a test when cargo built it with the test profile
-//!    and says where it is; everything else cargo printed is ignored.
-//! 2. The demo package's integration tests go in [`Lane::Demo`]: each plays
+//! 1. The demo package's integration tests go in [`Lane::Demo`]: each plays
 //!    minutes of traffic against deadlines, so no two of them overlap.
-//! 3. Every other test goes in [`Lane::Suites`]: their servers sit on free
+//! 2. Every other test goes in [`Lane::Suites`]: their servers sit on free
 //!    loopback ports and mostly wait.
-//! 4. Phase one: the local demo runs, beside only work that needs no test
-//!    server of ours: the container images, then clippy.
-//!    Beside the suites, whose bursts of processes starting (PostgreSQL, API
-//!    servers) stall the demo's OMS on 2 cores, the local soak drew false
-//!    reports in one run of two (at equal priority: before rule 8).
-//! 5. Phase two: the demo on the one-node cluster, beside only the suites
-//!    that start few servers of ours and the checks that need none (the NAB
-//!    score). The cluster needs the images: a phase runs only when every
+//! 3. Before phase one, at full priority on both cores, only what the local
+//!    demo runs is built: every binary, its test executable and the
+//!    control plane's Go commands. The rest is built beside the demo runs,
+//!    which leave most of a core idle (measured: the soak takes about 30 %
+//!    of the two cores, the cluster demo 40–45 %).
+//! 4. Phase one: the local demo, beside only work that needs no test
+//!    server of ours: the build of what phase two needs (the node's Go
+//!    commands and the cluster's test executable), then the container
+//!    images. Beside the suites, whose bursts of processes starting
+//!    (PostgreSQL, API servers) stall the demo's OMS on 2 cores, the local
+//!    soak drew false reports in one run of two (at equal priority: before
+//!    rule 8).
+//! 5. Phase two: the demo on the one-node cluster, beside the build of
+//!    everything else (every other target; helm) and the report of its
+//!    warnings (clippy's lints, compiled with it). The cluster needs the
+//!    images and the node's commands: a phase runs only when every
 //!    prerequisite before it succeeded.
-//! 6. Phase three: the suites that start servers by the dozen for minutes
-//!    ([`SERVER_SUITES`]: API servers with etcd, PostgreSQL, Prometheus,
-//!    containerd), in two lanes side by side. Their servers commit with
-//!    fsync, and the disk is shared whatever their CPU priority: beside the
-//!    cluster demo, at nice 19, they still stalled its OMS (inventory's and
-//!    orders' p50 at 59 and 6 times their bands for 5 s: two false reports),
-//!    and, starved, the OMS's crash drill missed the saga it means to strand.
+//! 6. Phase three: every other test, in [`SUITE_LANES`] lanes side by
+//!    side, longest first, each into the lane with the least to do. The
+//!    suites that start servers by the dozen for minutes ([`SERVER_SUITES`]:
+//!    API servers with etcd, PostgreSQL, Prometheus, containerd) are kept
+//!    from the demo runs: their servers commit with fsync, and the disk is
+//!    shared whatever their CPU priority. Beside the cluster demo, at nice
+//!    19, they still stalled its OMS (inventory's and orders' p50 at 59 and
+//!    6 times their bands for 5 s: two false reports), and, starved, the
+//!    OMS's crash drill missed the saga it means to strand. Among
+//!    themselves they mostly wait: phase three's two lanes left half the
+//!    machine idle.
 //! 7. Within a lane the order is cargo's, longest-known first where a
 //!    duration is known ([`EXPECTED`]).
-//! 8. The suites lane runs at the lowest CPU priority, nice 19
-//!    ([`Lane::niceness`]): it takes what the demo leaves. The suites stand
-//!    for a node's other tenants, which a real node's kubelet holds to
-//!    their share beside its pods. At equal priority on 2 cores, their
-//!    dozens of processes starved the cluster demo's pods for seconds at a
-//!    time: the detector reported the stalls (two false reports, in CI and
-//!    in a rerun); at nice 10 the added tax replica still relieved tax only
-//!    as the surge ended (65 s, over the test's 60). The demo's tolerance of
-//!    a CPU-bound neighbour at full priority is measured on its own
-//!    (BENCHMARKS.md).
+//! 8. The suites lanes run at the lowest CPU priority, nice 19
+//!    ([`Lane::niceness`]): they take what the demo leaves. The suites and
+//!    the builds stand for a node's other tenants, which a real node's
+//!    kubelet holds to their share beside its pods. At equal priority on 2
+//!    cores, the suites' dozens of processes starved the cluster demo's
+//!    pods for seconds at a time: the detector reported the stalls (two
+//!    false reports, in CI and in a rerun); at nice 10 the added tax
+//!    replica still relieved tax only as the surge ended (65 s, over the
+//!    test's 60). The demo's tolerance of a CPU-bound neighbour at full
+//!    priority is measured on its own (BENCHMARKS.md).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::Value;
+pub use crate::cargo_messages::TestBinary;
 
 /// Where a test executable runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     /// The demo's end-to-end runs, one at a time.
     Demo,
-    /// Everything else, one at a time, beside the demo lane.
+    /// Everything else, one at a time, beside the demo lane or another
+    /// suites lane.
     Suites,
 }
 
@@ -79,14 +91,8 @@ impl Lane {
 pub enum Job {
     /// A test executable: its tests are counted.
     Test(TestBinary),
-    /// A command run in the workspace's root (clippy): it passes or fails.
-    Check {
-        label: String,
-        program: PathBuf,
-        args: Vec<String>,
-    },
-    /// Work of xtask's own (the images, the NAB score), run on the lane's
-    /// thread: it prints as it goes.
+    /// Work of xtask's own (a stage of the build, the images, the NAB
+    /// score), run on the lane's thread: it prints as it goes.
     Task(Task),
 }
 
@@ -94,12 +100,12 @@ impl Job {
     pub fn label(&self, root: &Path) -> String {
         match self {
             Job::Test(binary) => binary.label(root),
-            Job::Check { label, .. } => label.clone(),
             Job::Task(task) => task.label.clone(),
         }
     }
 
-    /// Later phases need what it makes (rule 5).
+    /// Later phases need what it makes (rule 5): a stage of the build, the
+    /// images.
     pub fn is_prerequisite(&self) -> bool {
         matches!(self, Job::Task(task) if task.prerequisite)
     }
@@ -124,60 +130,23 @@ impl std::fmt::Debug for Task {
     }
 }
 
-/// One test executable cargo built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestBinary {
-    /// The package's directory: the working directory `cargo test` gives it.
-    pub package_dir: PathBuf,
-    /// The target's name (`e2e`, `homeostat_operator`, …).
-    pub target: String,
-    /// The executable.
-    pub executable: PathBuf,
-}
-
-impl TestBinary {
-    /// `demo/e2e`: the package's directory and the target, for the log.
-    pub fn label(&self, root: &Path) -> String {
-        let dir = self
-            .package_dir
-            .strip_prefix(root)
-            .unwrap_or(&self.package_dir);
-        format!("{}/{}", dir.display(), self.target)
-    }
-}
-
-/// The test executables among cargo's `--message-format=json` lines (rule 1).
-pub fn test_binaries(messages: &str) -> Vec<TestBinary> {
-    messages
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
-        .filter_map(|m| {
-            let executable = PathBuf::from(m["executable"].as_str()?);
-            let manifest = Path::new(m["manifest_path"].as_str()?);
-            Some(TestBinary {
-                package_dir: manifest.parent()?.to_owned(),
-                target: m["target"]["name"].as_str()?.to_owned(),
-                executable,
-            })
-        })
-        .collect()
-}
-
 /// Seconds a test executable took in a CI run on 2 cores, for the order
 /// within a lane (rule 7) and the balance of phase three's lanes; unknown
 /// ones count as short.
 const EXPECTED: [(&str, u32); 6] = [
     ("demo/soak", 460),
-    ("demo/cluster", 350),
-    ("operator/suites", 215),
-    ("tests/integration", 165),
-    ("oms-sample/suites", 155),
-    ("cli/cli", 25),
+    ("demo/cluster", 345),
+    ("operator/suites", 205),
+    ("tests/integration", 180),
+    ("oms-sample/suites", 130),
+    ("cli/cli", 26),
 ];
 
 /// The suites of rule 6.
 const SERVER_SUITES: [&str; 3] = ["operator/suites", "tests/integration", "oms-sample/suites"];
+
+/// Phase three's lanes (rule 6): with two, half the machine was idle.
+pub const SUITE_LANES: usize = 3;
 
 fn expected_seconds(label: &str) -> u32 {
     EXPECTED
@@ -186,45 +155,83 @@ fn expected_seconds(label: &str) -> u32 {
         .map_or(0, |(_, s)| *s)
 }
 
-/// The two lanes of one phase.
-pub type Phase = [(Lane, Vec<Job>); 2];
+/// The lanes of one phase, side by side.
+pub type Phase = Vec<(Lane, Vec<Job>)>;
 
-/// The phases (rules 2–7), in order: `beside_local_demo` is phase one's
-/// other lane, `beside_cluster` goes in phase two's.
-pub fn phases(
-    root: &Path,
-    binaries: Vec<TestBinary>,
-    beside_local_demo: Vec<Job>,
-    beside_cluster: Vec<Job>,
-) -> [Phase; 3] {
+/// The test executables by the phase they run in (rules 1, 2, 4–6).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sorted {
+    /// The local demo's runs: phase one.
+    pub local_demo: Vec<TestBinary>,
+    /// The cluster demo's: phase two.
+    pub cluster_demo: Vec<TestBinary>,
+    /// Everything else: phase three.
+    pub suites: Vec<TestBinary>,
+}
+
+/// Sorts `binaries` into [`Sorted`], each group longest-known first (rule
+/// 7), cargo's order among equals.
+pub fn sort(root: &Path, binaries: Vec<TestBinary>) -> Sorted {
     let demo_dir = root.join("demo");
-    let (mut demo, mut suites): (Vec<_>, Vec<_>) = binaries
-        .into_iter()
-        .partition(|b| b.package_dir == demo_dir && b.target != "homeostat_demo");
-    for lane in [&mut demo, &mut suites] {
-        // Stable: cargo's order among equals.
-        lane.sort_by_key(|b| std::cmp::Reverse(expected_seconds(&b.label(root))));
+    let mut sorted = Sorted::default();
+    for binary in binaries {
+        let demo = binary.package_dir == demo_dir && binary.target != "homeostat_demo";
+        let group = match (demo, binary.target.as_str()) {
+            (true, "cluster") => &mut sorted.cluster_demo,
+            (true, _) => &mut sorted.local_demo,
+            (false, _) => &mut sorted.suites,
+        };
+        // Built again by a later stage of the build: once is enough.
+        if !group.contains(&binary) {
+            group.push(binary);
+        }
     }
-    let (cluster, local): (Vec<_>, Vec<_>) = demo.into_iter().partition(|b| b.target == "cluster");
-    let jobs = |binaries: Vec<TestBinary>| binaries.into_iter().map(Job::Test).collect::<Vec<_>>();
+    for group in [
+        &mut sorted.local_demo,
+        &mut sorted.cluster_demo,
+        &mut sorted.suites,
+    ] {
+        // Stable: cargo's order among equals.
+        group.sort_by_key(|b| std::cmp::Reverse(expected_seconds(&b.label(root))));
+    }
+    sorted
+}
+
+/// A demo phase (one or two): the demo's runs, and beside them at nice 19
+/// `beside` (rules 4, 5).
+pub fn demo_phase(demo: Vec<TestBinary>, beside: Vec<Job>) -> Phase {
+    vec![
+        (Lane::Demo, demo.into_iter().map(Job::Test).collect()),
+        (Lane::Suites, beside),
+    ]
+}
+
+/// Phase three (rule 6): the suites that start servers first, longest
+/// first, each into the lane with the least to do; then the others and
+/// `extra` the same way.
+pub fn suites_phase(root: &Path, suites: Vec<TestBinary>, extra: Vec<Job>) -> Phase {
     let (servers, light): (Vec<_>, Vec<_>) = suites
         .into_iter()
         .partition(|b| SERVER_SUITES.contains(&b.label(root).as_str()));
-    let mut light = jobs(light);
-    light.extend(beside_cluster);
-    // Longest first, each into the lane with less to do.
-    let mut lanes: [(u32, Vec<Job>); 2] = Default::default();
-    for binary in servers {
-        let lane = if lanes[0].0 <= lanes[1].0 { 0 } else { 1 };
-        lanes[lane].0 += expected_seconds(&binary.label(root));
-        lanes[lane].1.push(Job::Test(binary));
+    let jobs = servers.into_iter().chain(light).map(Job::Test).chain(extra);
+    let mut lanes: Vec<(u32, Vec<Job>)> = (0..SUITE_LANES).map(|_| (0, Vec::new())).collect();
+    for job in jobs {
+        let seconds = match &job {
+            Job::Test(binary) => expected_seconds(&binary.label(root)),
+            Job::Task(_) => 0,
+        };
+        // The first of the least loaded: a tie goes to the earlier lane.
+        let lane = lanes
+            .iter_mut()
+            .min_by_key(|(load, _)| *load)
+            .expect("SUITE_LANES is not 0");
+        lane.0 += seconds;
+        lane.1.push(job);
     }
-    let [(_, first), (_, second)] = lanes;
-    [
-        [(Lane::Demo, jobs(local)), (Lane::Suites, beside_local_demo)],
-        [(Lane::Demo, jobs(cluster)), (Lane::Suites, light)],
-        [(Lane::Suites, first), (Lane::Suites, second)],
-    ]
+    lanes
+        .into_iter()
+        .map(|(_, jobs)| (Lane::Suites, jobs))
+        .collect()
 }
 
 /// What one executable's run printed, tallied from libtest's closing line
@@ -276,36 +283,16 @@ impl Tally {
 mod tests {
     use super::*;
 
-    const MESSAGES: &str = r#"{"reason":"compiler-artifact","manifest_path":"/w/demo/Cargo.toml","target":{"kind":["test"],"name":"e2e"},"profile":{"test":true},"executable":"/w/target/release/deps/e2e-1"}
-{"reason":"compiler-artifact","manifest_path":"/w/demo/Cargo.toml","target":{"kind":["bin"],"name":"homeostat-demo"},"profile":{"test":false},"executable":"/w/target/release/homeostat-demo"}
-{"reason":"compiler-artifact","manifest_path":"/w/demo/Cargo.toml","target":{"kind":["lib"],"name":"homeostat_demo"},"profile":{"test":true},"executable":"/w/target/release/deps/homeostat_demo-2"}
-{"reason":"compiler-artifact","manifest_path":"/w/api/Cargo.toml","target":{"kind":["lib"],"name":"homeostat_api"},"profile":{"test":false},"executable":null}
-{"reason":"compiler-artifact","manifest_path":"/w/tests/Cargo.toml","target":{"kind":["test"],"name":"integration"},"profile":{"test":true},"executable":"/w/target/release/deps/integration-3"}
-{"reason":"compiler-artifact","manifest_path":"/w/demo/Cargo.toml","target":{"kind":["test"],"name":"soak"},"profile":{"test":true},"executable":"/w/target/release/deps/soak-4"}
-{"reason":"build-finished","success":true}
-not json at all"#;
-
-    fn labels<T>(lane: &[T], label: impl Fn(&T, &Path) -> String) -> Vec<String> {
-        lane.iter().map(|b| label(b, Path::new("/w"))).collect()
+    fn binary(dir: &str, target: &str) -> TestBinary {
+        TestBinary {
+            package_dir: format!("/w/{dir}").into(),
+            target: target.into(),
+            executable: format!("/w/target/release/deps/{target}-5").into(),
+        }
     }
 
-    #[test]
-    fn only_test_profile_artifacts_with_an_executable_are_tests() {
-        let binaries = test_binaries(MESSAGES);
-        assert_eq!(
-            labels(&binaries, TestBinary::label),
-            [
-                "demo/e2e",
-                "demo/homeostat_demo",
-                "tests/integration",
-                "demo/soak"
-            ]
-        );
-        assert_eq!(
-            binaries[0].executable,
-            Path::new("/w/target/release/deps/e2e-1")
-        );
-        assert_eq!(binaries[0].package_dir, Path::new("/w/demo"));
+    fn labels(jobs: &[Job]) -> Vec<String> {
+        jobs.iter().map(|j| j.label(Path::new("/w"))).collect()
     }
 
     fn task(label: &str, prerequisite: bool) -> Job {
@@ -317,63 +304,75 @@ not json at all"#;
     }
 
     #[test]
-    fn the_local_demo_then_the_cluster_each_beside_light_work_then_the_server_suites() {
-        let clippy = Job::Check {
-            label: "clippy".into(),
-            program: "cargo".into(),
-            args: vec!["clippy".into()],
-        };
-        let images = task("images", true);
-        let nab = task("nab", false);
-        let mut binaries = test_binaries(MESSAGES);
-        let binary = |dir: &str, target: &str| TestBinary {
-            package_dir: format!("/w/{dir}").into(),
-            target: target.into(),
-            executable: format!("/w/target/release/deps/{target}-5").into(),
-        };
-        binaries.extend([
+    fn the_demo_runs_go_in_the_first_two_phases_and_everything_else_in_the_third() {
+        let first_stage = vec![binary("demo", "soak")];
+        let later_stage = vec![
+            binary("tests", "integration"),
+            binary("demo", "homeostat_demo"),
+            binary("cli", "cli"),
+            binary("demo", "soak"),
             binary("demo", "cluster"),
             binary("oms-sample", "suites"),
             binary("operator", "suites"),
-            binary("cli", "cli"),
-        ]);
-        let [first, second, third] =
-            phases(Path::new("/w"), binaries, vec![images, clippy], vec![nab]);
-        let lanes = |phase: &Phase| {
-            phase
-                .iter()
-                .map(|(lane, jobs)| (*lane, labels(jobs, Job::label)))
-                .collect::<Vec<_>>()
-        };
+        ];
+        let root = Path::new("/w");
+        let early = sort(root, first_stage);
+        assert_eq!(early.local_demo, [binary("demo", "soak")]);
+        assert!(early.cluster_demo.is_empty() && early.suites.is_empty());
+        let all = sort(root, later_stage);
+        assert_eq!(all.local_demo, [binary("demo", "soak")]);
+        assert_eq!(all.cluster_demo, [binary("demo", "cluster")]);
+        // The demo crate's own unit tests are quick: with the suites.
+        let suites: Vec<_> = all.suites.iter().map(|b| b.label(root)).collect();
+        assert_eq!(
+            suites,
+            [
+                "operator/suites",
+                "tests/integration",
+                "oms-sample/suites",
+                "cli/cli",
+                "demo/homeostat_demo",
+            ]
+        );
+
+        let one = demo_phase(all.local_demo, vec![task("build for the cluster", true)]);
+        assert_eq!(one.len(), 2);
+        assert_eq!(one[0].0, Lane::Demo);
+        assert_eq!(labels(&one[0].1), ["demo/soak"]);
+        assert_eq!(one[1].0, Lane::Suites);
+        assert_eq!(labels(&one[1].1), ["build for the cluster"]);
+    }
+
+    #[test]
+    fn phase_three_puts_the_server_suites_in_lanes_of_their_own_and_the_rest_where_least_is_left() {
+        let root = Path::new("/w");
+        let suites = sort(
+            root,
+            vec![
+                binary("cli", "cli"),
+                binary("api", "homeostat_api"),
+                binary("oms-sample", "suites"),
+                binary("tests", "integration"),
+                binary("operator", "suites"),
+            ],
+        )
+        .suites;
+        let phase = suites_phase(root, suites, vec![task("nab", false)]);
+        let lanes: Vec<_> = phase
+            .iter()
+            .map(|(lane, jobs)| (*lane, labels(jobs)))
+            .collect();
         let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // 205 | 180 | 130, then the CLI (26) and the quick ones (0) onto the
+        // OMS's lane, the least loaded throughout.
         assert_eq!(
-            lanes(&first),
-            [
-                (Lane::Demo, names(&["demo/soak", "demo/e2e"])),
-                (Lane::Suites, names(&["images", "clippy"])),
-            ]
-        );
-        // The demo crate's own unit tests are quick: with the light suites.
-        assert_eq!(
-            lanes(&second),
-            [
-                (Lane::Demo, names(&["demo/cluster"])),
-                (
-                    Lane::Suites,
-                    names(&["cli/cli", "demo/homeostat_demo", "nab"])
-                ),
-            ]
-        );
-        // Longest first, each into the lane with less to do: the operator's
-        // 215 s, then integration's 165 s beside it, then the OMS's after
-        // integration (165 < 215).
-        assert_eq!(
-            lanes(&third),
+            lanes,
             [
                 (Lane::Suites, names(&["operator/suites"])),
+                (Lane::Suites, names(&["tests/integration"])),
                 (
                     Lane::Suites,
-                    names(&["tests/integration", "oms-sample/suites"])
+                    names(&["oms-sample/suites", "cli/cli", "api/homeostat_api", "nab"])
                 ),
             ]
         );
@@ -383,12 +382,7 @@ not json at all"#;
     fn only_prerequisite_tasks_hold_back_later_phases() {
         assert!(task("images", true).is_prerequisite());
         assert!(!task("nab", false).is_prerequisite());
-        let clippy = Job::Check {
-            label: "clippy".into(),
-            program: "cargo".into(),
-            args: Vec::new(),
-        };
-        assert!(!clippy.is_prerequisite());
+        assert!(!Job::Test(binary("cli", "cli")).is_prerequisite());
     }
 
     #[test]

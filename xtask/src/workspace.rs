@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::test_plan::{self, TestBinary};
+use crate::cargo_messages::{self, TestBinary};
 
 /// The workspace root (the parent of `xtask/`).
 pub fn root() -> PathBuf {
@@ -52,30 +52,106 @@ pub fn build_release_bins() -> anyhow::Result<PathBuf> {
     Ok(target_dir().join("release"))
 }
 
-/// Builds every target of the workspace optimised, once: the binaries the
-/// tasks run and the test executables, in cargo's test profile features
-/// (dev-dependencies included). Returns the binaries' directory and the
-/// test executables.
-pub fn build_release_tests() -> anyhow::Result<(PathBuf, Vec<TestBinary>)> {
-    let output = cargo(&[
+/// The targets a [`build_release`] makes, beyond every binary of the
+/// workspace.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a> {
+    /// These test targets (`--test NAME`), in whichever package has them.
+    Tests(&'a [&'a str]),
+    /// Every target: libraries, unit tests, integration tests, benches.
+    All,
+}
+
+/// What a release build made.
+#[derive(Debug, Clone, Default)]
+pub struct Built {
+    /// The test executables, fresh or rebuilt.
+    pub tests: Vec<TestBinary>,
+    /// Every warning (clippy's lints among them) rustc gave our crates, as
+    /// rendered, each once: cargo replays a fresh unit's warnings, so a
+    /// build of every target lists all of them.
+    pub warnings: Vec<String>,
+}
+
+/// Builds the workspace optimised, for the tests: every binary, and
+/// `targets`. Every such build selects the whole workspace and a test
+/// target, so cargo resolves the same features each time (dev-dependencies
+/// included) and a later build reuses all an earlier one compiled. Our
+/// crates go through clippy's driver ([`CLIPPY_DRIVER`]): clippy's lints
+/// come with the one compile instead of a second, check-only build of the
+/// workspace and its dependencies. Diagnostics are printed as they come.
+pub fn build_release(targets: Targets) -> anyhow::Result<Built> {
+    let mut build = cargo(&[
         "build",
         "--release",
         "--locked",
         "--workspace",
-        "--all-targets",
-        "--message-format=json-render-diagnostics",
-    ])
-    .stderr(Stdio::inherit())
-    .output()
-    .context("cannot start cargo build")?;
-    if !output.status.success() {
-        bail!(
-            "cargo build --release --workspace --all-targets failed: {}",
-            output.status
-        );
+        "--message-format=json",
+    ]);
+    match targets {
+        Targets::Tests(names) => {
+            build.arg("--bins");
+            for name in names {
+                build.args(["--test", name]);
+            }
+        }
+        Targets::All => {
+            build.arg("--all-targets");
+        }
     }
-    let binaries = test_plan::test_binaries(&String::from_utf8_lossy(&output.stdout));
-    Ok((target_dir().join("release"), binaries))
+    if let Ok(driver) = clippy_driver() {
+        build.env("RUSTC_WORKSPACE_WRAPPER", driver);
+    }
+    let mut child = build
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start cargo build")?;
+    let stdout = child.stdout.take().context("cargo build's output")?;
+    let mut messages = String::new();
+    let mut built = Built::default();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.context("read cargo build's output")?;
+        if let Some(diagnostic) = cargo_messages::diagnostic(&line) {
+            eprint!("{}", diagnostic.rendered);
+            if diagnostic.is_warning && !built.warnings.contains(&diagnostic.rendered) {
+                built.warnings.push(diagnostic.rendered);
+            }
+        }
+        messages.push_str(&line);
+        messages.push('\n');
+    }
+    let status = child.wait().context("wait for cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release --workspace ({targets:?}) failed: {status}");
+    }
+    built.tests = cargo_messages::test_binaries(&messages);
+    Ok(built)
+}
+
+/// Where the release binaries are.
+pub fn release_dir() -> PathBuf {
+    target_dir().join("release")
+}
+
+/// clippy's rustc driver, in the toolchain's sysroot (`rustup component add
+/// clippy` puts it there).
+pub fn clippy_driver() -> anyhow::Result<PathBuf> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .context("run rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let driver = sysroot.join("bin").join("clippy-driver");
+    if driver.is_file() {
+        Ok(driver)
+    } else {
+        bail!(
+            "{} is missing: clippy is not installed (rustup component add clippy)",
+            driver.display()
+        )
+    }
 }
 
 /// Runs a command with inherited output; fails with the command line when it fails.

@@ -154,7 +154,10 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
     let release = workspace::build_release_bins()?;
-    let (dir, images) = build_images(&release, &crate::test_assets::ensure()?)?;
+    let (dir, images) = build_images(
+        &release,
+        &crate::test_assets::ensure(&[crate::test_assets::Assets::Node])?,
+    )?;
     match &options.import {
         Some(socket) => {
             for image in &images {
