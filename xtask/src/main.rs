@@ -1,5 +1,6 @@
 //! Developer tasks for homeostat, run as `cargo xtask <task>`.
 
+mod background;
 mod cargo_messages;
 mod catalogue;
 mod cluster;

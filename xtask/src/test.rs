@@ -44,7 +44,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     ])?;
 
     workspace::run(&mut workspace::cargo(&["fmt", "--all", "--", "--check"]))?;
-    let first = workspace::build_release(Targets::Tests(&["soak"]))?;
+    let first = workspace::build_release(Targets::DemoTests(&["soak"]))?;
     let assets = control_plane
         .join()
         .map_err(|_| anyhow::anyhow!("the control plane's build panicked"))??;
@@ -53,23 +53,29 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let root = workspace::root();
 
     let for_cluster = Stage::default();
-    let everything = Stage::default();
+    let the_rest = Stage::default();
     let phase_one = test_plan::demo_phase(
         test_plan::sort(&root, first.tests).local_demo,
         vec![
-            for_cluster.task("build for the cluster", Assets::Node, &["cluster"]),
+            for_cluster.build(
+                "build for the cluster",
+                Assets::Node,
+                Targets::DemoTests(&["cluster"]),
+            ),
             images(release.clone(), assets.clone()),
+            // Beside the rest of the soak and on into phase two: whatever
+            // is idle, at the lowest priority (test_plan rules 3–5).
+            the_rest.start("start building the rest", Assets::Helm, Targets::All),
         ],
     );
     let phase_two = {
-        let (root, for_cluster, everything) =
-            (root.clone(), for_cluster.clone(), everything.clone());
+        let (root, for_cluster, the_rest) = (root.clone(), for_cluster.clone(), the_rest.clone());
         move || -> Phase {
             test_plan::demo_phase(
                 test_plan::sort(&root, for_cluster.tests()).cluster_demo,
                 vec![
-                    everything.task("build everything else", Assets::Helm, &[]),
-                    everything.lints(),
+                    the_rest.finish("finish building the rest"),
+                    the_rest.lints(),
                 ],
             )
         }
@@ -85,7 +91,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             })
         });
         move || -> Phase {
-            let suites = test_plan::sort(&root, everything.tests()).suites;
+            let suites = test_plan::sort(&root, the_rest.tests()).suites;
             test_plan::suites_phase(&root, suites, Vec::from_iter(nab))
         }
     };
@@ -119,38 +125,97 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     )
 }
 
-/// One later stage of the build: what it built, once it has.
+/// One later stage of the build: its Go assets and cargo's targets side
+/// by side, and what it built once it has.
 #[derive(Clone, Default)]
-struct Stage(Arc<Mutex<Option<Built>>>);
+struct Stage(Arc<Mutex<StageState>>);
+
+#[derive(Default)]
+enum StageState {
+    #[default]
+    NotStarted,
+    Running(std::thread::JoinHandle<anyhow::Result<Built>>),
+    Built(Built),
+    Failed,
+}
+
+/// Builds `assets` (Go) and, beside them, `targets` (cargo), on the
+/// calling thread's priority: a new thread inherits its nice value and
+/// cgroup.
+fn build_stage(assets: Assets, targets: Targets<'static>) -> anyhow::Result<Built> {
+    let go = std::thread::spawn(move || test_assets::ensure(&[assets]));
+    let built = workspace::build_release(targets);
+    go.join()
+        .map_err(|_| anyhow::anyhow!("the Go build panicked"))??;
+    built
+}
 
 impl Stage {
-    /// Builds `assets` (Go) and, beside them, every binary and `tests`
-    /// (every target when empty), at the lane's priority; a prerequisite of
-    /// the later phases.
-    fn task(&self, label: &str, assets: Assets, tests: &'static [&'static str]) -> Job {
-        let stage = self.clone();
+    fn lock(&self) -> std::sync::MutexGuard<'_, StageState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn task(label: &str, run: impl Fn() -> anyhow::Result<()> + Send + Sync + 'static) -> Job {
         Job::Task(Task {
             label: label.to_owned(),
+            // The later phases' tests are what it builds.
             prerequisite: true,
-            run: Arc::new(move || {
-                let go = std::thread::spawn(move || test_assets::ensure(&[assets]));
-                let built = workspace::build_release(if tests.is_empty() {
-                    Targets::All
-                } else {
-                    Targets::Tests(tests)
-                });
-                go.join()
-                    .map_err(|_| anyhow::anyhow!("the Go build panicked"))??;
-                *stage.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(built?);
-                Ok(())
-            }),
+            run: Arc::new(run),
         })
     }
 
-    /// The test executables it built; none when it failed or did not run.
+    /// The stage, built before the lane goes on.
+    fn build(&self, label: &str, assets: Assets, targets: Targets<'static>) -> Job {
+        let stage = self.clone();
+        Self::task(label, move || {
+            let built = build_stage(assets, targets);
+            *stage.lock() = match &built {
+                Ok(built) => StageState::Built(built.clone()),
+                Err(_) => StageState::Failed,
+            };
+            built.map(drop)
+        })
+    }
+
+    /// The stage started, on a thread of its own that outlives the lane's
+    /// job and its phase; [`finish`](Self::finish) waits for it.
+    fn start(&self, label: &str, assets: Assets, targets: Targets<'static>) -> Job {
+        let stage = self.clone();
+        Self::task(label, move || {
+            let running = std::thread::spawn(move || build_stage(assets, targets));
+            *stage.lock() = StageState::Running(running);
+            Ok(())
+        })
+    }
+
+    /// Waits for the stage [`start`](Self::start) started.
+    fn finish(&self, label: &str) -> Job {
+        let stage = self.clone();
+        Self::task(label, move || {
+            let state = std::mem::take(&mut *stage.lock());
+            let built = match state {
+                StageState::Running(running) => running
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the build panicked"))?,
+                StageState::Built(built) => Ok(built),
+                StageState::NotStarted | StageState::Failed => {
+                    Err(anyhow::anyhow!("the build was not started, or failed"))
+                }
+            };
+            *stage.lock() = match &built {
+                Ok(built) => StageState::Built(built.clone()),
+                Err(_) => StageState::Failed,
+            };
+            built.map(drop)
+        })
+    }
+
+    /// The test executables it built; none when it failed or is not done.
     fn tests(&self) -> Vec<test_plan::TestBinary> {
-        let built = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        built.as_ref().map(|b| b.tests.clone()).unwrap_or_default()
+        match &*self.lock() {
+            StageState::Built(built) => built.tests.clone(),
+            _ => Vec::new(),
+        }
     }
 
     /// clippy's lints and rustc's warnings on our crates, which the build
@@ -163,8 +228,8 @@ impl Stage {
             prerequisite: false,
             run: Arc::new(move || {
                 workspace::clippy_driver()?;
-                let built = stage.0.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(built) = built.as_ref() else {
+                let state = stage.lock();
+                let StageState::Built(built) = &*state else {
                     anyhow::bail!("the build of every target did not finish");
                 };
                 for warning in &built.warnings {

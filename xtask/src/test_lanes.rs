@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::background::{self, Lowered};
 use crate::test_plan::{Job, Lane, Phase, Tally};
 
 /// Longer than any executable takes on a busy machine (the soak, 7 min):
@@ -185,30 +186,24 @@ fn run_one(
     }
 }
 
-/// Gives the calling thread (a lane's) the lane's CPU priority: whatever it
-/// starts, and a task it runs, inherits it. On Linux the nice value is the
-/// thread's own, so the other lane keeps its priority; `renice` takes the
-/// thread's id (`/proc/thread-self` is `PID/task/TID`).
+/// Gives the calling thread (a lane's) the lane's CPU priority
+/// ([`background`]): whatever it starts, and a task it runs, inherits it;
+/// the other lanes keep theirs.
 fn take_priority(lane: Lane) {
     let niceness = lane.niceness();
     if niceness == 0 {
         return;
     }
-    let reniced = std::fs::read_link("/proc/thread-self")
-        .context("read /proc/thread-self")
-        .and_then(|link| {
-            let thread = link.file_name().context("no thread id")?.to_owned();
-            let status = Command::new("renice")
-                .args(["-n", &niceness.to_string(), "-p"])
-                .arg(thread)
-                .stdout(Stdio::null())
-                .status()
-                .context("run renice")?;
-            anyhow::ensure!(status.success(), "renice: {status}");
-            Ok(())
-        });
-    if let Err(error) = reniced {
-        eprintln!("== the {lane:?} lane keeps its parent's priority: {error:#}");
+    match background::lower_this_thread(niceness) {
+        Ok(Lowered {
+            cgroup: Err(why), ..
+        }) => {
+            eprintln!(
+                "== the {lane:?} lane runs at nice {niceness}, in no background cgroup: {why}"
+            )
+        }
+        Ok(_) => {}
+        Err(error) => eprintln!("== the {lane:?} lane keeps its parent's priority: {error:#}"),
     }
 }
 
@@ -237,46 +232,5 @@ fn spawn_and_wait(command: &mut Command, log: &Path) -> anyhow::Result<bool> {
             );
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The nice value in `/proc/self/stat` of a process the calling thread starts.
-    fn niceness_of_a_child() -> i32 {
-        let out = Command::new("cat")
-            .arg("/proc/self/stat")
-            .output()
-            .expect("run cat");
-        let stat = String::from_utf8_lossy(&out.stdout).into_owned();
-        // After the command's name in parentheses: state is field 3, nice 19.
-        let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
-        after_name
-            .split_whitespace()
-            .nth(16)
-            .and_then(|n| n.parse().ok())
-            .expect("nice in stat")
-    }
-
-    #[test]
-    fn what_a_lane_starts_runs_at_the_lanes_priority_and_the_other_lane_keeps_its_own() {
-        let ours = niceness_of_a_child();
-        let suites = std::thread::spawn(|| {
-            take_priority(Lane::Suites);
-            niceness_of_a_child()
-        })
-        .join()
-        .expect("suites lane");
-        assert_eq!(suites, i32::from(Lane::Suites.niceness()));
-        let demo = std::thread::spawn(|| {
-            take_priority(Lane::Demo);
-            niceness_of_a_child()
-        })
-        .join()
-        .expect("demo lane");
-        assert_eq!(demo, ours);
-        assert_eq!(niceness_of_a_child(), ours);
     }
 }

@@ -9,22 +9,22 @@
 //! 2. Every other test goes in [`Lane::Suites`]: their servers sit on free
 //!    loopback ports and mostly wait.
 //! 3. Before phase one, at full priority on both cores, only what the local
-//!    demo runs is built: every binary, its test executable and the
+//!    demo runs is built: its binaries, its test executable and the
 //!    control plane's Go commands. The rest is built beside the demo runs,
 //!    which leave most of a core idle (measured: the soak takes about 30 %
-//!    of the two cores, the cluster demo 40–45 %).
+//!    of the two cores, the cluster demo 40–50 %).
 //! 4. Phase one: the local demo, beside only work that needs no test
 //!    server of ours: the build of what phase two needs (the node's Go
-//!    commands and the cluster's test executable), then the container
-//!    images. Beside the suites, whose bursts of processes starting
-//!    (PostgreSQL, API servers) stall the demo's OMS on 2 cores, the local
-//!    soak drew false reports in one run of two (at equal priority: before
-//!    rule 8).
-//! 5. Phase two: the demo on the one-node cluster, beside the build of
-//!    everything else (every other target; helm) and the report of its
-//!    warnings (clippy's lints, compiled with it). The cluster needs the
-//!    images and the node's commands: a phase runs only when every
-//!    prerequisite before it succeeded.
+//!    commands and the cluster's test executable), the container images,
+//!    then the start of the build of everything else (every other target;
+//!    helm), which goes on into phase two. Beside the suites, whose bursts
+//!    of processes starting (PostgreSQL, API servers) stall the demo's OMS
+//!    on 2 cores, the local soak drew false reports in one run of two (at
+//!    equal priority: before rule 8).
+//! 5. Phase two: the demo on the one-node cluster, beside the end of that
+//!    build and the report of its warnings (clippy's lints, compiled with
+//!    it). The cluster needs the images and the node's commands: a phase
+//!    runs only when every prerequisite before it succeeded.
 //! 6. Phase three: every other test, in [`SUITE_LANES`] lanes side by
 //!    side, longest first, each into the lane with the least to do. The
 //!    suites that start servers by the dozen for minutes ([`SERVER_SUITES`]:
@@ -38,16 +38,18 @@
 //!    machine idle.
 //! 7. Within a lane the order is cargo's, longest-known first where a
 //!    duration is known ([`EXPECTED`]).
-//! 8. The suites lanes run at the lowest CPU priority, nice 19
-//!    ([`Lane::niceness`]): they take what the demo leaves. The suites and
-//!    the builds stand for a node's other tenants, which a real node's
-//!    kubelet holds to their share beside its pods. At equal priority on 2
-//!    cores, the suites' dozens of processes starved the cluster demo's
-//!    pods for seconds at a time: the detector reported the stalls (two
-//!    false reports, in CI and in a rerun); at nice 10 the added tax
-//!    replica still relieved tax only as the surge ended (65 s, over the
-//!    test's 60). The demo's tolerance of a CPU-bound neighbour at full
-//!    priority is measured on its own (BENCHMARKS.md).
+//! 8. The suites lanes run at the lowest CPU priority ([`Lane::niceness`]
+//!    and a cpu cgroup of the smallest weight: `background.rs`): they take
+//!    what the demo leaves. The suites and the builds stand for a node's
+//!    other tenants, which a real node's kubelet holds to their share beside
+//!    its pods. At equal priority on 2 cores, the suites' dozens of
+//!    processes starved the cluster demo's pods for seconds at a time (two
+//!    false reports, in CI and in a rerun). Nice alone is not enough beside
+//!    the cluster: with autogroup, the pods (sessions and cgroups of their
+//!    own) compete with a nice-19 lane as peers, and the build beside the
+//!    cluster demo took 40–48 % of the CPU while its OMS stalled (two false
+//!    reports, cold run of 2026-12-07). The demo's tolerance of a CPU-bound
+//!    neighbour at full priority is measured on its own (BENCHMARKS.md).
 
 use std::path::Path;
 use std::sync::Arc;

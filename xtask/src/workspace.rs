@@ -52,13 +52,17 @@ pub fn build_release_bins() -> anyhow::Result<PathBuf> {
     Ok(target_dir().join("release"))
 }
 
-/// The targets a [`build_release`] makes, beyond every binary of the
-/// workspace.
+/// The binaries the demo tests run as processes (their own package's
+/// binary, `homeostat-demo`, comes with them).
+const DEMO_BINS: [&str; 3] = ["oms", "homeostat-operator", "homeostat-detector"];
+
+/// The targets a [`build_release`] makes.
 #[derive(Debug, Clone, Copy)]
 pub enum Targets<'a> {
-    /// These test targets (`--test NAME`), in whichever package has them.
-    Tests(&'a [&'a str]),
-    /// Every target: libraries, unit tests, integration tests, benches.
+    /// These test targets (`--test NAME`, in whichever package has them)
+    /// and the binaries they run ([`DEMO_BINS`]).
+    DemoTests(&'a [&'a str]),
+    /// Every target: binaries, libraries, unit tests, integration tests.
     All,
 }
 
@@ -73,10 +77,10 @@ pub struct Built {
     pub warnings: Vec<String>,
 }
 
-/// Builds the workspace optimised, for the tests: every binary, and
-/// `targets`. Every such build selects the whole workspace and a test
-/// target, so cargo resolves the same features each time (dev-dependencies
-/// included) and a later build reuses all an earlier one compiled. Our
+/// Builds `targets` of the workspace optimised, for the tests. Every such
+/// build selects the whole workspace and a test target, so cargo resolves
+/// the same features each time (dev-dependencies included) and a later
+/// build reuses all an earlier one compiled. Our
 /// crates go through clippy's driver ([`CLIPPY_DRIVER`]): clippy's lints
 /// come with the one compile instead of a second, check-only build of the
 /// workspace and its dependencies. Diagnostics are printed as they come.
@@ -89,8 +93,10 @@ pub fn build_release(targets: Targets) -> anyhow::Result<Built> {
         "--message-format=json",
     ]);
     match targets {
-        Targets::Tests(names) => {
-            build.arg("--bins");
+        Targets::DemoTests(names) => {
+            for bin in DEMO_BINS {
+                build.args(["--bin", bin]);
+            }
             for name in names {
                 build.args(["--test", name]);
             }
