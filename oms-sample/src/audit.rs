@@ -174,6 +174,29 @@ const RULES: &[Rule] = &[
         graced: false,
     },
     Rule {
+        name: "every returned order has its refund recorded",
+        query: "SELECT count(*) FROM orders.orders o
+                WHERE o.state = 'returned' AND NOT EXISTS (
+                    SELECT 1 FROM returns.returns r
+                    WHERE r.order_id = o.id::text AND r.state = 'refunded')",
+        graced: false,
+    },
+    Rule {
+        name: "every refunded return's order is returned (beyond the grace time)",
+        query: "SELECT count(*) FROM returns.returns r
+                JOIN orders.orders o ON o.id::text = r.order_id
+                WHERE r.state = 'refunded' AND o.state <> 'returned'
+                  AND r.created_at < now() - make_interval(secs => $1)",
+        graced: true,
+    },
+    Rule {
+        name: "no return asked for is left unfinished (beyond the grace time)",
+        query: "SELECT count(*) FROM orders.orders
+                WHERE return_request IS NOT NULL
+                  AND return_due < now() - make_interval(secs => $1)",
+        graced: true,
+    },
+    Rule {
         name: "no return stuck between claim and refund",
         query: "SELECT count(*) FROM returns.returns
                 WHERE state = 'requested' AND created_at < now() - make_interval(secs => $1)",

@@ -196,8 +196,23 @@ impl ServiceClient {
         params: &[&str],
         body: Option<&Req>,
     ) -> Result<Resp, CallError> {
+        self.call_within(call, peer, params, body, self.timeout)
+            .await
+    }
+
+    /// [`call`](Self::call) given up after `timeout` instead of the
+    /// client's own: for a callee whose work takes calls of its own (a
+    /// return refunds and restocks).
+    pub async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        call: &ClientCall,
+        peer: &str,
+        params: &[&str],
+        body: Option<&Req>,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
         let span = tracing::info_span!("http.client", peer.service = peer, http.route = call.path);
-        self.call_in_span(call, peer, params, body)
+        self.call_in_span(call, peer, params, body, timeout)
             .instrument(span)
             .await
     }
@@ -211,6 +226,7 @@ impl ServiceClient {
         peer: &str,
         params: &[&str],
         body: Option<&Req>,
+        timeout: Duration,
     ) -> Result<Resp, CallError> {
         let replicas = self.peers.replicas(peer);
         if replicas.is_empty() {
@@ -224,7 +240,9 @@ impl ServiceClient {
         });
         for i in 0..replicas.len() {
             let base = &replicas[(first + i) % replicas.len()];
-            outcome = self.call_replica(call, peer, base, params, body).await;
+            outcome = self
+                .call_replica(call, peer, base, params, body, timeout)
+                .await;
             if !matches!(outcome, Err(CallError::Connect { .. })) {
                 break;
             }
@@ -239,6 +257,7 @@ impl ServiceClient {
         base: &str,
         params: &[&str],
         body: Option<&Req>,
+        timeout: Duration,
     ) -> Result<Resp, CallError> {
         let url = format!("{base}{}", call.render_path(params));
         let method =
@@ -249,7 +268,7 @@ impl ServiceClient {
             .http
             .request(method, &url)
             .headers(headers)
-            .timeout(self.timeout);
+            .timeout(timeout);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -292,7 +311,7 @@ impl ServiceClient {
                 "timeout",
                 Err(CallError::Timeout {
                     peer: peer.to_owned(),
-                    timeout: self.timeout,
+                    timeout,
                 }),
             ),
             Err(e) if e.is_connect() => (

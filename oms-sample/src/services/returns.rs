@@ -123,7 +123,14 @@ const ATTEMPTS: u32 = 3;
 /// backoffs), so a retry resumes only a claim nobody is working on — one
 /// given up after an ambiguous failure, or left by a killed replica.
 fn claim_lease(client: &ServiceClient) -> Duration {
-    client.timeout() * (2 * ATTEMPTS) + Duration::from_secs(1)
+    longest_carry_out(client.timeout())
+}
+
+/// The longest a return's request can take when each call between
+/// services is given up after `call_timeout`: what a caller of `returns`
+/// waits for before it gives the answer up.
+pub fn longest_carry_out(call_timeout: Duration) -> Duration {
+    call_timeout * (2 * ATTEMPTS) + Duration::from_secs(1)
 }
 
 /// Authorise a return: refund the payment and restock the units.

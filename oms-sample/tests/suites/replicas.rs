@@ -18,7 +18,17 @@ use sqlx::{Connection, PgConnection};
 async fn replicas(postgres: &LocalPostgres) -> (Oms, Oms, LocalNats) {
     let nats = LocalNats::start().await.expect("NATS");
     let url = nats.url();
-    let shared = ["--database-url", postgres.url(), "--nats-url", &url];
+    // Shipping far off: the tests compare an order's state as created with
+    // what either replica reads later, and a slow run must not ship it
+    // meanwhile.
+    let shared = [
+        "--database-url",
+        postgres.url(),
+        "--nats-url",
+        &url,
+        "--ship-delay-ms",
+        "3600000",
+    ];
     let a = Oms::start(&shared).await;
     let b = Oms::start(&shared).await;
     (a, b, nats)

@@ -4,6 +4,7 @@
 pub mod outbox;
 pub mod probes;
 mod recovery;
+mod returning;
 mod saga;
 mod settle;
 pub mod store;
@@ -20,13 +21,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::outbox::OutboxSignal;
+use self::returning::{Outcome, Returning};
 use self::saga::Saga;
 use self::store::{Admission, Order, OrderState, OrderStore};
-use super::returns::{ReturnAuthorization, ReturnRequest, ReturnState};
+use super::returns::{ReturnAuthorization, ReturnRequest};
 use super::{Line, validate_lines};
 use crate::catalog;
 use crate::client::ServiceClient;
-use crate::contract;
 use crate::error::{ApiError, ErrorBody, JsonBody};
 use crate::routing::LiveRouting;
 use crate::server::ServiceContext;
@@ -102,7 +103,7 @@ pub struct RoutingWeights {
 struct AppState {
     store: OrderStore,
     saga: Saga,
-    client: ServiceClient,
+    returning: Returning,
 }
 
 /// Place an order. Runs the saga to a terminal state before answering.
@@ -204,11 +205,11 @@ async fn get_order(
 /// Return some or all of an order: refund and restock.
 #[utoipa::path(post, path = "/v1/orders/{id}/returns", request_body = CreateReturnRequest, params(("id" = String, Path, description = "Order id")), responses(
     (status = 201, description = "Refunded and restocked: the order is returned", body = ReturnAuthorization),
-    (status = 202, description = "The return is being carried out by another request: the order is returned once its refund is recorded; ask again", body = ReturnAuthorization),
+    (status = 202, description = "The return is being carried out: the order is returned once its refund is recorded", body = ReturnAuthorization),
     (status = 404, description = "No such order", body = ErrorBody),
     (status = 409, description = "The order was not confirmed or shipped", body = ErrorBody),
     (status = 422, description = "Lines not in the order", body = ErrorBody),
-    (status = 502, description = "Returns failed; if the refund may have gone through, the return is kept and asking again completes it", body = ErrorBody),
+    (status = 502, description = "Returns failed; the return is kept and completes without asking again (asking again sends the first request)", body = ErrorBody),
 ))]
 async fn create_return(
     State(state): State<AppState>,
@@ -270,41 +271,29 @@ async fn create_return(
     };
     // Refund the returned share of what was paid, tax and discount included.
     let refund_cents = share(quote.total_cents, value(&lines), value(&order.lines))?;
-    let rma: ReturnAuthorization = state
-        .client
-        .call(
-            &contract::RETURNS_CREATE,
-            "returns",
-            &[],
-            Some(&ReturnRequest {
-                order_id: id.clone(),
-                provider,
-                authorization_id,
-                lines,
-                refund_cents,
-                reason: request.reason,
-            }),
-        )
-        .await
-        .map_err(|e| match e.code() {
-            Some("refund_refused") => ApiError::conflict("refund_refused", e.to_string()),
-            _ => ApiError::new(StatusCode::BAD_GATEWAY, "returns_failed", e.to_string()),
-        })?;
-    // Returned only once the refund is recorded: a claim another request is
-    // still carrying out may yet fail.
-    if rma.state != ReturnState::Refunded {
-        return Ok((StatusCode::ACCEPTED, Json(rma)));
+    let order_id = crate::db::parse_id(&id, "order")?;
+    let request = ReturnRequest {
+        order_id: id.clone(),
+        provider,
+        authorization_id,
+        lines,
+        refund_cents,
+        reason: request.reason,
+    };
+    // Recorded first: from here on the return completes, asked again by
+    // recovery if this request cannot finish it (returning.rs).
+    let Some(standing) = state.returning.record(order_id, &request).await? else {
+        return Err(ApiError::conflict(
+            "not_returnable",
+            format!("order {id} is no longer confirmed or shipped"),
+        ));
+    };
+    match state.returning.carry_out(order_id, &standing).await {
+        Outcome::Returned(rma) => Ok((StatusCode::CREATED, Json(rma))),
+        // Returned only once the refund is recorded.
+        Outcome::InProgress(rma) => Ok((StatusCode::ACCEPTED, Json(rma))),
+        Outcome::Refused(err) | Outcome::Failed(err) => Err(err),
     }
-    state
-        .store
-        .transition(
-            &id,
-            &[OrderState::Confirmed, OrderState::Shipped],
-            OrderState::Returned,
-            None,
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(rma)))
 }
 
 /// `part / whole` of `total`, rounded down: never more than `total` when
@@ -346,7 +335,9 @@ pub fn api(
         "Payment routing weights in force",
         routing.weights_metric(),
     );
-    let store = OrderStore::new(pool, outbox);
+    let store = OrderStore::new(pool.clone(), outbox);
+    let returning = Returning::new(pool, store.clone(), client.clone(), ctx.metrics.clone());
+    returning.clone().spawn_recovery();
     probes::spawn(
         client.clone(),
         routing.clone(),
@@ -368,6 +359,6 @@ pub fn api(
         .with_state(AppState {
             store,
             saga,
-            client,
+            returning,
         })
 }
