@@ -10,12 +10,13 @@ use tokio::time::MissedTickBehavior;
 
 use crate::access::SourceAccess;
 use crate::engine::{Engine, EngineConfig, ReportEvent};
-use crate::metrics::{DetectorMetrics, router};
+use crate::metrics::DetectorMetrics;
 use crate::naming::MetricNaming;
 use crate::outage::OutageGuard;
 use crate::promql::Queries;
 use crate::reports::{ReportWriter, Written, Wrote};
 use crate::source::{MetricsSource, PrometheusSource};
+use homeostat_telemetry::metrics_server::router;
 
 /// Which kind of metrics source to read. Adding one is a file implementing
 /// [`MetricsSource`], a variant here and its arm in [`run`].
@@ -266,8 +267,11 @@ impl<S: MetricsSource> Daemon<S> {
                 }
             }
         }
+        let incidents = self.engine.incidents();
+        self.metrics.open_reports.set(incidents.len() as i64);
+        let oldest = incidents.values().map(|i| i.opened_at).min();
         self.metrics
-            .open_reports
-            .set(self.engine.incidents().len() as i64);
+            .oldest_open_report_age
+            .set(oldest.map_or(0.0, |opened| (now - opened).max(0) as f64));
     }
 }

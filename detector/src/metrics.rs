@@ -1,13 +1,11 @@
-//! The detector's own telemetry: Prometheus `/metrics`, `/healthz`, `/readyz`.
+//! The detector's own metrics, served with the process's by
+//! `homeostat_telemetry::metrics_server` (`/metrics`, `/healthz`, `/readyz`:
+//! ready once baselines are fitted).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use homeostat_telemetry::metrics_server::{self, Exporter};
+use homeostat_telemetry::process::Build;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -56,6 +54,8 @@ pub struct DetectorMetrics {
     pub reports_opened: Counter,
     pub reports_resolved: Counter,
     pub open_reports: Gauge,
+    /// Seconds since the oldest open report opened; 0 with none open.
+    pub oldest_open_report_age: FloatGauge,
     ready: AtomicBool,
 }
 
@@ -83,6 +83,7 @@ impl Default for DetectorMetrics {
             reports_opened: Counter::default(),
             reports_resolved: Counter::default(),
             open_reports: Gauge::default(),
+            oldest_open_report_age: FloatGauge::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -162,6 +163,12 @@ impl Default for DetectorMetrics {
             "AnomalyReports open now",
             metrics.open_reports.clone(),
         );
+        registry.register_with_unit(
+            "oldest_open_report_age",
+            "Time since the oldest open AnomalyReport opened; 0 when none is open",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.oldest_open_report_age.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -206,36 +213,24 @@ impl DetectorMetrics {
     }
 
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        homeostat_telemetry::process::encode_with_process_metrics(&mut out, &self.registry);
-        out
+        metrics_server::encode(self)
     }
 }
 
-/// `/metrics`, `/healthz` and `/readyz` (ready once baselines are fitted).
-pub fn router(metrics: Arc<DetectorMetrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .with_state(metrics)
-}
+impl Exporter for DetectorMetrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
 
-async fn scrape(State(metrics): State<Arc<DetectorMetrics>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.encode(),
-    )
-}
+    fn build(&self) -> Build {
+        Build {
+            component: "detector",
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
 
-async fn ready(State(metrics): State<Arc<DetectorMetrics>>) -> impl IntoResponse {
-    if metrics.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "baselines not fitted yet")
+    fn waiting_for(&self) -> Option<&'static str> {
+        (!self.ready.load(Ordering::SeqCst)).then_some("baselines not fitted yet")
     }
 }
 

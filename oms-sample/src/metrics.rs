@@ -152,7 +152,14 @@ impl ServiceMetrics {
     pub fn encode(&self) -> String {
         let mut text = String::new();
         if let Ok(registry) = self.registry.lock() {
-            homeostat_telemetry::process::encode_with_process_metrics(&mut text, &registry);
+            homeostat_telemetry::process::encode_with_process_metrics(
+                &mut text,
+                &registry,
+                homeostat_telemetry::process::Build {
+                    component: "oms",
+                    version: env!("CARGO_PKG_VERSION"),
+                },
+            );
         }
         text
     }

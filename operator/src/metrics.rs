@@ -1,13 +1,10 @@
-//! The operator's own telemetry: `/metrics`, `/healthz`, `/readyz`.
+//! The operator's own metrics, served with the process's by
+//! `homeostat_telemetry::metrics_server` (`/metrics`, `/healthz`, `/readyz`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use homeostat_telemetry::metrics_server::{self, Exporter};
+use homeostat_telemetry::process::Build;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -208,34 +205,23 @@ impl OperatorMetrics {
     }
 
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        homeostat_telemetry::process::encode_with_process_metrics(&mut out, &self.registry);
-        out
+        metrics_server::encode(self)
     }
 }
 
-pub fn router(metrics: Arc<OperatorMetrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .with_state(metrics)
-}
+impl Exporter for OperatorMetrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
 
-async fn scrape(State(metrics): State<Arc<OperatorMetrics>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.encode(),
-    )
-}
+    fn build(&self) -> Build {
+        Build {
+            component: "operator",
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
 
-async fn ready(State(metrics): State<Arc<OperatorMetrics>>) -> impl IntoResponse {
-    if metrics.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    fn waiting_for(&self) -> Option<&'static str> {
+        (!self.ready.load(Ordering::SeqCst)).then_some("starting")
     }
 }

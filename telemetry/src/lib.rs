@@ -1,10 +1,12 @@
 //! Logs and traces for every homeostat binary: `tracing` to stderr (JSON
 //! lines when asked), and OpenTelemetry traces over OTLP/HTTP when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with W3C trace-context propagation;
-//! [`shutdown`], when a process is asked to stop; and [`process`], its
-//! memory and tasks on `/metrics`.
+//! [`shutdown`], when a process is asked to stop; [`process`], its
+//! standard process metrics and build; and [`metrics_server`], the
+//! `/metrics`, `/healthz` and `/readyz` every binary serves.
 
 mod log_format;
+pub mod metrics_server;
 pub mod process;
 pub mod shutdown;
 

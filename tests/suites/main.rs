@@ -4,6 +4,7 @@
 //! checks are in the demo's cluster test (demo/tests/cluster/), which
 //! shares one bring-up with the demo played on it.
 
+mod alert_rules;
 mod chart;
 mod common;
 mod control_plane;
