@@ -17,4 +17,5 @@ pub mod reconciled;
 pub mod remediation;
 pub mod router;
 pub mod run;
+pub mod scope;
 pub mod writes;

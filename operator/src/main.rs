@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use homeostat_operator::run::{OperatorConfig, run};
+use homeostat_operator::scope::WatchScope;
 use homeostat_telemetry::LogFormat;
 
 #[derive(Parser)]
@@ -37,6 +38,11 @@ struct Cli {
     /// Lease duration in seconds (a new leader takes over within this time).
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Watch only these namespaces (comma-separated), each with controllers
+    /// of its own: the operator then lists and watches nothing outside
+    /// them. Every namespace when unset.
+    #[arg(long, env = "HOMEOSTAT_WATCH_NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
     /// Serve the web console for people on call here (off when unset).
     #[arg(long, env = "HOMEOSTAT_CONSOLE_LISTEN")]
     console_listen: Option<SocketAddr>,
@@ -69,7 +75,15 @@ fn main() -> ExitCode {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "homeostat".into());
         format!("{}-{}", host.trim(), std::process::id())
     });
+    let scope = match WatchScope::from_names(&cli.watch_namespaces) {
+        Ok(scope) => scope,
+        Err(err) => {
+            eprintln!("homeostat-operator: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let config = OperatorConfig {
+        scope,
         namespace: cli.namespace,
         lease_name: cli.lease_name,
         identity,

@@ -11,9 +11,11 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::fence::{Fence, LeaseSeen};
-use crate::metrics::{OperatorMetrics, router};
+use crate::metrics::OperatorMetrics;
 use crate::order_system;
 use crate::remediation::controller::{self, Context};
+use crate::scope::WatchScope;
+use homeostat_telemetry::metrics_server::router;
 
 #[derive(Debug, Clone)]
 pub struct OperatorConfig {
@@ -23,6 +25,8 @@ pub struct OperatorConfig {
     /// This process, in the Lease and in Events.
     pub identity: String,
     pub kill_switch: bool,
+    /// The namespaces the controllers watch.
+    pub scope: WatchScope,
     pub listen: SocketAddr,
     pub resync: Duration,
     pub lease_seconds: u64,
@@ -88,21 +92,29 @@ pub async fn run(
             let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            let remediation = controller::run(ctx.clone(), until_stopped(stopped.clone()));
-            let order_systems = order_system::controller::run(
-                Arc::new(order_system::controller::Context {
-                    client: ctx.client.clone(),
-                    recorder: ctx.recorder.clone(),
-                    resync: Duration::from_secs(30),
-                    metrics: metrics.clone(),
-                    failures: Default::default(),
-                    marked: Default::default(),
-                }),
-                until_stopped(stopped),
-            );
-            let controllers = tokio::spawn(async move {
-                tokio::join!(remediation, order_systems);
+            let systems_ctx = Arc::new(order_system::controller::Context {
+                client: ctx.client.clone(),
+                recorder: ctx.recorder.clone(),
+                resync: Duration::from_secs(30),
+                metrics: metrics.clone(),
+                failures: Default::default(),
+                marked: Default::default(),
             });
+            // One of each controller per watched namespace (one in all for
+            // the whole cluster).
+            let mut controllers = tokio::task::JoinSet::new();
+            for namespace in config.scope.partitions() {
+                controllers.spawn(controller::run(
+                    ctx.clone(),
+                    namespace.clone(),
+                    until_stopped(stopped.clone()),
+                ));
+                controllers.spawn(order_system::controller::run(
+                    systems_ctx.clone(),
+                    namespace,
+                    until_stopped(stopped.clone()),
+                ));
+            }
             let lost = async {
                 while leading.changed().await.is_ok() {
                     if !*leading.borrow() {
@@ -115,7 +127,7 @@ pub async fn run(
                 () = lost => false,
             };
             let _ = stop.send(true);
-            let _ = controllers.await;
+            controllers.join_all().await;
             metrics.leader.set(0);
             if done {
                 break;

@@ -22,12 +22,15 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::backing;
-use super::render::{Child, FIELD_MANAGER, LiveDeployment, render, service_monitor};
+use super::render::{
+    Child, FIELD_MANAGER, LiveDeployment, managed_by_selector, render, service_monitor,
+};
 use crate::backoff::{Failures, retry_delay};
 use crate::decode;
 use crate::metrics::{Controller as ControllerKind, OperatorMetrics};
 use crate::reconciled::tracked;
 use crate::remediation::record::set_condition;
+use crate::scope;
 
 pub struct Context {
     pub client: Client,
@@ -411,32 +414,33 @@ fn error_policy(os: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<Context
     Action::requeue(delay)
 }
 
-/// Runs until `shutdown`: children that drift (deleted, edited) are put back
-/// on the next pass, which their own change triggers.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// The watch of one kind of child: only what the operator made (its
+/// `managed-by` label), not every Deployment, Service and ConfigMap in the
+/// cluster.
+fn children() -> watcher::Config {
+    watcher::Config::default().labels(&managed_by_selector())
+}
+
+/// Runs until `shutdown`, over `namespace` (every one when `None`):
+/// children that drift (deleted, edited) are put back on the next pass,
+/// which their own change triggers.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     // Raw objects, decoded one by one in the reconcile.
-    let systems = decode::raw_api::<OrderSystem>(&ctx.client, None);
+    let systems = decode::raw_api::<OrderSystem>(&ctx.client, namespace.as_deref());
+    let ns = namespace.as_deref();
     Controller::new_with(
         systems,
         watcher::Config::default(),
         decode::resource::<OrderSystem>(),
     )
-    .owns(
-        Api::<Deployment>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<StatefulSet>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<Service>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<ConfigMap>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
+    .owns(scope::api::<Deployment>(&ctx.client, ns), children())
+    .owns(scope::api::<StatefulSet>(&ctx.client, ns), children())
+    .owns(scope::api::<Service>(&ctx.client, ns), children())
+    .owns(scope::api::<ConfigMap>(&ctx.client, ns), children())
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|_| futures::future::ready(()))

@@ -56,12 +56,20 @@ pub struct Child {
     pub create_only: bool,
 }
 
+/// The label every child carries: the operator's watches select by it.
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "homeostat-operator");
+
+/// [`MANAGED_BY`] as a label selector.
+pub(super) fn managed_by_selector() -> String {
+    format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)
+}
+
 pub(super) fn labels(system: &str, component: &str) -> BTreeMap<String, String> {
     [
         ("app.kubernetes.io/name", component),
         ("app.kubernetes.io/part-of", "oms"),
         ("app.kubernetes.io/instance", system),
-        ("app.kubernetes.io/managed-by", "homeostat-operator"),
+        MANAGED_BY,
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

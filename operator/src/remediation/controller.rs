@@ -176,13 +176,18 @@ fn error_policy(policy: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<Con
     Action::requeue(delay)
 }
 
-/// Runs the controller until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the controller over `namespace` (every one when `None`) until
+/// `shutdown` completes.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     // Raw objects, decoded one by one in the reconcile: one the operator
     // cannot read is marked Invalid and never stops the others.
     let policy_resource = decode::resource::<RemediationPolicy>();
-    let policies = decode::raw_api::<RemediationPolicy>(&ctx.client, None);
-    let reports = decode::raw_api::<AnomalyReport>(&ctx.client, None);
+    let policies = decode::raw_api::<RemediationPolicy>(&ctx.client, namespace.as_deref());
+    let reports = decode::raw_api::<AnomalyReport>(&ctx.client, namespace.as_deref());
     let controller = Controller::new_with(
         policies,
         watcher::Config::default(),

@@ -456,4 +456,31 @@ async fn the_operator_uses_every_permission_it_is_granted_and_needs_no_other() {
     let checked = rbac::check_least_privilege(&plane, OPERATOR_NAMESPACE, "homeostat-operator")
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(checked > 30, "{checked} grants checked");
+
+    // It reads only the children it made, not every Deployment, Service
+    // and ConfigMap in the cluster: each list and watch of those kinds
+    // selects its label.
+    let operator_user = rbac::service_account_user(OPERATOR_NAMESPACE, "homeostat-operator");
+    let events = homeostat_test_support::audit::read(&plane.audit_log_path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reads: Vec<_> = events
+        .iter()
+        .filter(|e| e.acting_user() == operator_user)
+        .filter(|e| e.verb == "list" || e.verb == "watch")
+        .filter(|e| {
+            e.object_ref.as_ref().is_some_and(|o| {
+                ["deployments", "statefulsets", "services", "configmaps"]
+                    .contains(&o.resource.as_str())
+            })
+        })
+        .collect();
+    assert!(reads.len() >= 4, "the owned watches: {}", reads.len());
+    for read in reads {
+        assert!(
+            read.request_uri
+                .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dhomeostat-operator"),
+            "an unselected read: {}",
+            read.summary()
+        );
+    }
 }

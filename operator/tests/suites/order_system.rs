@@ -621,3 +621,82 @@ async fn objects_it_did_not_create_are_never_adopted() {
             .any(|r| r == "NotOwned")
     );
 }
+
+/// `--watch-namespaces`: an OrderSystem and a policy in a watched namespace
+/// are acted on; the same in another namespace are not even read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_acts_only_in_the_namespaces_it_watches() {
+    let (plane, client) = plane().await;
+    let system = |name: &str| -> OrderSystem {
+        serde_json::from_value(json!({
+            "apiVersion": "homeostat.dev/v1alpha1", "kind": "OrderSystem",
+            "metadata": {"name": name},
+            "spec": {"paymentPrimaryWeight": 100}
+        }))
+        .expect("order system")
+    };
+    for ns in ["watched", "elsewhere"] {
+        namespace(&client, ns).await;
+        Api::<OrderSystem>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &system("shop"))
+            .await
+            .expect("create");
+    }
+    let mut operator = Operator::start(&plane, "a", &["--watch-namespaces", "watched"]);
+
+    let watched: Api<Deployment> = Api::namespaced(client.clone(), "watched");
+    eventually("the watched namespace's OMS", 60, || async {
+        for name in homeostat_api::oms::OMS_SERVICES {
+            watched
+                .get(name)
+                .await
+                .map_err(|e| format!("deployment {name}: {e}"))?;
+        }
+        Ok(())
+    })
+    .await;
+    let watched_status = eventually("the watched OrderSystem's status", 60, || async {
+        Api::<OrderSystem>::namespaced(client.clone(), "watched")
+            .get("shop")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .ok_or_else(|| "no status yet".to_owned())
+    })
+    .await;
+    assert!(!watched_status.services.is_empty(), "{watched_status:?}");
+    // A later change in the watched namespace is applied: an operator
+    // watching every namespace would have made the other OMS long before.
+    Api::<OrderSystem>::namespaced(client.clone(), "watched")
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"services": {"tax": {"replicas": 2}}}})),
+        )
+        .await
+        .expect("patch");
+    eventually("the watched OMS's tax at 2 replicas", 60, || async {
+        match watched.get("tax").await.map_err(|e| e.to_string())?.spec {
+            Some(spec) if spec.replicas == Some(2) => Ok(()),
+            other => Err(format!("{:?}", other.and_then(|s| s.replicas))),
+        }
+    })
+    .await;
+    let elsewhere = Api::<Deployment>::namespaced(client.clone(), "elsewhere")
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(elsewhere.items.is_empty(), "{:?}", elsewhere.items);
+    let untouched = Api::<OrderSystem>::namespaced(client.clone(), "elsewhere")
+        .get("shop")
+        .await
+        .expect("get");
+    assert!(untouched.status.is_none(), "{:?}", untouched.status);
+    assert!(untouched.metadata.finalizers.is_none());
+
+    // A name Kubernetes would refuse is refused at start, with the reason.
+    let mut refused = Operator::start(&plane, "b", &["--watch-namespaces", "Shop"]);
+    let status = refused.exited(30).await;
+    assert_eq!(status.code(), Some(2), "{status:?}");
+    operator.terminate(std::time::Duration::from_secs(20));
+}
