@@ -101,6 +101,12 @@ fn comparable(docs: Vec<Value>) -> BTreeMap<String, Value> {
                     for from in container["envFrom"].as_array_mut().into_iter().flatten() {
                         from["configMapRef"]["name"] = "homeostat-detector".into();
                     }
+                    for env in container["env"].as_array_mut().into_iter().flatten() {
+                        let reference = &mut env["valueFrom"]["configMapKeyRef"];
+                        if reference.is_object() {
+                            reference["name"] = "homeostat-detector".into();
+                        }
+                    }
                 }
             }
             (key(&doc), doc)
@@ -195,6 +201,7 @@ fn the_charts_values_set_images_pull_secrets_and_the_prometheus_access() {
         "logFormat=json",
         "imagePullSecrets={regcred}",
         "operator.replicas=3",
+        "operator.watchNamespaces={payments,checkout}",
         "detector.prometheus.url=https://thanos-query.monitoring:10902",
         "detector.prometheus.headers.X-Scope-OrgID=payments",
         "detector.prometheus.bearerTokenSecret.name=thanos-reader",
@@ -210,6 +217,10 @@ fn the_charts_values_set_images_pull_secrets_and_the_prometheus_access() {
 
     let operator = find(&docs, "Deployment", "homeostat-operator");
     assert_eq!(operator["spec"]["replicas"], 3);
+    assert_eq!(
+        env_value(operator, "HOMEOSTAT_WATCH_NAMESPACES").map(|e| &e["value"]),
+        Some(&Value::from("payments,checkout"))
+    );
     assert_eq!(
         container(operator)["image"],
         "registry.example:5000/ops/homeostat-operator:0.2.0"
@@ -301,8 +312,144 @@ fn the_chart_refuses_values_it_cannot_use_and_says_which() {
             "detector.prometheus.bearerTokenSecret.key=token",
             "bearerTokenSecret",
         ),
+        ("console.ingress.enabled=true", "console.ingress.host"),
+        ("operator.watchNamespaces={Payments}", "watchNamespaces"),
+        ("console.service.type=Ingress", "type"),
     ] {
         let error = helm_template(&[value]).expect_err(value);
         assert!(error.contains(named), "{value}: {error}");
     }
+}
+
+/// A manifest of deploy/, as one object.
+fn deploy_file(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn the_chart_monitors_homeostat_with_the_podmonitor_and_rules_of_deploy_monitoring() {
+    let quiet = helm_template(&[]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !quiet
+            .iter()
+            .any(|d| d["kind"] == "PodMonitor" || d["kind"] == "PrometheusRule"),
+        "off by default: they need the Prometheus Operator's CRDs"
+    );
+    let docs = helm_template(&[
+        "monitoring.podMonitor.enabled=true",
+        "monitoring.prometheusRule.enabled=true",
+        "monitoring.labels.release=kube-prometheus-stack",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (kind, file) in [
+        ("PodMonitor", "deploy/monitoring/podmonitor.yaml"),
+        ("PrometheusRule", "deploy/monitoring/prometheusrule.yaml"),
+    ] {
+        let charted = find(&docs, kind, "homeostat");
+        let kustomized = deploy_file(file);
+        assert_eq!(charted["spec"], kustomized["spec"], "{kind}");
+        assert_eq!(charted["metadata"]["namespace"], "homeostat-system");
+        assert_eq!(
+            charted["metadata"]["labels"]["release"],
+            "kube-prometheus-stack"
+        );
+        assert_eq!(
+            charted["metadata"]["labels"]["app.kubernetes.io/part-of"],
+            "homeostat"
+        );
+    }
+    let monitor = find(&docs, "PodMonitor", "homeostat");
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["honorLabels"], true);
+    // The port both Deployments name.
+    for name in ["homeostat-operator", "homeostat-detector"] {
+        let deployment = find(&docs, "Deployment", name);
+        let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        for (label, value) in monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("matchLabels")
+        {
+            assert_eq!(&labels[label], value, "{name} {label}");
+        }
+        assert!(
+            container(deployment)["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .any(|p| p["name"] == endpoint["port"]),
+            "{name}"
+        );
+    }
+}
+
+fn env_value<'a>(deployment: &'a Value, name: &str) -> Option<&'a Value> {
+    container(deployment)["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+#[test]
+fn the_console_is_served_behind_a_service_and_optionally_an_ingress_over_tls() {
+    let docs = helm_template(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let operator = find(&docs, "Deployment", "homeostat-operator");
+    assert_eq!(
+        env_value(operator, "HOMEOSTAT_CONSOLE_LISTEN").map(|e| &e["value"]),
+        Some(&Value::from("0.0.0.0:8088"))
+    );
+    // Its charts read the detector's Prometheus unless told otherwise.
+    assert_eq!(
+        env_value(operator, "HOMEOSTAT_CONSOLE_PROMETHEUS")
+            .map(|e| &e["valueFrom"]["configMapKeyRef"]["key"]),
+        Some(&Value::from("HOMEOSTAT_PROMETHEUS_URL"))
+    );
+    let service = find(&docs, "Service", "homeostat-console");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "console");
+    assert_eq!(service["spec"]["sessionAffinity"], "ClientIP");
+    assert!(
+        container(operator)["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .any(|p| p["name"] == "console" && p["containerPort"] == 8088)
+    );
+    assert!(!docs.iter().any(|d| d["kind"] == "Ingress"));
+
+    let docs = helm_template(&[
+        "console.prometheusUrl=https://thanos.example",
+        "console.grafanaUrl=https://grafana.example",
+        "console.ingress.enabled=true",
+        "console.ingress.className=nginx",
+        "console.ingress.host=oncall.example",
+        "console.ingress.tlsSecret=oncall-tls",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let operator = find(&docs, "Deployment", "homeostat-operator");
+    assert_eq!(
+        env_value(operator, "HOMEOSTAT_CONSOLE_PROMETHEUS").map(|e| &e["value"]),
+        Some(&Value::from("https://thanos.example"))
+    );
+    assert_eq!(
+        env_value(operator, "HOMEOSTAT_CONSOLE_GRAFANA").map(|e| &e["value"]),
+        Some(&Value::from("https://grafana.example"))
+    );
+    let ingress = find(&docs, "Ingress", "homeostat-console");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "oncall-tls");
+    assert_eq!(ingress["spec"]["tls"][0]["hosts"][0], "oncall.example");
+    let rule = &ingress["spec"]["rules"][0];
+    assert_eq!(rule["host"], "oncall.example");
+    assert_eq!(
+        rule["http"]["paths"][0]["backend"]["service"]["name"],
+        "homeostat-console"
+    );
+
+    let off = helm_template(&["console.enabled=false"]).unwrap_or_else(|e| panic!("{e}"));
+    let operator = find(&off, "Deployment", "homeostat-operator");
+    assert!(env_value(operator, "HOMEOSTAT_CONSOLE_LISTEN").is_none());
+    assert!(
+        !off.iter()
+            .any(|d| d["metadata"]["name"] == "homeostat-console")
+    );
 }
