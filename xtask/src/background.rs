@@ -80,21 +80,23 @@ fn write(path: &Path, value: &str) -> anyhow::Result<()> {
     std::fs::write(path, value).with_context(|| format!("write {value} to {}", path.display()))
 }
 
-/// The cgroup (under the cpu controller) of the calling process, from
-/// `/proc/self/cgroup`: for tests.
+/// The cgroup under the cpu controller in a `/proc/PID/cgroup` text: for
+/// tests.
+#[cfg(test)]
+fn cpu_cgroup_in(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "cpu")
+            .then(|| path.to_owned())
+    })
+}
+
 #[cfg(test)]
 fn cpu_cgroup_of_self() -> Option<String> {
-    std::fs::read_to_string("/proc/self/cgroup")
-        .ok()?
-        .lines()
-        .find_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            controllers
-                .split(',')
-                .any(|c| c == "cpu")
-                .then(|| path.to_owned())
-        })
+    cpu_cgroup_in(&std::fs::read_to_string("/proc/self/cgroup").ok()?)
 }
 
 #[cfg(test)]
@@ -116,18 +118,8 @@ mod tests {
             .nth(16)
             .and_then(|n| n.parse().ok())
             .expect("nice in stat");
-        let cgroup = text
-            .lines()
-            .skip(1)
-            .find_map(|line| {
-                let mut parts = line.splitn(3, ':');
-                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-                controllers
-                    .split(',')
-                    .any(|c| c == "cpu")
-                    .then(|| path.to_owned())
-            })
-            .unwrap_or_default();
+        let cgroup =
+            cpu_cgroup_in(text.split_once('\n').map_or("", |(_, rest)| rest)).unwrap_or_default();
         (nice, cgroup)
     }
 

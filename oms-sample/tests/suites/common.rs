@@ -248,6 +248,17 @@ pub fn audit(database_url: &str, grace_seconds: u64) -> (bool, Value) {
     (output.status.success(), report)
 }
 
+/// The names of the checks an `oms audit --json` report failed.
+pub fn failed_checks(report: &Value) -> Vec<&str> {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .filter_map(|c| c["name"].as_str())
+        .collect()
+}
+
 impl Oms {
     /// SIGTERM, as an orchestrator stops a pod; returns at once.
     pub fn sigterm(&self) {

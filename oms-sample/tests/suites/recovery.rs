@@ -213,13 +213,7 @@ async fn holds_no_saga_claims_expire_and_claimed_ones_stay() {
     .expect("tamper with the books");
     let (passed, report) = crate::common::audit(backing.postgres.url(), 0);
     assert!(!passed, "{report}");
-    let failed: Vec<&str> = report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .filter(|c| c["passed"] == false)
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let failed = crate::common::failed_checks(&report);
     assert_eq!(
         failed,
         [

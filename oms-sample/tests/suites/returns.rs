@@ -265,13 +265,7 @@ async fn the_audit_fails_on_an_order_returned_with_no_refund() {
         .expect("mark the order returned");
     let (passed, report) = audit(backing.postgres.url(), 0);
     assert!(!passed, "{report}");
-    let failed: Vec<&str> = report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .filter(|c| c["passed"] == false)
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let failed = crate::common::failed_checks(&report);
     assert!(
         failed.contains(&"every returned order has its refund recorded"),
         "{report}"
