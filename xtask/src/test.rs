@@ -63,9 +63,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 Targets::DemoTests(&["cluster"]),
             ),
             images(release.clone(), assets.clone()),
-            // Beside the rest of the soak and on into phase two: whatever
-            // is idle, at the lowest priority (test_plan rules 3–5).
-            the_rest.start("start building the rest", Assets::Helm, Targets::All),
         ],
     );
     let phase_two = {
@@ -74,7 +71,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             test_plan::demo_phase(
                 test_plan::sort(&root, for_cluster.tests()).cluster_demo,
                 vec![
-                    the_rest.finish("finish building the rest"),
+                    the_rest.build("build the rest", Assets::Helm, Targets::All),
                     the_rest.lints(),
                 ],
             )
@@ -133,10 +130,8 @@ struct Stage(Arc<Mutex<StageState>>);
 #[derive(Default)]
 enum StageState {
     #[default]
-    NotStarted,
-    Running(std::thread::JoinHandle<anyhow::Result<Built>>),
+    NotBuilt,
     Built(Built),
-    Failed,
 }
 
 /// Builds `assets` (Go) and, beside them, `targets` (cargo), on the
@@ -169,43 +164,9 @@ impl Stage {
         let stage = self.clone();
         Self::task(label, move || {
             let built = build_stage(assets, targets);
-            *stage.lock() = match &built {
-                Ok(built) => StageState::Built(built.clone()),
-                Err(_) => StageState::Failed,
-            };
-            built.map(drop)
-        })
-    }
-
-    /// The stage started, on a thread of its own that outlives the lane's
-    /// job and its phase; [`finish`](Self::finish) waits for it.
-    fn start(&self, label: &str, assets: Assets, targets: Targets<'static>) -> Job {
-        let stage = self.clone();
-        Self::task(label, move || {
-            let running = std::thread::spawn(move || build_stage(assets, targets));
-            *stage.lock() = StageState::Running(running);
-            Ok(())
-        })
-    }
-
-    /// Waits for the stage [`start`](Self::start) started.
-    fn finish(&self, label: &str) -> Job {
-        let stage = self.clone();
-        Self::task(label, move || {
-            let state = std::mem::take(&mut *stage.lock());
-            let built = match state {
-                StageState::Running(running) => running
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the build panicked"))?,
-                StageState::Built(built) => Ok(built),
-                StageState::NotStarted | StageState::Failed => {
-                    Err(anyhow::anyhow!("the build was not started, or failed"))
-                }
-            };
-            *stage.lock() = match &built {
-                Ok(built) => StageState::Built(built.clone()),
-                Err(_) => StageState::Failed,
-            };
+            if let Ok(built) = &built {
+                *stage.lock() = StageState::Built(built.clone());
+            }
             built.map(drop)
         })
     }
