@@ -59,10 +59,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         vec![
             for_cluster.build(
                 "build for the cluster",
-                Assets::Node,
+                &[Assets::Node],
                 Targets::DemoTests(&["cluster"]),
             ),
             images(release.clone(), assets.clone()),
+            // Go beside the soak left it undisturbed; cargo's linking did
+            // not (test_plan rule 4).
+            helm(),
         ],
     );
     let phase_two = {
@@ -71,7 +74,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             test_plan::demo_phase(
                 test_plan::sort(&root, for_cluster.tests()).cluster_demo,
                 vec![
-                    the_rest.build("build the rest", Assets::Helm, Targets::All),
+                    the_rest.build("build the rest", &[], Targets::All),
                     the_rest.lints(),
                 ],
             )
@@ -137,8 +140,8 @@ enum StageState {
 /// Builds `assets` (Go) and, beside them, `targets` (cargo), on the
 /// calling thread's priority: a new thread inherits its nice value and
 /// cgroup.
-fn build_stage(assets: Assets, targets: Targets<'static>) -> anyhow::Result<Built> {
-    let go = std::thread::spawn(move || test_assets::ensure(&[assets]));
+fn build_stage(assets: &'static [Assets], targets: Targets<'static>) -> anyhow::Result<Built> {
+    let go = std::thread::spawn(move || test_assets::ensure(assets));
     let built = workspace::build_release(targets);
     go.join()
         .map_err(|_| anyhow::anyhow!("the Go build panicked"))??;
@@ -160,7 +163,7 @@ impl Stage {
     }
 
     /// The stage, built before the lane goes on.
-    fn build(&self, label: &str, assets: Assets, targets: Targets<'static>) -> Job {
+    fn build(&self, label: &str, assets: &'static [Assets], targets: Targets<'static>) -> Job {
         let stage = self.clone();
         Self::task(label, move || {
             let built = build_stage(assets, targets);
@@ -205,6 +208,15 @@ impl Stage {
             }),
         })
     }
+}
+
+/// helm, for the chart's tests in phase three.
+fn helm() -> Job {
+    Job::Task(Task {
+        label: "build helm".to_owned(),
+        prerequisite: true,
+        run: Arc::new(|| test_assets::ensure(&[Assets::Helm]).map(drop)),
+    })
 }
 
 /// The container images the images test and the cluster test run: built

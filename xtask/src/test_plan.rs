@@ -15,16 +15,16 @@
 //!    of the two cores, the cluster demo 40–50 %).
 //! 4. Phase one: the local demo, beside only work that needs no test
 //!    server of ours: the build of what phase two needs (the node's Go
-//!    commands and the cluster's test executable), then the container
-//!    images. Beside the suites, whose bursts of processes starting
+//!    commands and the cluster's test executable), the container images,
+//!    then helm (Go beside the soak left it undisturbed). Beside the suites, whose bursts of processes starting
 //!    (PostgreSQL, API servers) stall the demo's OMS on 2 cores, the local
 //!    soak drew false reports in one run of two (at equal priority: before
 //!    rule 8). Beside cargo building the test executables, in the soak's
 //!    last two minutes, fulfillment's p99 rose 8.6 times (a false report,
 //!    the cold run of 2026-12-07): the cgroup holds the CPU, not the memory
 //!    and disk that linking takes.
-//! 5. Phase two: the demo on the one-node cluster, beside the build of
-//!    everything else (every other target; helm) and the report of its
+//! 5. Phase two: the demo on the one-node cluster, beside cargo's build of
+//!    everything else (every other target) and the report of its
 //!    warnings (clippy's lints, compiled with it). The cluster demo passed
 //!    beside it (0 false reports). The cluster needs the images and the
 //!    node's commands: a phase runs only when every prerequisite before it
