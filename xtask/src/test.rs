@@ -128,14 +128,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// One later stage of the build: its Go assets and cargo's targets side
 /// by side, and what it built once it has.
 #[derive(Clone, Default)]
-struct Stage(Arc<Mutex<StageState>>);
-
-#[derive(Default)]
-enum StageState {
-    #[default]
-    NotBuilt,
-    Built(Built),
-}
+struct Stage(Arc<Mutex<Option<Built>>>);
 
 /// Builds `assets` (Go) and, beside them, `targets` (cargo), on the
 /// calling thread's priority: a new thread inherits its nice value and
@@ -149,7 +142,7 @@ fn build_stage(assets: &'static [Assets], targets: Targets<'static>) -> anyhow::
 }
 
 impl Stage {
-    fn lock(&self) -> std::sync::MutexGuard<'_, StageState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Built>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -168,7 +161,7 @@ impl Stage {
         Self::task(label, move || {
             let built = build_stage(assets, targets);
             if let Ok(built) = &built {
-                *stage.lock() = StageState::Built(built.clone());
+                *stage.lock() = Some(built.clone());
             }
             built.map(drop)
         })
@@ -176,10 +169,10 @@ impl Stage {
 
     /// The test executables it built; none when it failed or is not done.
     fn tests(&self) -> Vec<test_plan::TestBinary> {
-        match &*self.lock() {
-            StageState::Built(built) => built.tests.clone(),
-            _ => Vec::new(),
-        }
+        self.lock()
+            .as_ref()
+            .map(|built| built.tests.clone())
+            .unwrap_or_default()
     }
 
     /// clippy's lints and rustc's warnings on our crates, which the build
@@ -193,7 +186,7 @@ impl Stage {
             run: Arc::new(move || {
                 workspace::clippy_driver()?;
                 let state = stage.lock();
-                let StageState::Built(built) = &*state else {
+                let Some(built) = &*state else {
                     anyhow::bail!("the build of every target did not finish");
                 };
                 for warning in &built.warnings {
